@@ -1,0 +1,87 @@
+"""The `tandem` command: serve, migrate, version."""
+
+import asyncio
+import logging
+from typing import Annotated
+
+import typer
+import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
+
+from tandem import __version__
+from tandem.app import create_app
+from tandem.db import create_engine
+from tandem.migrations import current_revision, head_revision, upgrade_to_head
+from tandem.observability import configure_logging
+from tandem.settings import Settings
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Tandem: agents work, people decide."
+)
+log = logging.getLogger("tandem.cli")
+
+
+class SchemaOutdated(Exception):
+    pass
+
+
+async def prepare_database(settings: Settings, *, migrate: bool) -> str | None:
+    """Bring the schema to head (SQLite, or when asked), or refuse an outdated one."""
+    engine = create_engine(settings.database_url)
+    try:
+        if migrate or settings.is_sqlite:
+            await upgrade_to_head(engine)
+        current, head = await current_revision(engine), head_revision()
+        if current != head:
+            raise SchemaOutdated(
+                f"The database schema is at revision {current or 'none'}, this version of Tandem "
+                f"needs {head}. Run `tandem migrate` first, or start with `tandem serve --migrate`."
+            )
+        return current
+    finally:
+        await engine.dispose()
+
+
+def _load_settings() -> Settings:
+    settings = Settings()
+    configure_logging(json_output=settings.is_production, level=settings.log_level)
+    return settings
+
+
+def _prepare_or_exit(settings: Settings, *, migrate: bool) -> str | None:
+    try:
+        return asyncio.run(prepare_database(settings, migrate=migrate))
+    except SchemaOutdated as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    except (SQLAlchemyError, OSError) as exc:
+        typer.echo(f"Error: cannot reach the database ({type(exc).__name__}: {exc})", err=True)
+        raise typer.Exit(code=1) from exc
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    migrate: Annotated[
+        bool, typer.Option("--migrate", help="Apply pending migrations before starting.")
+    ] = False,
+) -> None:
+    """Serve the HTTP API (SQLite schema is migrated automatically)."""
+    settings = _load_settings()
+    _prepare_or_exit(settings, migrate=migrate)
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply every pending database migration."""
+    settings = _load_settings()
+    revision = _prepare_or_exit(settings, migrate=True)
+    typer.echo(f"Database schema is at revision {revision}.")
+
+
+@app.command()
+def version() -> None:
+    """Print Tandem's version."""
+    typer.echo(__version__)

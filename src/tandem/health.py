@@ -1,0 +1,72 @@
+"""Liveness, readiness and metrics: no authentication, never rate limited."""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tandem import __version__
+from tandem.db import READ_ONLY
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+READINESS_TIMEOUT_SECONDS = 3.0
+
+router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
+
+
+def database_check(engine: AsyncEngine) -> ReadinessCheck:
+    async def check() -> None:
+        async with engine.connect() as connection:
+            await connection.execution_options(**READ_ONLY)
+            await connection.execute(text("SELECT 1"))
+
+    return check
+
+
+async def _run_check(name: str, check: ReadinessCheck) -> str:
+    try:
+        await asyncio.wait_for(check(), READINESS_TIMEOUT_SECONDS)
+    except TimeoutError:
+        log.warning("Readiness check %s timed out", name)
+        return "timeout"
+    except Exception as exc:
+        log.warning("Readiness check %s failed: %r", name, exc)
+        return f"failed: {type(exc).__name__}"
+    return "ok"
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "healthy", "version": __version__}
+
+
+@router.get("/health/ready", responses={503: {"description": "A dependency is not ready"}})
+async def ready(request: Request) -> JSONResponse:
+    checks: dict[str, ReadinessCheck] = request.app.state.readiness_checks
+    results = dict(
+        zip(
+            checks,
+            await asyncio.gather(*(_run_check(n, c) for n, c in checks.items())),
+            strict=True,
+        )
+    )
+    failing = [name for name, result in results.items() if result != "ok"]
+    body: dict[str, Any] = {"status": "ready" if not failing else "not ready", "checks": results}
+    if failing:
+        body["detail"] = f"Not ready: {', '.join(failing)} check failed"
+        return JSONResponse(body, status_code=503)
+    return JSONResponse(body)
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    return Response(
+        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )

@@ -1,0 +1,216 @@
+"""Root fixtures: settings, the database per backend, the transactional session, the app.
+
+Every database test runs twice, on SQLite and on PostgreSQL (the `database_url` fixture is
+parametrised). The schema is built once per backend by running the Alembic migrations; every
+test then runs inside one outer transaction that is rolled back at teardown, and the app's
+sessions join it through savepoints, so code that commits still leaves nothing behind.
+"""
+
+import inspect
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import httpx
+import psycopg
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from tandem.app import create_app
+from tandem.db import create_engine, get_session
+from tandem.migrations import upgrade_to_head
+from tandem.settings import Settings
+from tests import factories
+
+T = TypeVar("T")
+BACKENDS = ("sqlite", "postgresql")
+
+
+def services_required() -> bool:
+    return os.environ.get("TANDEM_TEST_REQUIRE_SERVICES") == "1"
+
+
+def skip_or_fail(reason: str) -> None:
+    """A missing service skips the test locally; under CI it is a failure, never a skip."""
+    if services_required():
+        pytest.fail(f"{reason} (TANDEM_TEST_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# --- PostgreSQL databases ------------------------------------------------------------------
+
+
+def _admin_conninfo(url: str) -> str:
+    """A libpq connection string for the server's maintenance database."""
+    parsed = make_url(url).set(drivername="postgresql", database="postgres")
+    return parsed.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get("TANDEM_TEST_POSTGRES_URL")
+    if not url:
+        skip_or_fail("TANDEM_TEST_POSTGRES_URL is not set")
+    assert url is not None
+    try:
+        with psycopg.connect(_admin_conninfo(url), connect_timeout=3):
+            pass
+    except psycopg.OperationalError as exc:
+        skip_or_fail(f"PostgreSQL at TANDEM_TEST_POSTGRES_URL does not answer: {exc}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def create_postgres_database(postgres_url: str) -> Iterator[Callable[[], str]]:
+    """Makes empty databases on the test server (one per call), dropped at the end."""
+    created: list[str] = []
+    admin = _admin_conninfo(postgres_url)
+    base_name = make_url(postgres_url).database or "tandem_test"
+
+    def create() -> str:
+        name = f"{base_name}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+
+    yield create
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in created:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- the database under test -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "tandem-test.db"
+        return f"sqlite+aiosqlite:///{path}"
+    create: Callable[[], str] = request.getfixturevalue("create_postgres_database")
+    return create()
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """One engine per backend and test session; the schema comes from the migrations."""
+    engine = create_engine(database_url)
+    await upgrade_to_head(engine)
+    yield engine
+    await engine.dispose()
+
+
+@asynccontextmanager
+async def rolled_back_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection inside an outer transaction that is always rolled back."""
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        try:
+            yield connection
+        finally:
+            await transaction.rollback()
+
+
+def joined_session(connection: AsyncConnection) -> AsyncSession:
+    """A session whose commits only release a savepoint of the outer transaction."""
+    return AsyncSession(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+
+
+@pytest.fixture
+async def db_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async with rolled_back_connection(engine) as connection:
+        yield connection
+
+
+@pytest.fixture
+async def db_session(db_connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    session = joined_session(db_connection)
+    factories.bind(session)
+    try:
+        yield session
+    finally:
+        factories.bind(None)
+        await session.close()
+
+
+# --- the application ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(_env_file=None, database_url=database_url, data_dir=tmp_path)  # type: ignore[call-arg]
+
+
+def override_session(app: FastAPI, connection: AsyncConnection) -> None:
+    """Route the app's request sessions into the test's outer transaction."""
+
+    async def session_in_test_transaction() -> AsyncIterator[AsyncSession]:
+        async with joined_session(connection) as session:
+            try:
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            else:
+                await session.commit()
+
+    app.dependency_overrides[get_session] = session_in_test_transaction
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan started, and an httpx client speaking ASGI to it."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c
+
+
+@pytest.fixture
+def app(settings: Settings, db_connection: AsyncConnection) -> FastAPI:
+    app = create_app(settings)
+    override_session(app, db_connection)
+    return app
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with running(app) as client:
+        yield client
+
+
+# --- waiting for background work ------------------------------------------------------------
+
+
+async def _wait_until(
+    condition: Callable[[], T | Awaitable[T]], *, timeout: float = 10.0, interval: float = 0.02
+) -> T:
+    """Polls `condition` until it returns something truthy; fails after `timeout` seconds."""
+    with anyio.fail_after(timeout):
+        while True:
+            result: Any = condition()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return result  # type: ignore[no-any-return]
+            await anyio.sleep(interval)
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., Awaitable[Any]]:
+    """The one deadline helper: `await wait_until(lambda: ..., timeout=5)`."""
+    return _wait_until

@@ -1,0 +1,128 @@
+"""The request owns the transaction; tests own an outer one that nothing escapes."""
+
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from tandem.app import create_app
+from tandem.db import SessionDep, create_engine
+from tandem.errors import Conflict
+from tandem.models import Organization
+from tandem.settings import Settings
+from tests.conftest import override_session, rolled_back_connection, running
+from tests.factories import OrganizationFactory
+
+pytestmark = pytest.mark.anyio
+
+
+class NewOrganization(BaseModel):
+    name: str
+    fail_after_write: bool = False
+
+
+def add_organization_routes(app: FastAPI) -> None:
+    @app.post("/test/organizations", status_code=201)
+    async def create(body: NewOrganization, session: SessionDep) -> dict[str, str]:
+        organization = Organization(name=body.name)
+        session.add(organization)
+        await session.flush()
+        if body.fail_after_write:
+            raise Conflict("Refused after writing")
+        return {"id": str(organization.id)}
+
+    @app.post("/test/organizations/committed", status_code=201)
+    async def create_and_commit(body: NewOrganization, session: SessionDep) -> dict[str, str]:
+        organization = Organization(name=body.name)
+        session.add(organization)
+        await session.commit()  # code that commits on its own must not escape the test either
+        return {"id": str(organization.id)}
+
+
+async def count_named(session_or_engine: AsyncSession | AsyncEngine, name: str) -> int:
+    query = select(func.count()).select_from(Organization).where(Organization.name == name)
+    if isinstance(session_or_engine, AsyncEngine):
+        async with session_or_engine.connect() as connection:
+            return (await connection.execute(query)).scalar_one()
+    return (await session_or_engine.execute(query)).scalar_one()
+
+
+@pytest.fixture
+def app_with_routes(app: FastAPI) -> FastAPI:
+    add_organization_routes(app)
+    return app
+
+
+async def test_session_commits_when_the_handler_succeeds(
+    app_with_routes: FastAPI, db_session: AsyncSession
+) -> None:
+    async with running(app_with_routes) as client:
+        response = await client.post("/test/organizations", json={"name": "Committed Co"})
+    assert response.status_code == 201
+    created = await db_session.get(Organization, uuid.UUID(response.json()["id"]))
+    assert created is not None
+    assert created.name == "Committed Co"
+    assert created.created_at.tzinfo is not None
+
+
+async def test_session_rolls_back_when_the_handler_raises(
+    app_with_routes: FastAPI, db_session: AsyncSession
+) -> None:
+    async with running(app_with_routes) as client:
+        response = await client.post(
+            "/test/organizations", json={"name": "Rolled Back Co", "fail_after_write": True}
+        )
+    assert response.status_code == 409
+    assert response.json() == {"detail": "Refused after writing"}
+    assert await count_named(db_session, "Rolled Back Co") == 0
+
+
+async def test_rows_committed_by_the_app_do_not_outlive_the_test(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    """The same machinery as the `app` fixture, observed from outside the test's transaction."""
+    name = f"Leak check {uuid.uuid4()}"
+    async with rolled_back_connection(engine) as connection:
+        app = create_app(settings)
+        override_session(app, connection)
+        add_organization_routes(app)
+        async with running(app) as client:
+            for path in ("/test/organizations", "/test/organizations/committed"):
+                response = await client.post(path, json={"name": name})
+                assert response.status_code == 201, response.text
+        inside = (
+            await connection.execute(
+                select(func.count()).select_from(Organization).where(Organization.name == name)
+            )
+        ).scalar_one()
+        assert inside == 2
+    assert await count_named(engine, name) == 0
+
+
+async def test_factories_write_inside_the_test_transaction(db_session: AsyncSession) -> None:
+    organization = await OrganizationFactory.create_async(name="Factory Made")
+    assert organization.id is not None
+    assert await count_named(db_session, "Factory Made") == 1
+
+
+async def test_sqlite_runs_with_wal_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'pragmas.db'}")
+    try:
+        async with engine.connect() as connection:
+            pragmas = {
+                name: (await connection.exec_driver_sql(f"PRAGMA {name}")).scalar_one()
+                for name in ("journal_mode", "foreign_keys", "busy_timeout")
+            }
+    finally:
+        await engine.dispose()
+    assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000}
+
+
+async def test_client_fixture_serves_the_app(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.json()["status"] == "healthy"

@@ -1,0 +1,58 @@
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tandem import __version__
+from tandem.app import create_app
+from tandem.settings import Settings
+from tests.conftest import running
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_health_says_healthy_with_the_version(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "healthy", "version": __version__}
+
+
+async def test_ready_checks_the_database(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"database": "ok"}}
+
+
+async def test_ready_is_503_naming_the_database_when_it_is_unreachable(
+    free_tcp_port: int,
+) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        database_url=f"postgresql+psycopg://tandem@127.0.0.1:{free_tcp_port}/nowhere",
+    )
+    async with running(create_app(settings)) as client:
+        response = await client.get("/health/ready")
+    body = response.json()
+    assert response.status_code == 503
+    assert body["status"] == "not ready"
+    assert body["checks"]["database"].startswith("failed: ")
+    assert "database" in body["detail"]
+
+
+async def test_metrics_are_prometheus_text_per_route(client: httpx.AsyncClient) -> None:
+    await client.get("/health")
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert (
+        'tandem_http_requests_total{method="GET",route="/health",status="200"} 1.0' in response.text
+    )
+    assert "tandem_http_request_duration_seconds_bucket" in response.text
+
+
+async def test_openapi_and_docs_are_served(app: FastAPI, client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    assert schema["info"]["title"] == "Tandem"
+    assert "/health/ready" in schema["paths"]
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()

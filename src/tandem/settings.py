@@ -3,10 +3,13 @@
 from enum import StrEnum
 from pathlib import Path
 
+import limits
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tandem.db"
+DEFAULT_JWT_SECRETS = frozenset({"", "change-me", "changeme", "secret", "tandem"})
+MIN_PRODUCTION_SECRET_BYTES = 32
 
 
 class Environment(StrEnum):
@@ -21,11 +24,36 @@ class Settings(BaseSettings):
 
     env: Environment = Environment.development
     database_url: str = DEFAULT_DATABASE_URL
-    data_dir: Path = Field(
-        default=Path("."), description="Where generated state (e.g. the dev JWT secret) is kept."
-    )
-    log_level: str = "INFO"
     database_pool_size: int = Field(default=10, ge=1)
+    data_dir: Path = Path(".")
+    log_level: str = "INFO"
+
+    # Tokens
+    jwt_secret: str | None = None
+    jwt_issuer: str = "tandem"
+    jwt_algorithm: str = "HS256"
+    access_token_minutes: int = Field(default=15, ge=1)
+    refresh_token_days: int = Field(default=14, ge=1)
+
+    # Redis: shared rate-limit storage when set
+    redis_url: str | None = None
+
+    # Rate limits, in the `limits` notation ("60/minute", "1000/hour")
+    rate_limit_agents: str = "60/minute"
+    rate_limit_login: str = "5/minute"
+    rate_limit_register: str = "10/minute"
+
+    # E-mail: SMTP when a host is set, otherwise the outbox and the log
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "tandem@localhost"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    outbox_poll_seconds: float = Field(default=2.0, gt=0)
+    outbox_max_attempts: int = Field(default=8, ge=1)
+    outbox_retry_base_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("database_url")
     @classmethod
@@ -34,6 +62,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 "TANDEM_DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+psycopg://"
             )
+        return value
+
+    @field_validator("rate_limit_agents", "rate_limit_login", "rate_limit_register")
+    @classmethod
+    def _parsable_limit(cls, value: str) -> str:
+        try:
+            limits.parse(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"{value!r} is not a rate limit; write it like '60/minute' or '1000 per hour'"
+            ) from exc
         return value
 
     @property

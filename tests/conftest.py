@@ -28,6 +28,8 @@ from tandem.migrations import upgrade_to_head
 from tandem.settings import Settings
 from tests import factories
 
+pytest_plugins = ["tests.smtp_server"]
+
 T = TypeVar("T")
 BACKENDS = ("sqlite", "postgresql")
 

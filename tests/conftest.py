@@ -11,6 +11,8 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,15 +22,24 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+)
 
 from tandem.app import create_app
-from tandem.db import create_engine, get_session
+from tandem.db import create_engine, create_sessionmaker, get_session, transaction_scope
+from tandem.identity.models import User
+from tandem.identity.sessions import start_login
 from tandem.migrations import upgrade_to_head
+from tandem.models import Base
 from tandem.settings import Settings
 from tests import factories
+from tests.factories import make_user
 
-pytest_plugins = ["tests.smtp_server"]
+pytest_plugins = ["tests.smtp_server", "tests.redis_fixtures"]
 
 T = TypeVar("T")
 BACKENDS = ("sqlite", "postgresql")
@@ -48,6 +59,13 @@ def skip_or_fail(reason: str) -> None:
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in a directory of its own, so defaults like ./tandem.db or the dev
+    JWT secret (./jwt-secret) never land in the checkout or leak between tests."""
+    monkeypatch.chdir(tmp_path)
 
 
 # --- PostgreSQL databases ------------------------------------------------------------------
@@ -149,6 +167,50 @@ async def db_session(db_connection: AsyncConnection) -> AsyncIterator[AsyncSessi
         await session.close()
 
 
+# --- a database whose commits are real -------------------------------------------------------
+# For what the rolled-back test transaction cannot show: background workers that must see
+# committed rows, and races between concurrent requests on their own connections.
+
+
+@dataclass(frozen=True)
+class CommittedDatabase:
+    url: str
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.url.startswith("postgresql")
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def committed_db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('committed') / 'committed.db'}"
+    create: Callable[[], str] = request.getfixturevalue("create_postgres_database")
+    return create()
+
+
+@pytest.fixture(scope="session")
+async def committed_engine(committed_db_url: str) -> AsyncIterator[AsyncEngine]:
+    """One migrated database per backend and test process (a new PostgreSQL database costs
+    a checkpoint to drop, so not one per test)."""
+    engine = create_engine(committed_db_url)
+    await upgrade_to_head(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def committed_db(committed_db_url: str, committed_engine: AsyncEngine) -> CommittedDatabase:
+    """The committed database, emptied first: no test sees rows another one left."""
+    async with committed_engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            await connection.execute(table.delete())
+    return CommittedDatabase(committed_db_url, create_sessionmaker(committed_engine))
+
+
 # --- the application ------------------------------------------------------------------------
 
 
@@ -161,14 +223,8 @@ def override_session(app: FastAPI, connection: AsyncConnection) -> None:
     """Route the app's request sessions into the test's outer transaction."""
 
     async def session_in_test_transaction() -> AsyncIterator[AsyncSession]:
-        async with joined_session(connection) as session:
-            try:
-                yield session
-            except BaseException:
-                await session.rollback()
-                raise
-            else:
-                await session.commit()
+        async with joined_session(connection) as session, transaction_scope(session):
+            yield session
 
     app.dependency_overrides[get_session] = session_in_test_transaction
 
@@ -183,7 +239,8 @@ async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def app(settings: Settings, db_connection: AsyncConnection) -> FastAPI:
+def app(settings: Settings, db_connection: AsyncConnection, db_session: AsyncSession) -> FastAPI:
+    """The app, its request sessions inside the test's transaction (factories bound too)."""
     app = create_app(settings)
     override_session(app, db_connection)
     return app
@@ -193,6 +250,31 @@ def app(settings: Settings, db_connection: AsyncConnection) -> FastAPI:
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with running(app) as client:
         yield client
+
+
+# --- signing in -----------------------------------------------------------------------------
+
+AuthHeaders = dict[str, str]
+LoginAs = Callable[..., Awaitable[AuthHeaders]]
+
+
+@pytest.fixture
+async def member(db_session: AsyncSession) -> User:
+    """A member (the least privileged role) of a new organization."""
+    return await make_user()
+
+
+@pytest.fixture
+def login_as(app: FastAPI, db_session: AsyncSession, client: httpx.AsyncClient) -> LoginAs:
+    """Headers of a real login for a user (factory-made), optionally narrowed to `scopes`."""
+
+    async def headers_for(user: User, scopes: set[str] | None = None) -> AuthHeaders:
+        tokens = await start_login(
+            db_session, app.state.token_signer, timedelta(days=1), user, scopes
+        )
+        return {"Authorization": f"Bearer {tokens.access_token}"}
+
+    return headers_for
 
 
 # --- waiting for background work ------------------------------------------------------------

@@ -6,11 +6,16 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from tandem import __version__
 from tandem.app import create_app
-from tandem.db import create_engine
+from tandem.db import create_engine, create_sessionmaker, transaction_scope
+from tandem.errors import TandemError
+from tandem.identity.schemas import RegisterIn
+from tandem.identity.security import InsecureSecret, resolve_jwt_secret
+from tandem.identity.service import register
 from tandem.migrations import current_revision, head_revision, upgrade_to_head
 from tandem.observability import configure_logging
 from tandem.settings import Settings
@@ -69,6 +74,11 @@ def serve(
 ) -> None:
     """Serve the HTTP API (SQLite schema is migrated automatically)."""
     settings = _load_settings()
+    try:
+        resolve_jwt_secret(settings)
+    except InsecureSecret as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
     _prepare_or_exit(settings, migrate=migrate)
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
 
@@ -79,6 +89,58 @@ def migrate() -> None:
     settings = _load_settings()
     revision = _prepare_or_exit(settings, migrate=True)
     typer.echo(f"Database schema is at revision {revision}.")
+
+
+async def _create_admin(settings: Settings, email: str, password: str, organization: str) -> str:
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_sessionmaker(engine)() as session, transaction_scope(session):
+            user = await register(
+                session,
+                email=email,
+                password=password,
+                full_name=email.split("@")[0],
+                organization_name=organization,
+            )
+            return f"Created admin {user.email} ({user.id}) in organization {organization!r}."
+    finally:
+        await engine.dispose()
+
+
+@app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="The admin's e-mail (their login).")],
+    organization: Annotated[str, typer.Option(help="Name of the new organization.")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            help="At least 12 characters; prompted for when omitted.",
+        ),
+    ],
+) -> None:
+    """Create an organization and its first admin, without HTTP."""
+    settings = _load_settings()
+    _prepare_or_exit(settings, migrate=settings.is_sqlite)
+    try:
+        data = RegisterIn(
+            email=email,
+            password=password,
+            full_name=email.split("@")[0],
+            organization_name=organization,
+        )
+    except ValidationError as exc:
+        for error in exc.errors():
+            typer.echo(f"Error: {error['loc'][0]}: {error['msg']}", err=True)
+        raise typer.Exit(code=2) from exc
+    try:
+        message = asyncio.run(_create_admin(settings, data.email, data.password, organization))
+    except TandemError as exc:
+        typer.echo(f"Error: {exc.detail}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(message)
 
 
 @app.command()

@@ -6,6 +6,7 @@ succeeds and rolls back when it raises. Services call `flush()`, never `commit()
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -21,6 +22,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
+
+from tandem.errors import TandemError
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -116,17 +119,26 @@ def create_sessionmaker(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(bind, expire_on_commit=False)
 
 
+@asynccontextmanager
+async def transaction_scope(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """Commit when the block succeeds; roll back when it raises (unless the error keeps changes)."""
+    try:
+        yield session
+    except TandemError as exc:
+        await (session.commit() if exc.keeps_changes else session.rollback())
+        raise
+    except BaseException:
+        await session.rollback()
+        raise
+    else:
+        await session.commit()
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session and one transaction per request: commit on success, roll back on error."""
+    """One session and one transaction per request."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
-            await session.commit()
+    async with sessionmaker() as session, transaction_scope(session):
+        yield session
 
 
 # scope="function": the commit happens before the response is sent, so a failed commit is

@@ -1,6 +1,23 @@
 """Every model, imported in one place so that `Base.metadata` is complete (Alembic, tests)."""
 
 from tandem.db import Base
-from tandem.identity.models import Organization
+from tandem.identity.models import (
+    ApiKey,
+    LoginSession,
+    Organization,
+    Project,
+    RefreshToken,
+    User,
+)
+from tandem.notifications.models import OutboxMessage
 
-__all__ = ["Base", "Organization"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "LoginSession",
+    "Organization",
+    "OutboxMessage",
+    "Project",
+    "RefreshToken",
+    "User",
+]

@@ -26,7 +26,9 @@ async def _health_requests(settings: Settings) -> None:
 
 
 def test_health_requests_per_second(benchmark: Any, tmp_path: Path) -> None:
-    settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path}/b.db")  # type: ignore[call-arg]
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path}/b.db", data_dir=tmp_path
+    )
     benchmark.pedantic(lambda: asyncio.run(_health_requests(settings)), rounds=5, iterations=1)
     seconds_per_request = benchmark.stats.stats.median / REQUESTS_PER_ROUND
     benchmark.extra_info["requests_per_second"] = round(1 / seconds_per_request)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -23,10 +25,11 @@ async def test_ready_checks_the_database(client: httpx.AsyncClient) -> None:
 
 
 async def test_ready_is_503_naming_the_database_when_it_is_unreachable(
-    free_tcp_port: int,
+    free_tcp_port: int, tmp_path: Path
 ) -> None:
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
+        data_dir=tmp_path,
         database_url=f"postgresql+psycopg://tandem@127.0.0.1:{free_tcp_port}/nowhere",
     )
     async with running(create_app(settings)) as client:

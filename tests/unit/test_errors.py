@@ -47,7 +47,6 @@ async def get(app: FastAPI, path: str = "/boom", **kwargs: object) -> httpx.Resp
         pytest.param(Forbidden("Missing scope 'agent:run'"), 403, id="forbidden"),
         pytest.param(NotFound("Agent 'x' not found"), 404, id="not-found"),
         pytest.param(Conflict("Email already registered"), 409, id="conflict"),
-        pytest.param(Invalid("Edit needs feedback"), 422, id="invalid"),
         pytest.param(RateLimited("Retry in 3 seconds"), 429, id="rate-limited"),
         pytest.param(ServiceUnavailable("Down"), 503, id="unavailable"),
     ],
@@ -57,6 +56,17 @@ async def test_domain_error_becomes_its_status_and_detail(error: TandemError, st
     assert response.status_code == status
     assert response.json() == {"detail": error.detail}
     assert response.headers["x-request-id"]
+
+
+async def test_invalid_uses_the_validation_error_shape() -> None:
+    error = Invalid("Edit needs feedback", loc=("body", "feedback"))
+    response = await get(app_raising(error))
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": [
+            {"loc": ["body", "feedback"], "msg": "Edit needs feedback", "type": "value_error"}
+        ]
+    }
 
 
 async def test_error_headers_are_sent() -> None:

@@ -1,0 +1,146 @@
+"""Who is calling: one principal (a user or an API key) and the scope check every router uses.
+
+@router.post("/run")
+async def run(principal: Annotated[Principal, Depends(require_scopes(Scope.agent_run))]): ...
+"""
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tandem.db import SessionDep
+from tandem.errors import Forbidden, Unauthorized
+from tandem.identity.models import ApiKey, LoginSession, User
+from tandem.identity.scopes import Role, Scope, scopes_for
+from tandem.identity.security import BEARER_CHALLENGE, TokenSigner, sha256_hex
+
+NO_CREDENTIALS = (
+    "Not authenticated: send an `Authorization: Bearer <access token>` header "
+    "or an `X-API-Key: <key>` header"
+)
+
+bearer_scheme = HTTPBearer(auto_error=False, description="An access token from /auth/login")
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key")
+
+
+class PrincipalKind(StrEnum):
+    user = "user"
+    api_key = "api_key"
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: PrincipalKind
+    id: uuid.UUID  # the user's id, or the API key's
+    user_id: uuid.UUID  # the user, or the user who created the key
+    organization_id: uuid.UUID
+    scopes: frozenset[Scope]
+
+    def has(self, scope: Scope) -> bool:
+        return scope in self.scopes
+
+
+def _effective_scopes(granted: list[str] | frozenset[str], role: str) -> frozenset[Scope]:
+    """What a token or key carries, never more than its user's role grants today."""
+    allowed = scopes_for(Role(role))
+    return frozenset(scope for scope in allowed if scope.value in granted)
+
+
+async def principal_from_access_token(
+    session: AsyncSession, signer: TokenSigner, token: str
+) -> Principal:
+    claims = signer.decode(token)
+    row = (
+        await session.execute(
+            select(User, LoginSession)
+            .join(LoginSession, LoginSession.user_id == User.id)
+            .where(User.id == claims.user_id, LoginSession.id == claims.session_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise Unauthorized("Invalid access token", headers=BEARER_CHALLENGE)
+    user, login = row
+    if not user.is_active or user.organization_id != claims.organization_id:
+        raise Unauthorized("User is inactive or no longer exists", headers=BEARER_CHALLENGE)
+    if login.revoked_at is not None:
+        raise Unauthorized("This login was signed out; sign in again", headers=BEARER_CHALLENGE)
+    return Principal(
+        kind=PrincipalKind.user,
+        id=user.id,
+        user_id=user.id,
+        organization_id=user.organization_id,
+        scopes=_effective_scopes(claims.scopes, user.role),
+    )
+
+
+async def principal_from_api_key(session: AsyncSession, key: str) -> Principal:
+    row = (
+        await session.execute(
+            select(ApiKey, User)
+            .join(User, User.id == ApiKey.created_by_id)
+            .where(ApiKey.key_hash == sha256_hex(key))
+        )
+    ).one_or_none()
+    if row is None:
+        raise Unauthorized("Invalid API key")
+    api_key, creator = row
+    if api_key.revoked_at is not None:
+        raise Unauthorized("API key revoked")
+    if api_key.expires_at is not None and api_key.expires_at <= datetime.now(UTC):
+        raise Unauthorized("API key expired")
+    if not creator.is_active:
+        raise Unauthorized("API key's owner is inactive")
+    return Principal(
+        kind=PrincipalKind.api_key,
+        id=api_key.id,
+        user_id=creator.id,
+        organization_id=api_key.organization_id,
+        scopes=_effective_scopes(api_key.scopes, creator.role),
+    )
+
+
+def get_token_signer(request: Request) -> TokenSigner:
+    signer: TokenSigner = request.app.state.token_signer
+    return signer
+
+
+async def get_principal(
+    request: Request,
+    session: SessionDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> Principal:
+    if api_key:
+        return await principal_from_api_key(session, api_key)
+    if bearer is not None:
+        return await principal_from_access_token(
+            session, get_token_signer(request), bearer.credentials
+        )
+    if request.headers.get("authorization"):
+        raise Unauthorized(
+            "The Authorization header must be `Bearer <access token>`", headers=BEARER_CHALLENGE
+        )
+    raise Unauthorized(NO_CREDENTIALS, headers=BEARER_CHALLENGE)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require_scopes(*required: Scope) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency that returns the principal when it holds every scope in `required`."""
+
+    async def check(principal: CurrentPrincipal) -> Principal:
+        missing = [scope.value for scope in required if not principal.has(scope)]
+        if missing:
+            raise Forbidden(f"Missing required scope: {', '.join(missing)}")
+        return principal
+
+    return check

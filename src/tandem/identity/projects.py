@@ -1,0 +1,94 @@
+"""Projects: named containers for work, unique by slug inside an organization."""
+
+import re
+import unicodedata
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tandem.errors import Conflict, Invalid, NotFound
+from tandem.identity.models import Project
+from tandem.identity.principal import Principal
+from tandem.identity.schemas import ProjectIn, ProjectUpdateIn
+from tandem.pagination import PageParams, paginate
+
+
+def slugify(name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:200]
+
+
+def _slug_for(name: str) -> str:
+    slug = slugify(name)
+    if not slug:
+        raise Invalid("Project name needs at least one letter or digit", loc=("body", "name"))
+    return slug
+
+
+async def get_project(
+    session: AsyncSession, principal: Principal, project_id: uuid.UUID
+) -> Project:
+    project = await session.get(Project, project_id)
+    if project is None or project.organization_id != principal.organization_id:
+        raise NotFound(f"Project {project_id} not found")
+    return project
+
+
+def _slug_taken(slug: str) -> Conflict:
+    return Conflict(f"A project with the slug '{slug}' already exists in this organization")
+
+
+async def create_project(session: AsyncSession, principal: Principal, data: ProjectIn) -> Project:
+    project = Project(
+        organization_id=principal.organization_id,
+        owner_id=principal.user_id,
+        name=data.name,
+        slug=_slug_for(data.name),
+        description=data.description,
+    )
+    try:
+        # A savepoint, so that the unique constraint turns into a clean 409.
+        async with session.begin_nested():
+            session.add(project)
+    except IntegrityError as exc:
+        raise _slug_taken(project.slug) from exc
+    return project
+
+
+async def list_projects(
+    session: AsyncSession, principal: Principal, params: PageParams
+) -> tuple[Sequence[Project], int]:
+    query = (
+        select(Project)
+        .where(Project.organization_id == principal.organization_id)
+        .order_by(Project.created_at, Project.id)
+    )
+    return await paginate(session, query, params)
+
+
+async def update_project(
+    session: AsyncSession, principal: Principal, project_id: uuid.UUID, changes: ProjectUpdateIn
+) -> Project:
+    project = await get_project(session, principal, project_id)
+    slug = _slug_for(changes.name) if changes.name is not None else project.slug
+    try:
+        # The changes are made inside the savepoint: begin_nested() flushes what is pending.
+        async with session.begin_nested():
+            if changes.name is not None:
+                project.name, project.slug = changes.name, slug
+            if "description" in changes.model_fields_set:
+                project.description = changes.description
+    except IntegrityError as exc:
+        raise _slug_taken(slug) from exc
+    return project
+
+
+async def delete_project(
+    session: AsyncSession, principal: Principal, project_id: uuid.UUID
+) -> None:
+    project = await get_project(session, principal, project_id)
+    await session.delete(project)
+    await session.flush()

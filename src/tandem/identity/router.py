@@ -1,0 +1,308 @@
+"""HTTP for identity: auth, users, the current organization, projects and API keys."""
+
+import uuid
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from tandem.db import SessionDep
+from tandem.errors import error_responses
+from tandem.identity import api_keys, projects, service, sessions
+from tandem.identity.principal import CurrentPrincipal, Principal, get_token_signer, require_scopes
+from tandem.identity.schemas import (
+    ApiKeyCreatedOut,
+    ApiKeyIn,
+    ApiKeyOut,
+    LoginIn,
+    MeOut,
+    OrganizationOut,
+    ProjectIn,
+    ProjectOut,
+    ProjectUpdateIn,
+    RefreshIn,
+    RegisterIn,
+    RegisterOut,
+    TokenOut,
+    UserCreateIn,
+    UserOut,
+    UserUpdateIn,
+)
+from tandem.identity.scopes import Scope
+from tandem.identity.security import TokenSigner
+from tandem.pagination import Page, PageParamsDep
+from tandem.ratelimit import RateLimiter, apply_headers, client_address, rate_limit
+from tandem.settings import Settings
+
+# Auth routes take no credentials; every other route answers 401/403 the same way.
+public = APIRouter(prefix="/api/v1", tags=["auth"])
+router = APIRouter(prefix="/api/v1", responses=error_responses(401, 403))
+
+VALIDATION_ERROR: dict[int | str, dict[str, Any]] = {
+    422: {
+        "description": "Validation Error",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+        },
+    }
+}
+
+SignerDep = Annotated[TokenSigner, Depends(get_token_signer)]
+UsersAdmin = Annotated[Principal, Depends(require_scopes(Scope.users_admin))]
+ProjectsReader = Annotated[Principal, Depends(require_scopes(Scope.projects_read))]
+ProjectsWriter = Annotated[Principal, Depends(require_scopes(Scope.projects_write))]
+
+
+def _refresh_ttl(request: Request) -> timedelta:
+    settings: Settings = request.app.state.settings
+    return timedelta(days=settings.refresh_token_days)
+
+
+def _token_out(tokens: sessions.IssuedTokens) -> TokenOut:
+    return TokenOut(
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_in=tokens.expires_in,
+        scope=tokens.scope,
+    )
+
+
+# --- auth ----------------------------------------------------------------------------------
+
+
+@public.post(
+    "/auth/register",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(409, 429),
+    dependencies=[Depends(rate_limit("register", lambda s: s.rate_limit_register, client_address))],
+)
+async def register(
+    body: RegisterIn, request: Request, session: SessionDep, signer: SignerDep
+) -> RegisterOut:
+    user = await service.register(
+        session,
+        email=body.email,
+        password=body.password,
+        full_name=body.full_name,
+        organization_name=body.organization_name,
+    )
+    tokens = await sessions.start_login(session, signer, _refresh_ttl(request), user)
+    return RegisterOut(
+        user=UserOut.model_validate(user),
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_in=tokens.expires_in,
+    )
+
+
+async def login_credentials(request: Request) -> LoginIn:
+    """OAuth2 password form (`username`, `password`, `scope`) or JSON (`email`, `password`)."""
+    content_type = request.headers.get("content-type", "")
+    try:
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = await request.form()
+            scope = form.get("scope")
+            return LoginIn(
+                email=form.get("username"),
+                password=form.get("password"),
+                scopes=scope.split() if isinstance(scope, str) and scope else None,
+            )
+        return LoginIn.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from exc
+
+
+@public.post(
+    "/auth/login",
+    responses=error_responses(401, 429) | VALIDATION_ERROR,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["username", "password"],
+                        "properties": {
+                            "username": {"type": "string", "description": "E-mail"},
+                            "password": {"type": "string"},
+                            "scope": {"type": "string", "description": "Scopes, by spaces"},
+                        },
+                    }
+                },
+                "application/json": {"schema": LoginIn.model_json_schema()},
+            },
+        }
+    },
+)
+async def login(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    signer: SignerDep,
+    credentials: Annotated[LoginIn, Depends(login_credentials)],
+) -> TokenOut:
+    settings: Settings = request.app.state.settings
+    limiter: RateLimiter = request.app.state.rate_limiter
+    limit = await limiter.hit(
+        settings.rate_limit_login, "login", f"{client_address(request)}|{credentials.email}"
+    )
+    apply_headers(response, limit)
+    tokens = await sessions.login_with_password(
+        session,
+        signer,
+        _refresh_ttl(request),
+        email=credentials.email,
+        password=credentials.password,
+        requested_scopes=set(credentials.scopes) if credentials.scopes else None,
+    )
+    return _token_out(tokens)
+
+
+@public.post("/auth/refresh", responses=error_responses(401))
+async def refresh(
+    body: RefreshIn, request: Request, session: SessionDep, signer: SignerDep
+) -> TokenOut:
+    tokens = await sessions.refresh(session, signer, _refresh_ttl(request), body.refresh_token)
+    return _token_out(tokens)
+
+
+@public.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(body: RefreshIn, session: SessionDep) -> None:
+    await sessions.logout(session, body.refresh_token)
+
+
+# --- users and the organization -------------------------------------------------------------
+
+
+@router.get("/users/me", tags=["users"])
+async def me(principal: CurrentPrincipal, session: SessionDep) -> MeOut:
+    user = await service.get_user(session, principal, principal.user_id)
+    return MeOut(**UserOut.model_validate(user).model_dump(), scopes=sorted(principal.scopes))
+
+
+@router.post(
+    "/users", status_code=status.HTTP_201_CREATED, tags=["users"], responses=error_responses(409)
+)
+async def create_user(body: UserCreateIn, principal: UsersAdmin, session: SessionDep) -> UserOut:
+    return UserOut.model_validate(await service.create_user(session, principal, body))
+
+
+@router.get("/users", tags=["users"])
+async def list_users(
+    principal: UsersAdmin, session: SessionDep, page: PageParamsDep
+) -> Page[UserOut]:
+    users, count = await service.list_users(session, principal, page)
+    return Page(items=[UserOut.model_validate(u) for u in users], count=count)
+
+
+@router.get("/users/{user_id}", tags=["users"], responses=error_responses(404))
+async def get_user(user_id: uuid.UUID, principal: UsersAdmin, session: SessionDep) -> UserOut:
+    return UserOut.model_validate(await service.get_user(session, principal, user_id))
+
+
+@router.patch("/users/{user_id}", tags=["users"], responses=error_responses(404, 409))
+async def update_user(
+    user_id: uuid.UUID, body: UserUpdateIn, principal: UsersAdmin, session: SessionDep
+) -> UserOut:
+    user = await service.update_user(session, principal, user_id, body)
+    return UserOut.model_validate(user)
+
+
+@router.delete(
+    "/users/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["users"],
+    responses=error_responses(404, 409),
+)
+async def deactivate_user(user_id: uuid.UUID, principal: UsersAdmin, session: SessionDep) -> None:
+    await service.deactivate_user(session, principal, user_id)
+
+
+@router.get("/organizations/current", tags=["organizations"])
+async def current_organization(principal: CurrentPrincipal, session: SessionDep) -> OrganizationOut:
+    organization = await service.current_organization(session, principal)
+    return OrganizationOut.model_validate(organization)
+
+
+# --- projects -------------------------------------------------------------------------------
+
+
+@router.post(
+    "/projects",
+    status_code=status.HTTP_201_CREATED,
+    tags=["projects"],
+    responses=error_responses(409),
+)
+async def create_project(
+    body: ProjectIn, principal: ProjectsWriter, session: SessionDep
+) -> ProjectOut:
+    return ProjectOut.model_validate(await projects.create_project(session, principal, body))
+
+
+@router.get("/projects", tags=["projects"])
+async def list_projects(
+    principal: ProjectsReader, session: SessionDep, page: PageParamsDep
+) -> Page[ProjectOut]:
+    items, count = await projects.list_projects(session, principal, page)
+    return Page(items=[ProjectOut.model_validate(p) for p in items], count=count)
+
+
+@router.get("/projects/{project_id}", tags=["projects"], responses=error_responses(404))
+async def get_project(
+    project_id: uuid.UUID, principal: ProjectsReader, session: SessionDep
+) -> ProjectOut:
+    return ProjectOut.model_validate(await projects.get_project(session, principal, project_id))
+
+
+@router.patch("/projects/{project_id}", tags=["projects"], responses=error_responses(404, 409))
+async def update_project(
+    project_id: uuid.UUID, body: ProjectUpdateIn, principal: ProjectsWriter, session: SessionDep
+) -> ProjectOut:
+    project = await projects.update_project(session, principal, project_id, body)
+    return ProjectOut.model_validate(project)
+
+
+@router.delete(
+    "/projects/{project_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["projects"],
+    responses=error_responses(404),
+)
+async def delete_project(
+    project_id: uuid.UUID, principal: ProjectsWriter, session: SessionDep
+) -> None:
+    await projects.delete_project(session, principal, project_id)
+
+
+# --- API keys -------------------------------------------------------------------------------
+
+
+@router.post("/api-keys", status_code=status.HTTP_201_CREATED, tags=["api-keys"])
+async def create_api_key(
+    body: ApiKeyIn, principal: CurrentPrincipal, session: SessionDep
+) -> ApiKeyCreatedOut:
+    api_key, key = await api_keys.create_api_key(session, principal, body)
+    return ApiKeyCreatedOut(**ApiKeyOut.model_validate(api_key).model_dump(), key=key)
+
+
+@router.get("/api-keys", tags=["api-keys"])
+async def list_api_keys(
+    principal: CurrentPrincipal, session: SessionDep, page: PageParamsDep
+) -> Page[ApiKeyOut]:
+    items, count = await api_keys.list_api_keys(session, principal, page)
+    return Page(items=[ApiKeyOut.model_validate(k) for k in items], count=count)
+
+
+@router.delete(
+    "/api-keys/{key_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["api-keys"],
+    responses=error_responses(404),
+)
+async def revoke_api_key(
+    key_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep
+) -> None:
+    await api_keys.revoke_api_key(session, principal, key_id)

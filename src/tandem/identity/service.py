@@ -1,0 +1,161 @@
+"""Organizations and users: registration, administration inside one organization."""
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tandem.errors import Conflict, NotFound
+from tandem.identity.models import Organization, User
+from tandem.identity.principal import Principal
+from tandem.identity.schemas import UserCreateIn, UserUpdateIn
+from tandem.identity.scopes import Role
+from tandem.identity.security import hash_password
+from tandem.identity.sessions import revoke_all_logins
+from tandem.notifications.service import enqueue_email
+from tandem.notifications.templates import welcome_email
+from tandem.pagination import PageParams, paginate
+
+EMAIL_TAKEN = "Email already registered"
+LAST_ADMIN = "An organization needs at least one active admin; promote another user first"
+
+
+async def _add_user(
+    session: AsyncSession,
+    organization: Organization,
+    *,
+    email: str,
+    password: str,
+    full_name: str,
+    role: Role,
+) -> User:
+    """Inserts the user and queues the welcome e-mail, or raises 409 for a taken e-mail."""
+    email = email.lower()
+    if await session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise Conflict(EMAIL_TAKEN)
+    user = User(
+        organization_id=organization.id,
+        email=email,
+        password_hash=await hash_password(password),
+        full_name=full_name,
+        role=role.value,
+        is_active=True,
+    )
+    try:
+        # A savepoint, so that losing a race to the unique constraint is a clean 409.
+        async with session.begin_nested():
+            session.add(user)
+            await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(EMAIL_TAKEN) from exc
+    subject, body = welcome_email(full_name=full_name, organization_name=organization.name)
+    await enqueue_email(
+        session,
+        to=email,
+        subject=subject,
+        body=body,
+        organization_id=organization.id,
+        dedupe_key=f"welcome:{user.id}",
+    )
+    return user
+
+
+async def register(
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    full_name: str,
+    organization_name: str | None,
+) -> User:
+    """A new organization whose first user is its admin."""
+    organization = Organization(name=organization_name or f"{full_name}'s organization")
+    session.add(organization)
+    await session.flush()
+    return await _add_user(
+        session,
+        organization,
+        email=email,
+        password=password,
+        full_name=full_name,
+        role=Role.admin,
+    )
+
+
+async def current_organization(session: AsyncSession, principal: Principal) -> Organization:
+    organization = await session.get(Organization, principal.organization_id)
+    if organization is None:  # pragma: no cover - the principal's organization always exists
+        raise NotFound("Organization not found")
+    return organization
+
+
+async def get_user(session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> User:
+    user = await session.get(User, user_id)
+    if user is None or user.organization_id != principal.organization_id:
+        raise NotFound(f"User {user_id} not found")
+    return user
+
+
+async def create_user(session: AsyncSession, principal: Principal, data: UserCreateIn) -> User:
+    organization = await current_organization(session, principal)
+    return await _add_user(
+        session,
+        organization,
+        email=data.email,
+        password=data.password,
+        full_name=data.full_name,
+        role=data.role,
+    )
+
+
+async def list_users(
+    session: AsyncSession, principal: Principal, params: PageParams
+) -> tuple[Sequence[User], int]:
+    query = (
+        select(User)
+        .where(User.organization_id == principal.organization_id)
+        .order_by(User.created_at, User.id)
+    )
+    return await paginate(session, query, params)
+
+
+async def _ensure_another_active_admin(session: AsyncSession, user: User) -> None:
+    others = await session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(
+            User.organization_id == user.organization_id,
+            User.role == Role.admin.value,
+            User.is_active.is_(True),
+            User.id != user.id,
+        )
+    )
+    if not others:
+        raise Conflict(LAST_ADMIN)
+
+
+async def update_user(
+    session: AsyncSession, principal: Principal, user_id: uuid.UUID, changes: UserUpdateIn
+) -> User:
+    user = await get_user(session, principal, user_id)
+    loses_admin = user.role == Role.admin.value and user.is_active
+    demoted = changes.role is not None and changes.role is not Role.admin
+    deactivated = changes.is_active is False
+    if loses_admin and (demoted or deactivated):
+        await _ensure_another_active_admin(session, user)
+    if changes.full_name is not None:
+        user.full_name = changes.full_name
+    if changes.role is not None:
+        user.role = changes.role.value
+    if changes.is_active is not None:
+        if user.is_active and not changes.is_active:
+            await revoke_all_logins(session, user.id, "deactivated")
+        user.is_active = changes.is_active
+    await session.flush()
+    return user
+
+
+async def deactivate_user(session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> None:
+    await update_user(session, principal, user_id, UserUpdateIn(is_active=False))

@@ -1,0 +1,208 @@
+"""Logins: access tokens, refresh-token rotation with reuse detection, logout.
+
+A login is a `LoginSession`; its refresh tokens form a chain in which exactly one is usable.
+Exchanging a token marks it used (a guarded update, so two racing refreshes cannot both win)
+and issues the next. Presenting a used token means it was copied: the whole login is revoked,
+its access tokens included (they carry the login's id as `sid`).
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tandem.errors import Unauthorized
+from tandem.identity.models import LoginSession, RefreshToken, User
+from tandem.identity.scopes import Role, Scope, narrow, scopes_for
+from tandem.identity.security import (
+    BEARER_CHALLENGE,
+    TokenSigner,
+    new_refresh_token,
+    sha256_hex,
+    verify_password,
+)
+
+INCORRECT_CREDENTIALS = "Incorrect email or password"
+
+
+class RefreshTokenReused(Unauthorized):
+    keeps_changes = True  # the revocation must be committed even though the request fails
+    default_detail = (
+        "Refresh token already used: every token of this login has been revoked. Sign in again."
+    )
+
+
+class RefreshVerdict(StrEnum):
+    rotate = "rotate"
+    signed_out = "signed_out"
+    reused = "reused"
+    expired = "expired"
+    inactive = "inactive"
+
+
+def judge_refresh(
+    *, login_revoked: bool, already_used: bool, expired: bool, user_active: bool
+) -> RefreshVerdict:
+    """What presenting a known refresh token leads to; the order of the checks matters.
+
+    A signed-out login stays signed out (no second revocation); a used token is reuse even
+    when it has also expired, because a copied token is worth reporting whatever its age.
+    """
+    if login_revoked:
+        return RefreshVerdict.signed_out
+    if already_used:
+        return RefreshVerdict.reused
+    if expired:
+        return RefreshVerdict.expired
+    if not user_active:
+        return RefreshVerdict.inactive
+    return RefreshVerdict.rotate
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    scopes: frozenset[Scope]
+
+    @property
+    def scope(self) -> str:
+        return " ".join(sorted(self.scopes))
+
+
+_REFUSALS = {
+    RefreshVerdict.signed_out: "This login was signed out; sign in again",
+    RefreshVerdict.expired: "Refresh token expired; sign in again",
+    RefreshVerdict.inactive: "User is inactive",
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _issue_refresh_token(session: AsyncSession, login: LoginSession, ttl: timedelta) -> str:
+    token = new_refresh_token()
+    session.add(
+        RefreshToken(session_id=login.id, token_hash=sha256_hex(token), expires_at=_now() + ttl)
+    )
+    await session.flush()
+    return token
+
+
+def _access_token(signer: TokenSigner, user: User, login: LoginSession) -> str:
+    return signer.encode(
+        user_id=user.id,
+        organization_id=user.organization_id,
+        session_id=login.id,
+        scopes=frozenset(login.scopes),
+    )
+
+
+async def start_login(
+    session: AsyncSession,
+    signer: TokenSigner,
+    refresh_ttl: timedelta,
+    user: User,
+    requested_scopes: set[str] | None = None,
+) -> IssuedTokens:
+    scopes = narrow(scopes_for(Role(user.role)), requested_scopes)
+    login = LoginSession(user_id=user.id, scopes=sorted(scopes))
+    session.add(login)
+    await session.flush()
+    user.last_login_at = _now()
+    return IssuedTokens(
+        access_token=_access_token(signer, user, login),
+        refresh_token=await _issue_refresh_token(session, login, refresh_ttl),
+        expires_in=int(signer.ttl.total_seconds()),
+        scopes=scopes,
+    )
+
+
+async def login_with_password(
+    session: AsyncSession,
+    signer: TokenSigner,
+    refresh_ttl: timedelta,
+    *,
+    email: str,
+    password: str,
+    requested_scopes: set[str] | None = None,
+) -> IssuedTokens:
+    """The same error, after the same work, whether the e-mail or the password is wrong."""
+    user = await session.scalar(select(User).where(User.email == email.lower()))
+    valid = await verify_password(password, user.password_hash if user else None)
+    if not valid or user is None or not user.is_active:
+        raise Unauthorized(INCORRECT_CREDENTIALS, headers=BEARER_CHALLENGE)
+    return await start_login(session, signer, refresh_ttl, user, requested_scopes)
+
+
+async def revoke_login(session: AsyncSession, login_id: uuid.UUID, reason: str) -> None:
+    await session.execute(
+        update(LoginSession)
+        .where(LoginSession.id == login_id, LoginSession.revoked_at.is_(None))
+        .values(revoked_at=_now(), revoked_reason=reason)
+    )
+
+
+async def revoke_all_logins(session: AsyncSession, user_id: uuid.UUID, reason: str) -> None:
+    await session.execute(
+        update(LoginSession)
+        .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+        .values(revoked_at=_now(), revoked_reason=reason)
+    )
+
+
+async def refresh(
+    session: AsyncSession, signer: TokenSigner, refresh_ttl: timedelta, token: str
+) -> IssuedTokens:
+    row = (
+        await session.execute(
+            select(RefreshToken, LoginSession, User)
+            .join(LoginSession, LoginSession.id == RefreshToken.session_id)
+            .join(User, User.id == LoginSession.user_id)
+            .where(RefreshToken.token_hash == sha256_hex(token))
+        )
+    ).one_or_none()
+    if row is None:
+        raise Unauthorized("Invalid refresh token")
+    presented, login, user = row
+    verdict = judge_refresh(
+        login_revoked=login.revoked_at is not None,
+        already_used=presented.used_at is not None,
+        expired=presented.expires_at <= _now(),
+        user_active=user.is_active,
+    )
+    if verdict is RefreshVerdict.reused:
+        await revoke_login(session, login.id, "refresh_token_reused")
+        raise RefreshTokenReused()
+    if verdict is not RefreshVerdict.rotate:
+        raise Unauthorized(_REFUSALS[verdict])
+
+    claimed = await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == presented.id, RefreshToken.used_at.is_(None))
+        .values(used_at=_now())
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        # Another request exchanged this token between our read and our write.
+        await revoke_login(session, login.id, "refresh_token_reused")
+        raise RefreshTokenReused()
+    return IssuedTokens(
+        access_token=_access_token(signer, user, login),
+        refresh_token=await _issue_refresh_token(session, login, refresh_ttl),
+        expires_in=int(signer.ttl.total_seconds()),
+        scopes=frozenset(Scope(s) for s in login.scopes),
+    )
+
+
+async def logout(session: AsyncSession, token: str) -> None:
+    """Ends the login the token belongs to; an unknown token is not an error (nothing to end)."""
+    login_id = await session.scalar(
+        select(RefreshToken.session_id).where(RefreshToken.token_hash == sha256_hex(token))
+    )
+    if login_id is not None:
+        await revoke_login(session, login_id, "logout")

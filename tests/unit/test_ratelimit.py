@@ -1,0 +1,191 @@
+"""The limiter on its memory storage: budgets, the moving window, the 429 it raises.
+
+Time is frozen with freezegun: the `limits` memory storage reads `time.time()`, which
+freezegun controls; `real_asyncio=True` leaves the event loop's own clock alone.
+"""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import freezegun
+import pytest
+from fastapi import Response
+from freezegun.api import FrozenDateTimeFactory
+from starlette.requests import Request
+
+from tandem.errors import RateLimited
+from tandem.ratelimit import RateLimiter, RateLimitState, apply_headers, client_address
+from tandem.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+NOW = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+EPOCH = int(NOW.timestamp())
+
+
+@pytest.fixture
+def clock() -> Iterator[FrozenDateTimeFactory]:
+    with freezegun.freeze_time(NOW, real_asyncio=True) as frozen:
+        assert isinstance(frozen, FrozenDateTimeFactory)  # neither ticking nor stepping
+        yield frozen
+
+
+@pytest.fixture
+def limiter() -> RateLimiter:
+    return RateLimiter("memory://")
+
+
+async def exhaust(limiter: RateLimiter, limit: str, scope: str, key: str, hits: int) -> None:
+    for _ in range(hits):
+        await limiter.hit(limit, scope, key)
+
+
+async def test_remaining_counts_down_to_zero(limiter: RateLimiter) -> None:
+    states = [await limiter.hit("5/minute", "login", "1.2.3.4") for _ in range(5)]
+    assert [s.remaining for s in states] == [4, 3, 2, 1, 0]
+    assert {s.limit for s in states} == {5}
+
+
+@pytest.mark.parametrize(
+    ("waited", "retry"),
+    [
+        pytest.param(0, 60, id="at-once-the-whole-window"),
+        pytest.param(45, 15, id="later-the-rest-of-the-window"),
+        pytest.param(59.5, 1, id="rounded-up-never-zero"),
+    ],
+)
+async def test_the_hit_over_the_limit_raises_429_saying_when_to_retry(
+    limiter: RateLimiter, clock: FrozenDateTimeFactory, waited: float, retry: int
+) -> None:
+    await exhaust(limiter, "5/minute", "login", "1.2.3.4", 5)
+    clock.tick(waited)
+
+    with pytest.raises(RateLimited) as raised:
+        await limiter.hit("5/minute", "login", "1.2.3.4")
+
+    unit = "second" if retry == 1 else "seconds"
+    assert raised.value.status_code == 429
+    assert raised.value.body() == {
+        "detail": f"Rate limit exceeded (5 per 1 minute). Retry in {retry} {unit}."
+    }
+    assert raised.value.headers == {
+        "Retry-After": str(retry),
+        "X-RateLimit-Limit": "5",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(EPOCH + 60),
+    }
+
+
+async def test_a_refused_hit_does_not_use_up_budget(
+    limiter: RateLimiter, clock: FrozenDateTimeFactory
+) -> None:
+    await exhaust(limiter, "2/minute", "login", "a", 2)
+    clock.tick(30)
+    for _ in range(3):
+        with pytest.raises(RateLimited):
+            await limiter.hit("2/minute", "login", "a")
+    clock.tick(31)  # past the window of the two hits at 0 s; the refused ones at 30 s never counted
+    assert (await limiter.hit("2/minute", "login", "a")).remaining == 1
+
+
+async def test_budget_comes_back_as_each_hit_leaves_the_moving_window(
+    limiter: RateLimiter, clock: FrozenDateTimeFactory
+) -> None:
+    for _ in range(3):  # hits at 0 s, 10 s, 20 s
+        await limiter.hit("3/minute", "agents", "user-1")
+        clock.tick(10)
+
+    clock.move_to(datetime.fromtimestamp(EPOCH + 55, UTC))
+    with pytest.raises(RateLimited) as raised:
+        await limiter.hit("3/minute", "agents", "user-1")
+    assert raised.value.headers["Retry-After"] == "5"
+
+    clock.move_to(datetime.fromtimestamp(EPOCH + 61, UTC))  # the 0 s hit has left
+    state = await limiter.hit("3/minute", "agents", "user-1")
+    assert state == RateLimitState(limit=3, remaining=0, reset_at=EPOCH + 70)
+
+
+@pytest.mark.parametrize(
+    ("scope", "key"),
+    [
+        pytest.param("login", "5.6.7.8", id="another-key"),
+        pytest.param("register", "1.2.3.4", id="another-scope"),
+    ],
+)
+async def test_keys_and_scopes_have_budgets_of_their_own(
+    limiter: RateLimiter, scope: str, key: str
+) -> None:
+    await exhaust(limiter, "1/minute", "login", "1.2.3.4", 1)
+    with pytest.raises(RateLimited):
+        await limiter.hit("1/minute", "login", "1.2.3.4")
+
+    state = await limiter.hit("1/minute", scope, key)
+    assert (state.limit, state.remaining) == (1, 0)
+
+
+async def test_two_memory_limiters_do_not_share_a_budget() -> None:
+    first, second = RateLimiter("memory://"), RateLimiter("memory://")
+    await exhaust(first, "1/minute", "login", "a", 1)
+    assert (await second.hit("1/minute", "login", "a")).remaining == 0
+
+
+def test_state_headers_are_the_three_x_ratelimit_headers_with_reset_in_epoch_seconds() -> None:
+    state = RateLimitState(limit=60, remaining=59, reset_at=1_900_000_000.2)
+    assert state.headers() == {
+        "X-RateLimit-Limit": "60",
+        "X-RateLimit-Remaining": "59",
+        "X-RateLimit-Reset": "1900000001",
+    }
+
+
+@pytest.mark.parametrize(
+    ("reset_in", "retry"),
+    [
+        pytest.param(30.5, 31, id="rounded-up"),
+        pytest.param(0.2, 1, id="under-a-second-is-one"),
+        pytest.param(-5, 1, id="already-past-is-one"),
+    ],
+)
+def test_retry_after_is_whole_seconds_at_least_one(
+    clock: FrozenDateTimeFactory, reset_in: float, retry: int
+) -> None:
+    assert RateLimitState(limit=1, remaining=0, reset_at=EPOCH + reset_in).retry_after() == retry
+
+
+def test_apply_headers_puts_the_state_on_a_response() -> None:
+    response = Response()
+    apply_headers(response, RateLimitState(limit=5, remaining=2, reset_at=1_900_000_000))
+    assert response.headers["X-RateLimit-Limit"] == "5"
+    assert response.headers["X-RateLimit-Remaining"] == "2"
+    assert response.headers["X-RateLimit-Reset"] == "1900000000"
+
+
+@pytest.mark.parametrize(
+    ("client", "address"),
+    [
+        pytest.param(("203.0.113.7", 51000), "203.0.113.7", id="peer-address"),
+        pytest.param(None, "unknown", id="no-peer"),
+    ],
+)
+def test_client_address_is_the_peer_host(client: tuple[str, int] | None, address: str) -> None:
+    request = Request({"type": "http", "client": client, "headers": []})
+    assert client_address(request) == address
+
+
+async def test_from_settings_without_redis_limits_in_memory_and_is_always_ready() -> None:
+    limiter = RateLimiter.from_settings(Settings(_env_file=None, redis_url=None))  # type: ignore[call-arg]
+    assert (await limiter.hit("60/minute", "agents", "user-1")).remaining == 59
+    await limiter.ping()
+    await limiter.close()
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        pytest.param("memcached://127.0.0.1:11211", id="other-storage"),
+        pytest.param("127.0.0.1:6379", id="no-scheme"),
+    ],
+)
+def test_an_unsupported_storage_is_refused_naming_the_choices(uri: str) -> None:
+    with pytest.raises(ValueError, match=r"use memory:// or redis://host:port/db"):
+        RateLimiter(uri)

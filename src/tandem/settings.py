@@ -17,6 +17,11 @@ class Environment(StrEnum):
     production = "production"
 
 
+class JobExecutor(StrEnum):
+    embedded = "embedded"  # an asyncio loop inside `tandem serve`
+    procrastinate = "procrastinate"  # `tandem worker` processes, PostgreSQL only
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TANDEM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
@@ -54,6 +59,22 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(default=2.0, gt=0)
     outbox_max_attempts: int = Field(default=8, ge=1)
     outbox_retry_base_seconds: float = Field(default=30.0, gt=0)
+
+    # Jobs
+    job_retry_base_seconds: float = Field(default=2.0, gt=0)
+    job_lease_seconds: float = Field(default=30.0, ge=1)
+    job_concurrency: int = Field(default=8, ge=1)
+    job_poll_seconds: float = Field(default=0.5, gt=0)
+    job_executor: JobExecutor = JobExecutor.embedded
+
+    # Models: any OpenAI-compatible endpoint; none configured means the offline model
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    llm_model: str | None = None
+    llm_timeout_seconds: float = Field(default=60.0, gt=0)
+    llm_max_retries: int = Field(default=3, ge=0)
+    agent_sync_timeout_seconds: float = Field(default=30.0, gt=0)
+    agent_max_input_chars: int = Field(default=50_000, ge=1)
 
     @field_validator("database_url")
     @classmethod

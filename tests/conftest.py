@@ -216,7 +216,11 @@ async def committed_db(committed_db_url: str, committed_engine: AsyncEngine) -> 
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(_env_file=None, database_url=database_url, data_dir=tmp_path)  # type: ignore[call-arg]
+    # No job executor: jobs submitted inside the rolled-back transaction are never committed,
+    # so nothing could see them; tests of execution use `committed_db`.
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None, database_url=database_url, data_dir=tmp_path, worker_enabled=False
+    )
 
 
 def override_session(app: FastAPI, connection: AsyncConnection) -> None:

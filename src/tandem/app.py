@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -11,11 +12,35 @@ from tandem.db import create_engine, create_sessionmaker
 from tandem.errors import install_error_handlers
 from tandem.identity import router as identity
 from tandem.identity.security import TokenSigner, resolve_jwt_secret
+from tandem.jobs.dispatch import InProcessDispatch
+from tandem.jobs.executor import EmbeddedExecutor, JobMetrics, JobRunner, worker_name
+from tandem.jobs.router import router as jobs_router
+from tandem.jobs.service import JobQueue, count_jobs_by_status
 from tandem.notifications.dispatcher import OutboxDispatcher
 from tandem.notifications.transport import transport_from_settings
 from tandem.observability import HttpMetrics, RequestContextMiddleware
 from tandem.ratelimit import RateLimiter
-from tandem.settings import Settings
+from tandem.settings import JobExecutor, Settings
+from tandem.tasks import task_registry
+
+
+def _embedded_executor(
+    settings: Settings, app: FastAPI, dispatch: InProcessDispatch
+) -> EmbeddedExecutor | None:
+    """The in-process executor, unless this process serves the API only."""
+    if not settings.worker_enabled or settings.job_executor is not JobExecutor.embedded:
+        return None
+    runner = JobRunner(
+        sessionmaker=app.state.sessionmaker,
+        registry=task_registry(),
+        settings=settings,
+        dispatch=dispatch,
+        worker=worker_name("embedded"),
+        metrics=app.state.job_metrics,
+    )
+    executor = EmbeddedExecutor(runner, dispatch)
+    app.state.executor = executor
+    return executor
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -37,15 +62,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.rate_limiter = rate_limiter
         if settings.redis_url:
             app.state.readiness_checks["redis"] = rate_limiter.ping
+        dispatch = InProcessDispatch()
+        app.state.job_queue = JobQueue(task_registry(), dispatch)
+        executor = _embedded_executor(settings, app, dispatch)
+        app.state.metrics_refreshers = [
+            partial(count_jobs_by_status, app.state.sessionmaker, job_metrics)
+        ]
         # After everything it needs exists; stopped first, before the engine is disposed.
         outbox = OutboxDispatcher(
             app.state.sessionmaker, transport_from_settings(settings), settings
         )
         app.state.outbox = outbox
         outbox.start()
+        if executor is not None:
+            executor.start()
         try:
             yield
         finally:
+            if executor is not None:
+                await executor.stop()
             await outbox.stop()
             await rate_limiter.close()
             await engine.dispose()
@@ -58,9 +93,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = HttpMetrics()
+    job_metrics = JobMetrics(app.state.metrics.registry)
+    app.state.job_metrics = job_metrics
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     app.include_router(health.router)
     app.include_router(identity.public)
     app.include_router(identity.router)
+    app.include_router(jobs_router)
     return app

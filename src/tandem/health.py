@@ -67,6 +67,11 @@ async def ready(request: Request) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
+    for refresh in getattr(request.app.state, "metrics_refreshers", []):
+        try:
+            await refresh()
+        except Exception:  # a metric that cannot be counted now must not hide the others
+            log.exception("Refreshing a metric failed")
     return Response(
         generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
     )

@@ -9,11 +9,14 @@ from tandem.identity.models import (
     RefreshToken,
     User,
 )
+from tandem.jobs.models import Job, JobAttempt
 from tandem.notifications.models import OutboxMessage
 
 __all__ = [
     "ApiKey",
     "Base",
+    "Job",
+    "JobAttempt",
     "LoginSession",
     "Organization",
     "OutboxMessage",

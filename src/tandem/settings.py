@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     job_concurrency: int = Field(default=8, ge=1)
     job_poll_seconds: float = Field(default=0.5, gt=0)
     job_executor: JobExecutor = JobExecutor.embedded
+    # False: this process serves the API and runs no jobs (`tandem serve --no-worker`).
+    worker_enabled: bool = True
 
     # Models: any OpenAI-compatible endpoint; none configured means the offline model
     llm_base_url: str | None = None

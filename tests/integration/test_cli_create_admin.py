@@ -4,12 +4,12 @@ The command is run with typer's CliRunner against a SQLite file; whether it work
 the way a user would judge it: by logging in to the app built on that same database.
 """
 
+import asyncio
 import sqlite3
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -56,7 +56,7 @@ def log_in(database: Path, email: str, password: str) -> dict[str, Any]:
             organization = await client.get("/api/v1/organizations/current", headers=headers)
             return {"login": 200, "me": me.json(), "organization": organization.json()}
 
-    return anyio.run(scenario)
+    return asyncio.run(scenario())
 
 
 def organization_names(database: Path) -> list[str]:

@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 
-from tandem.notifications.dispatcher import RetryPolicy
 from tandem.notifications.models import OutboxStatus
 from tandem.notifications.templates import welcome_email
 from tandem.notifications.transport import (
@@ -16,6 +15,7 @@ from tandem.notifications.transport import (
     compose,
     transport_from_settings,
 )
+from tandem.retry import RetryPolicy
 from tandem.settings import Settings
 
 EMAIL = OutgoingEmail(

@@ -18,7 +18,6 @@ every attempt was cut off this way ends `failed` rather than looping.
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
@@ -27,28 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tandem.db import READ_ONLY, utcnow
 from tandem.notifications.models import OutboxMessage, OutboxStatus
 from tandem.notifications.transport import OutgoingEmail, Transport
+from tandem.retry import RetryPolicy
 from tandem.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_RETRY_DELAY_SECONDS = 3600.0
 DEFAULT_LEASE_SECONDS = 300.0
 MAX_ERROR_LENGTH = 2000
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int
-    base_seconds: float
-    cap_seconds: float = MAX_RETRY_DELAY_SECONDS
-
-    def delay(self, attempts: int) -> timedelta:
-        """The wait after `attempts` failed attempts: base, 2 x base, 4 x base, ... capped."""
-        exponent = min(max(attempts - 1, 0), 62)  # 2**62 x base is past any cap already
-        return timedelta(seconds=min(self.base_seconds * 2**exponent, self.cap_seconds))
-
-    def gives_up(self, attempts: int) -> bool:
-        return attempts >= self.max_attempts
 
 
 Sessionmaker = async_sessionmaker[AsyncSession]

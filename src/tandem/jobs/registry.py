@@ -1,0 +1,81 @@
+"""Tasks: async functions registered by name. Task code is idempotent (it may run again)."""
+
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tandem.errors import Invalid
+from tandem.settings import Settings
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    job_id: uuid.UUID
+    attempt: int  # 1 for the first attempt of the current budget
+    run: int  # 1 for the first attempt ever (numbers the attempt history)
+    sessionmaker: async_sessionmaker[AsyncSession]
+    settings: Settings
+    # Process-wide services a task may need (the model provider, ...), set by the executor.
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+TaskFunction = Callable[[TaskContext, dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class TaskDefinition:
+    name: str
+    description: str
+    function: TaskFunction
+    payload_model: type[BaseModel] | None = None
+
+    def validated_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The payload, checked against the task's model when it has one (422 otherwise)."""
+        if self.payload_model is None:
+            return payload
+        try:
+            self.payload_model.model_validate(payload)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            loc = ("body", "payload", *(str(part) for part in error["loc"]))
+            raise Invalid(f"{self.name}: {error['msg']}", loc=loc) from exc
+        return payload
+
+
+class UnknownTask(LookupError):
+    pass
+
+
+class TaskRegistry:
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskDefinition] = {}
+
+    def task(
+        self, name: str, *, description: str, payload_model: type[BaseModel] | None = None
+    ) -> Callable[[TaskFunction], TaskFunction]:
+        def register(function: TaskFunction) -> TaskFunction:
+            if name in self._tasks:
+                raise ValueError(f"Task {name!r} is already registered")
+            self._tasks[name] = TaskDefinition(name, description, function, payload_model)
+            return function
+
+        return register
+
+    def get(self, name: str) -> TaskDefinition:
+        try:
+            return self._tasks[name]
+        except KeyError:
+            raise UnknownTask(name) from None
+
+    def __iter__(self) -> Iterator[TaskDefinition]:
+        return iter(sorted(self._tasks.values(), key=lambda t: t.name))
+
+    def names(self) -> list[str]:
+        return sorted(self._tasks)
+
+
+registry = TaskRegistry()

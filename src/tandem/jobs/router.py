@@ -1,0 +1,104 @@
+"""HTTP for jobs: submit, list (the dead-letter queue is `?status=dead`), read, retry, cancel."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tandem.db import SessionDep
+from tandem.errors import error_responses
+from tandem.identity.principal import Principal, require_scopes
+from tandem.identity.scopes import Scope
+from tandem.jobs import service
+from tandem.jobs.models import Job, JobStatus
+from tandem.jobs.schemas import AttemptOut, JobDetailOut, JobIn, JobOut, TaskOut
+from tandem.jobs.service import JobQueue
+from tandem.pagination import Page, PageParamsDep
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=error_responses(401, 403))
+
+JobsReader = Annotated[Principal, Depends(require_scopes(Scope.jobs_read))]
+JobsWriter = Annotated[Principal, Depends(require_scopes(Scope.jobs_write))]
+
+
+def get_job_queue(request: Request) -> JobQueue:
+    queue: JobQueue = request.app.state.job_queue
+    return queue
+
+
+JobQueueDep = Annotated[JobQueue, Depends(get_job_queue)]
+
+
+async def _detail(session: AsyncSession, job: Job) -> JobDetailOut:
+    history = await service.attempt_history(session, job.id)
+    return JobDetailOut(
+        **JobOut.model_validate(job).model_dump(),
+        cancel_requested=job.cancel_requested,
+        attempt_history=[AttemptOut.model_validate(attempt) for attempt in history],
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={200: {"model": JobOut, "description": "The job first submitted with this key"}},
+)
+async def submit_job(
+    body: JobIn, principal: JobsWriter, session: SessionDep, queue: JobQueueDep, response: Response
+) -> JobOut:
+    job, created = await service.submit_job(
+        session,
+        queue,
+        task=body.task,
+        payload=body.payload,
+        organization_id=principal.organization_id,
+        submitted_by_id=principal.user_id,
+        max_attempts=body.max_attempts,
+        notify=body.notify,
+        idempotency_key=body.idempotency_key,
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return JobOut.model_validate(job)
+
+
+@router.get("")
+async def list_jobs(
+    principal: JobsReader,
+    session: SessionDep,
+    page: PageParamsDep,
+    status_filter: Annotated[
+        JobStatus | None,
+        Query(alias="status", description="pending, running, succeeded, dead or cancelled"),
+    ] = None,
+    task: Annotated[str | None, Query(max_length=100)] = None,
+) -> Page[JobOut]:
+    jobs, count = await service.list_jobs(session, principal, page, status=status_filter, task=task)
+    return Page(items=[JobOut.model_validate(j) for j in jobs], count=count)
+
+
+@router.get("/tasks")
+async def list_tasks(principal: JobsReader, queue: JobQueueDep) -> Page[TaskOut]:
+    tasks = [TaskOut(name=t.name, description=t.description) for t in queue.registry]
+    return Page(items=tasks, count=len(tasks))
+
+
+@router.get("/{job_id}", responses=error_responses(404))
+async def get_job(job_id: uuid.UUID, principal: JobsReader, session: SessionDep) -> JobDetailOut:
+    job = await service.get_job(session, principal, job_id)
+    return await _detail(session, job)
+
+
+@router.post("/{job_id}/retry", responses=error_responses(404, 409))
+async def retry_job(
+    job_id: uuid.UUID, principal: JobsWriter, session: SessionDep, queue: JobQueueDep
+) -> JobDetailOut:
+    job = await service.retry_job(session, queue, principal, job_id)
+    return await _detail(session, job)
+
+
+@router.post("/{job_id}/cancel", responses=error_responses(404, 409))
+async def cancel_job(job_id: uuid.UUID, principal: JobsWriter, session: SessionDep) -> JobDetailOut:
+    job = await service.cancel_job(session, principal, job_id)
+    return await _detail(session, job)

@@ -1,0 +1,186 @@
+"""Jobs as the API sees them: submit, read, list, retry from the dead-letter queue, cancel."""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tandem.db import READ_ONLY, utcnow
+from tandem.errors import Conflict, Invalid, NotFound
+from tandem.identity.principal import Principal
+from tandem.jobs import states
+from tandem.jobs.dispatch import Dispatch
+from tandem.jobs.models import Job, JobAttempt, JobStatus
+from tandem.jobs.notify import notify_submitted
+from tandem.jobs.registry import TaskRegistry, UnknownTask
+from tandem.pagination import PageParams, paginate
+
+
+@dataclass(frozen=True)
+class JobQueue:
+    """What submitting needs: the known tasks and how runnable jobs reach an executor."""
+
+    registry: TaskRegistry
+    dispatch: Dispatch
+
+
+async def submit_job(
+    session: AsyncSession,
+    queue: JobQueue,
+    *,
+    task: str,
+    payload: dict[str, Any],
+    organization_id: uuid.UUID | None,
+    submitted_by_id: uuid.UUID | None = None,
+    max_attempts: int = 3,
+    notify: bool = False,
+    idempotency_key: str | None = None,
+    run_at: datetime | None = None,
+) -> tuple[Job, bool]:
+    """Adds the job to the caller's transaction: it becomes runnable when that commits.
+
+    Returns the job and whether it is new; the same idempotency key in the same organization
+    returns the first job instead (also when two requests race with it).
+    """
+    try:
+        definition = queue.registry.get(task)
+    except UnknownTask:
+        known = ", ".join(queue.registry.names())
+        raise Invalid(
+            f"Unknown task '{task}'. Known tasks: {known}", loc=("body", "task")
+        ) from None
+    payload = definition.validated_payload(payload)
+    if idempotency_key is not None:
+        existing = await _by_idempotency_key(session, organization_id, idempotency_key)
+        if existing is not None:
+            return existing, False
+    job = Job(
+        organization_id=organization_id,
+        submitted_by_id=submitted_by_id,
+        task=task,
+        payload=payload,
+        status=JobStatus.pending,
+        attempts=0,
+        runs=0,
+        max_attempts=max_attempts,
+        next_run_at=run_at or utcnow(),
+        notify=notify,
+        idempotency_key=idempotency_key,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(job)
+    except IntegrityError:
+        existing = await _by_idempotency_key(session, organization_id, idempotency_key)
+        if existing is None:
+            raise
+        return existing, False
+    await queue.dispatch.enqueue(session, job.id, job.next_run_at)
+    await notify_submitted(session, job)
+    return job, True
+
+
+async def _by_idempotency_key(
+    session: AsyncSession, organization_id: uuid.UUID | None, key: str | None
+) -> Job | None:
+    return await session.scalar(
+        select(Job).where(Job.organization_id == organization_id, Job.idempotency_key == key)
+    )
+
+
+async def get_job(session: AsyncSession, principal: Principal, job_id: uuid.UUID) -> Job:
+    job = await session.get(Job, job_id)
+    if job is None or job.organization_id != principal.organization_id:
+        raise NotFound(f"Job {job_id} not found")
+    return job
+
+
+async def attempt_history(session: AsyncSession, job_id: uuid.UUID) -> Sequence[JobAttempt]:
+    return (
+        await session.scalars(
+            select(JobAttempt).where(JobAttempt.job_id == job_id).order_by(JobAttempt.number)
+        )
+    ).all()
+
+
+async def list_jobs(
+    session: AsyncSession,
+    principal: Principal,
+    params: PageParams,
+    *,
+    status: JobStatus | None = None,
+    task: str | None = None,
+) -> tuple[Sequence[Job], int]:
+    query = select(Job).where(Job.organization_id == principal.organization_id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if task is not None:
+        query = query.where(Job.task == task)
+    return await paginate(session, query.order_by(Job.created_at.desc(), Job.id), params)
+
+
+async def _transition(
+    session: AsyncSession,
+    job: Job,
+    change: Any,
+    values: dict[str, Any],
+) -> Job:
+    """Applies a state change with an update guarded on the state read: of two racing
+    requests, the second finds the state changed and gets a 409."""
+    before = states.JobState(job.status, job.attempts, job.max_attempts, job.cancel_requested)
+    try:
+        after: states.JobState = change(before)
+    except states.IllegalTransition as exc:
+        raise Conflict(str(exc)) from exc
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == before.status, Job.runs == job.runs)
+        .values(
+            status=after.status,
+            attempts=after.attempts,
+            cancel_requested=after.cancel_requested,
+            updated_at=utcnow(),
+            **values,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"Job {job.id} changed while this request was handled; try again")
+    await session.refresh(job)
+    return job
+
+
+async def retry_job(
+    session: AsyncSession, queue: JobQueue, principal: Principal, job_id: uuid.UUID
+) -> Job:
+    """A dead or cancelled job goes back to pending with a fresh budget; history is kept."""
+    job = await get_job(session, principal, job_id)
+    now = utcnow()
+    job = await _transition(session, job, states.retry, {"next_run_at": now, "finished_at": None})
+    await queue.dispatch.enqueue(session, job.id, now)
+    return job
+
+
+async def cancel_job(session: AsyncSession, principal: Principal, job_id: uuid.UUID) -> Job:
+    """Pending: cancelled now. Running: cancellation requested; the executor stops it."""
+    job = await get_job(session, principal, job_id)
+    finishing = {"finished_at": utcnow()} if job.status is JobStatus.pending else {}
+    return await _transition(session, job, states.cancel, finishing)
+
+
+async def count_jobs_by_status(
+    sessionmaker: async_sessionmaker[AsyncSession], metrics: Any
+) -> None:
+    """Refreshes the jobs-by-status gauge (called when /metrics is scraped)."""
+    async with sessionmaker() as session:
+        await session.connection(execution_options=READ_ONLY)
+        counts = dict(
+            (await session.execute(select(Job.status, func.count()).group_by(Job.status))).all()
+        )
+    for job_status in JobStatus:
+        metrics.by_status.labels(job_status.value).set(counts.get(job_status, 0))

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.db import utcnow
 from tandem.identity.scopes import Role
+from tandem.jobs.models import Job, JobStatus
 from tandem.models import Organization, Project, User
 from tandem.notifications.models import OutboxMessage, OutboxStatus
 
@@ -101,3 +102,28 @@ class OutboxMessageFactory(BaseFactory[OutboxMessage]):
     last_error = None
     sent_at = None
     dedupe_key = None
+
+
+class JobFactory(BaseFactory[Job]):
+    """An echo job, pending and due now; needs `organization_id` (or None for a system job)."""
+
+    __model__ = Job
+
+    submitted_by_id = None
+    task = "echo"
+    payload = Use(dict)
+    status = JobStatus.pending
+    attempts = 0
+    runs = 0
+    max_attempts = 3
+    next_run_at = Use(utcnow)
+    lease_owner = None
+    lease_token = None
+    lease_expires_at = None
+    cancel_requested = False
+    last_error = None
+    result = None
+    idempotency_key = None
+    notify = False
+    started_at = None
+    finished_at = None

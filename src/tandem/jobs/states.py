@@ -67,8 +67,11 @@ def stop_cancelled(state: JobState) -> JobState:
 
 
 def hand_back(state: JobState) -> JobState:
-    """Graceful shutdown: the attempt did not fail, so it does not use up the budget."""
+    """Graceful shutdown: the attempt did not fail, so it does not use up the budget.
+    A job someone asked to cancel is not handed back to run again: it is cancelled."""
     _require(state, JobStatus.running, action="hand back")
+    if state.cancel_requested:
+        return replace(state, status=JobStatus.cancelled)
     return replace(state, status=JobStatus.pending, attempts=state.attempts - 1)
 
 

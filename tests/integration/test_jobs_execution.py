@@ -1,0 +1,297 @@
+"""Jobs actually running: the embedded executor on a database with real commits, both backends."""
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from tandem.app import create_app
+from tandem.db import create_engine, create_sessionmaker, utcnow
+from tandem.jobs.dispatch import InProcessDispatch
+from tandem.jobs.executor import EmbeddedExecutor, JobRunner
+from tandem.jobs.models import Job, JobAttempt, JobStatus
+from tandem.jobs.service import JobQueue, submit_job
+from tandem.notifications.models import OutboxMessage, OutboxStatus
+from tandem.settings import Settings
+from tandem.tasks import task_registry
+from tests.conftest import CommittedDatabase, running
+from tests.smtp_server import SmtpServer
+
+pytestmark = pytest.mark.anyio
+
+WaitUntil = Callable[..., Awaitable[Any]]
+PASSWORD = "a long enough password"
+
+
+def fast_settings(db: CommittedDatabase, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": db.url,
+        "data_dir": tmp_path,
+        "job_retry_base_seconds": 0.01,
+        "job_lease_seconds": 1.5,
+        "job_poll_seconds": 0.05,
+        "outbox_poll_seconds": 0.05,
+        "rate_limit_register": "1000/minute",
+    }
+    return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
+
+
+@dataclass
+class LiveApp:
+    app: FastAPI
+    client: httpx.AsyncClient
+    headers: dict[str, str]
+    wait_until: WaitUntil
+
+    async def submit(self, **body: Any) -> dict[str, Any]:
+        response = await self.client.post(
+            "/api/v1/jobs", json={"task": "echo"} | body, headers=self.headers
+        )
+        assert response.status_code == 202, response.text
+        return dict(response.json())
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        response = await self.client.get(f"/api/v1/jobs/{job_id}", headers=self.headers)
+        return dict(response.json())
+
+    async def until(self, job_id: str, *statuses: str, timeout: float = 15) -> dict[str, Any]:
+        async def reached() -> dict[str, Any] | None:
+            job = await self.job(job_id)
+            return job if job["status"] in statuses else None
+
+        result: dict[str, Any] = await self.wait_until(reached, timeout=timeout)
+        return result
+
+
+@asynccontextmanager
+async def live_app(
+    settings: Settings, wait_until: WaitUntil, email: str = "owner@example.com"
+) -> AsyncIterator[LiveApp]:
+    app = create_app(settings)
+    async with running(app) as client:
+        body = {"email": email, "password": PASSWORD, "full_name": "Owner"}
+        registered = await client.post("/api/v1/auth/register", json=body)
+        assert registered.status_code == 201, registered.text
+        headers = {"Authorization": f"Bearer {registered.json()['access_token']}"}
+        yield LiveApp(app, client, headers, wait_until)
+
+
+@pytest.fixture
+async def live(
+    committed_db: CommittedDatabase, tmp_path: Path, wait_until: WaitUntil
+) -> AsyncIterator[LiveApp]:
+    async with live_app(fast_settings(committed_db, tmp_path), wait_until) as app:
+        yield app
+
+
+def outcomes(job: dict[str, Any]) -> list[str]:
+    return [attempt["outcome"] for attempt in job["attempt_history"]]
+
+
+async def test_a_job_that_always_fails_is_dead_after_exactly_max_attempts(live: LiveApp) -> None:
+    job = await live.submit(payload={"will_fail": True}, max_attempts=3)
+    dead = await live.until(job["id"], "dead")
+    assert dead["attempts"] == 3
+    assert outcomes(dead) == ["failed", "failed", "failed"]
+    assert [a["attempt"] for a in dead["attempt_history"]] == [1, 2, 3]
+    assert all("echo told to fail" in a["error"] for a in dead["attempt_history"])
+    assert dead["last_error"] == "EchoFailure: echo told to fail (attempt 3)"
+    dead_letter = await live.client.get("/api/v1/jobs?status=dead", headers=live.headers)
+    assert [j["id"] for j in dead_letter.json()["items"]] == [job["id"]]
+
+
+async def test_fail_times_two_succeeds_on_the_third_attempt(live: LiveApp) -> None:
+    job = await live.submit(payload={"fail_times": 2, "keep": "me"})
+    done = await live.until(job["id"], "succeeded", "dead")
+    assert done["status"] == "succeeded"
+    assert done["attempts"] == 3
+    assert outcomes(done) == ["failed", "failed", "succeeded"]
+    assert done["result"] == {"fail_times": 2, "keep": "me"}
+    assert done["last_error"] is None
+
+
+async def test_a_dead_job_retried_runs_again_and_keeps_its_history(live: LiveApp) -> None:
+    job = await live.submit(payload={"will_fail": True}, max_attempts=1)
+    await live.until(job["id"], "dead")
+    retried = await live.client.post(f"/api/v1/jobs/{job['id']}/retry", headers=live.headers)
+    assert retried.status_code == 200
+    dead_again = await live.until(job["id"], "dead")
+    assert dead_again["attempts"] == 1
+    assert [a["attempt"] for a in dead_again["attempt_history"]] == [1, 2]
+
+
+async def test_cancelling_a_running_job_stops_it(live: LiveApp) -> None:
+    job = await live.submit(payload={"duration_seconds": 30})
+    await live.until(job["id"], "running")
+    requested = await live.client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=live.headers)
+    assert requested.json()["cancel_requested"] is True
+    cancelled = await live.until(job["id"], "cancelled", timeout=10)
+    assert outcomes(cancelled) == ["cancelled"]
+
+
+async def test_an_expired_lease_is_a_failed_attempt_and_the_job_runs_again(
+    live: LiveApp, committed_db: CommittedDatabase
+) -> None:
+    """A worker that died mid-job: its lease runs out, the reaper gives the job another try."""
+    job_id = uuid.uuid4()
+    async with committed_db.sessionmaker() as session, session.begin():
+        session.add(
+            Job(
+                id=job_id,
+                organization_id=None,
+                task="echo",
+                payload={},
+                status=JobStatus.running,
+                attempts=1,
+                runs=1,
+                max_attempts=3,
+                next_run_at=utcnow(),
+                lease_owner="ghost",
+                lease_token=uuid.uuid4(),
+                lease_expires_at=utcnow() - timedelta(seconds=1),
+            )
+        )
+        session.add(JobAttempt(job_id=job_id, number=1, worker="ghost", started_at=utcnow()))
+
+    async def finished() -> Job | None:
+        async with committed_db.sessionmaker() as session:
+            row = await session.get(Job, job_id)
+            return row if row is not None and row.status is JobStatus.succeeded else None
+
+    done = await live.wait_until(finished, timeout=15)
+    assert done.attempts == 2
+    async with committed_db.sessionmaker() as session:
+        history = (
+            await session.scalars(
+                select(JobAttempt).where(JobAttempt.job_id == job_id).order_by(JobAttempt.number)
+            )
+        ).all()
+    assert [(a.number, a.outcome.value) for a in history] == [
+        (1, "lease_expired"),
+        (2, "succeeded"),
+    ]
+
+
+async def test_shutdown_hands_a_running_job_back_without_using_an_attempt(
+    live: LiveApp,
+) -> None:
+    job = await live.submit(payload={"duration_seconds": 30})
+    await live.until(job["id"], "running")
+    executor: EmbeddedExecutor = live.app.state.executor
+    await executor.stop(grace_seconds=0)
+    handed_back = await live.job(job["id"])
+    assert handed_back["status"] == "pending"
+    assert handed_back["attempts"] == 0
+    assert outcomes(handed_back) == ["handed_back"]
+
+
+async def test_two_executors_racing_run_every_job_exactly_once(
+    committed_db: CommittedDatabase, tmp_path: Path, wait_until: WaitUntil
+) -> None:
+    settings = fast_settings(committed_db, tmp_path, worker_enabled=False, job_concurrency=4)
+    queue = JobQueue(task_registry(), InProcessDispatch())
+    async with committed_db.sessionmaker() as session, session.begin():
+        for n in range(60):
+            await submit_job(session, queue, task="echo", payload={"n": n}, organization_id=None)
+
+    engines = [create_engine(committed_db.url) for _ in range(2)]
+    executors = [
+        EmbeddedExecutor(
+            JobRunner(
+                create_sessionmaker(engine), task_registry(), settings, queue.dispatch, f"w{i}"
+            ),
+            InProcessDispatch(),
+        )
+        for i, engine in enumerate(engines)
+    ]
+    try:
+        for executor in executors:
+            executor.start()
+
+        async def all_succeeded() -> bool:
+            async with committed_db.sessionmaker() as session:
+                left = await session.scalar(
+                    select(func.count()).select_from(Job).where(Job.status != JobStatus.succeeded)
+                )
+            return left == 0
+
+        await wait_until(all_succeeded, timeout=30)
+    finally:
+        for executor in executors:
+            await executor.stop()
+        for engine in engines:
+            await engine.dispose()
+
+    async with committed_db.sessionmaker() as session:
+        per_job = (
+            await session.execute(
+                select(JobAttempt.job_id, func.count()).group_by(JobAttempt.job_id)
+            )
+        ).all()
+        workers = dict(
+            (
+                await session.execute(
+                    select(JobAttempt.worker, func.count()).group_by(JobAttempt.worker)
+                )
+            ).all()
+        )
+    assert len(per_job) == 60
+    assert {count for _, count in per_job} == {1}, "no job ran twice"
+    assert sum(workers.values()) == 60
+
+
+async def test_notify_emails_the_submitter_at_submit_and_at_the_end(
+    committed_db: CommittedDatabase,
+    tmp_path: Path,
+    wait_until: WaitUntil,
+    smtp_server: SmtpServer,
+) -> None:
+    settings = fast_settings(
+        committed_db,
+        tmp_path,
+        smtp_host=smtp_server.host,
+        smtp_port=smtp_server.port,
+        smtp_from="jobs@example.org",
+    )
+    async with live_app(settings, wait_until, email="notify@example.com") as live:
+        ok = await live.submit(notify=True)
+        bad = await live.submit(notify=True, payload={"will_fail": True}, max_attempts=1)
+        quiet = await live.submit()
+        await live.until(ok["id"], "succeeded")
+        await live.until(bad["id"], "dead")
+        await live.until(quiet["id"], "succeeded")
+        expected = {
+            f"Job {ok['id']} submitted",
+            f"Job {ok['id']} succeeded",
+            f"Job {bad['id']} submitted",
+            f"Job {bad['id']} failed",
+        }
+
+        def subjects() -> set[str]:
+            return {m.subject for m in smtp_server.received if m.subject.startswith("Job ")}
+
+        await wait_until(lambda: subjects() >= expected, timeout=15)
+
+        async def outbox_drained() -> bool:
+            async with committed_db.sessionmaker() as session:
+                unsent = await session.scalar(
+                    select(func.count())
+                    .select_from(OutboxMessage)
+                    .where(OutboxMessage.status != OutboxStatus.sent)
+                )
+            return unsent == 0
+
+        # Once every row is `sent` nothing can be sent again, so the count below is final.
+        await wait_until(outbox_drained, timeout=15)
+        assert subjects() == expected
+        job_mails = [m for m in smtp_server.received if m.subject.startswith("Job ")]
+        assert len(job_mails) == 4
+        assert all(m.recipients == ["notify@example.com"] for m in job_mails)

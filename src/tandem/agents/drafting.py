@@ -143,6 +143,7 @@ def read_feedback(feedback: str | None) -> Edits:
     if not feedback:
         return Edits()
     lowered = feedback.lower()
+    # "less formal" or "not salesy" names a tone to move away from, not one to take.
     tone = next(
         (
             tone
@@ -192,7 +193,12 @@ def _compose(request: DraftRequest, variant: int) -> str:
     points = _points(material, topics, tone, variant, count=wanted, at_least=at_least)
     if edits.shorter:
         points = points[:1]
-    points += [f"Worth a mention: {mention}." for mention in edits.mentions]
+    already = " ".join([hook, *points, call]).lower()
+    points += [
+        f"Worth a mention: {mention}."
+        for mention in edits.mentions
+        if mention.lower() not in already
+    ]
     tags = _hashtags(topics, material) if edits.hashtags else []
 
     shorten_to = _shorter_limit(request.previous_draft) if edits.shorter else None

@@ -33,7 +33,7 @@ from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.usage import RequestUsage
 
-from tandem.agents.envelope import parse_prompt
+from tandem.agents.envelope import Envelope, parse_prompt
 from tandem.agents.text import content_stems, count_tokens, split_sentences, stem
 
 OFFLINE_MODEL_NAME = "tandem-offline"
@@ -54,10 +54,10 @@ def summarize_text(
     Each sentence scores the summed document frequency of its distinct content stems, damped
     by the square root of its length so long sentences do not win by size alone; the opening
     sentence gets a small bonus (texts tend to lead with their point). The best sentences are
-    taken until the word budget is used, or `max_sentences` (by default about a third of the
-    sentences, at most eight) are taken;
-    near-duplicates of a sentence already taken are skipped. When not even one sentence fits
-    `max_words`, the best sentence is cut to `max_words` words and marked with "…".
+    taken while they fit the word budget, up to `max_sentences` (by default about a third of
+    the sentences, at most eight); near-duplicates of a sentence already taken are skipped.
+    When not even one sentence fits `max_words`, the best sentence is cut to `max_words` words
+    and marked with "…".
     """
     sentences = split_sentences(text)
     if not sentences:
@@ -215,7 +215,7 @@ class OfflineModel(Model):
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
         _, parameters = self.prepare_request(model_settings, model_request_parameters)
-        envelope = parse_prompt(_first_user_prompt(messages))
+        envelope = _find_envelope(messages)
         if envelope is None:
             raise UnexpectedModelBehavior("The offline model only answers Tandem agent prompts")
         skill = self._skills.get(envelope.task)
@@ -239,13 +239,17 @@ class OfflineModel(Model):
         )
 
 
-def _first_user_prompt(messages: Iterable[ModelMessage]) -> str:
+def _find_envelope(messages: Iterable[ModelMessage]) -> Envelope | None:
+    """The agent's prompt. Not simply the first user part: pydantic-ai puts a note of its own
+    before a prompt that contains text looking like its framing tags (e.g. "<system>")."""
     for message in messages:
         if isinstance(message, ModelRequest):
             for part in message.parts:
                 if isinstance(part, UserPromptPart) and isinstance(part.content, str):
-                    return part.content
-    return ""
+                    envelope = parse_prompt(part.content)
+                    if envelope is not None:
+                        return envelope
+    return None
 
 
 def _texts_read(messages: Iterable[ModelMessage]) -> Iterator[str]:

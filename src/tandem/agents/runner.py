@@ -49,25 +49,33 @@ def describe_failure(exc: Exception) -> str:
     elif isinstance(exc, ModelHTTPError):
         message = f"The model endpoint answered HTTP {exc.status_code}{_http_detail(exc.body)}"
     elif isinstance(exc, ModelConnectionError):
-        message = f"Could not reach the model endpoint: {exc.message}"
+        message = f"Could not reach the model endpoint: {_first_line(exc.message)}"
     elif isinstance(exc, ModelAPIError):
-        message = f"The model request failed: {exc.message}"
+        message = f"The model request failed: {_first_line(exc.message)}"
     elif isinstance(exc, UnexpectedModelBehavior):
-        message = f"The model's output was not usable: {exc.message}"
+        message = f"The model's output was not usable: {_first_line(exc.message)}"
     elif isinstance(exc, UsageLimitExceeded):
-        message = f"The model needed too many requests: {exc}"
+        message = f"The model needed too many requests: {_first_line(str(exc))}"
     elif isinstance(exc, UserError):
-        message = f"The model is not configured correctly: {exc}"
+        message = f"The model is not configured correctly: {_first_line(str(exc))}"
     else:
-        message = f"The model run failed: {exc}"
-    message = " ".join(message.split())
+        message = f"The model run failed: {_first_line(str(exc))}"
     return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 1] + "…"
 
 
 def _http_detail(body: object) -> str:
-    """The provider's own error message, when its body carries one."""
+    """The provider's own error message, when its body carries one (an HTML error page is
+    left out: it says nothing the status does not)."""
     if isinstance(body, Mapping):
         error = body.get("error", body)
-        text = error.get("message") if isinstance(error, Mapping) else error
-        return f": {text}" if isinstance(text, str) and text else ""
-    return f": {body}" if isinstance(body, str) and body.strip() else ""
+        body = error.get("message") if isinstance(error, Mapping) else error
+    if not isinstance(body, str) or not body.strip() or body.lstrip().startswith("<"):
+        return ""
+    return f": {_first_line(body)}"
+
+
+def _first_line(text: str) -> str:
+    """Provider and validation messages often run on over several lines of detail; the first
+    says what happened."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else "no details"

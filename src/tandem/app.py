@@ -8,11 +8,13 @@ from functools import partial
 from fastapi import FastAPI
 
 from tandem import __version__, health
+from tandem.agents.router import router as agents_router
 from tandem.db import create_engine, create_sessionmaker
 from tandem.errors import install_error_handlers
 from tandem.identity import router as identity
 from tandem.identity.security import TokenSigner, resolve_jwt_secret
-from tandem.jobs.dispatch import InProcessDispatch
+from tandem.jobs.dispatch import Dispatch, InProcessDispatch
+from tandem.jobs.distributed import ProcrastinateDispatch
 from tandem.jobs.executor import EmbeddedExecutor, JobMetrics, JobRunner, worker_name
 from tandem.jobs.router import router as jobs_router
 from tandem.jobs.service import JobQueue, count_jobs_by_status
@@ -21,11 +23,11 @@ from tandem.notifications.transport import transport_from_settings
 from tandem.observability import HttpMetrics, RequestContextMiddleware
 from tandem.ratelimit import RateLimiter
 from tandem.settings import JobExecutor, Settings
-from tandem.tasks import task_registry
+from tandem.tasks import TaskResources, task_registry
 
 
 def _embedded_executor(
-    settings: Settings, app: FastAPI, dispatch: InProcessDispatch
+    settings: Settings, app: FastAPI, dispatch: InProcessDispatch, resources: TaskResources
 ) -> EmbeddedExecutor | None:
     """The in-process executor, unless this process serves the API only."""
     if not settings.worker_enabled or settings.job_executor is not JobExecutor.embedded:
@@ -37,6 +39,7 @@ def _embedded_executor(
         dispatch=dispatch,
         worker=worker_name("embedded"),
         metrics=app.state.job_metrics,
+        resources=resources.mapping,
     )
     executor = EmbeddedExecutor(runner, dispatch)
     app.state.executor = executor
@@ -63,8 +66,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.redis_url:
             app.state.readiness_checks["redis"] = rate_limiter.ping
         dispatch = InProcessDispatch()
-        app.state.job_queue = JobQueue(task_registry(), dispatch)
-        executor = _embedded_executor(settings, app, dispatch)
+        # procrastinate: jobs are deferred to `tandem worker` processes, none run here.
+        submit_dispatch: Dispatch = (
+            ProcrastinateDispatch()
+            if settings.job_executor is JobExecutor.procrastinate
+            else dispatch
+        )
+        app.state.job_queue = JobQueue(task_registry(), submit_dispatch)
+        resources = TaskResources(settings)
+        executor = _embedded_executor(settings, app, dispatch, resources)
         app.state.metrics_refreshers = [
             partial(count_jobs_by_status, app.state.sessionmaker, job_metrics)
         ]
@@ -82,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if executor is not None:
                 await executor.stop()
             await outbox.stop()
+            await resources.aclose()
             await rate_limiter.close()
             await engine.dispose()
 
@@ -101,4 +112,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(identity.public)
     app.include_router(identity.router)
     app.include_router(jobs_router)
+    app.include_router(agents_router)
     return app

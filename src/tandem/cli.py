@@ -1,7 +1,8 @@
-"""The `tandem` command: serve, migrate, version."""
+"""The `tandem` command: serve, worker, migrate, create-admin, version."""
 
 import asyncio
 import logging
+import signal
 from typing import Annotated
 
 import typer
@@ -16,9 +17,11 @@ from tandem.errors import TandemError
 from tandem.identity.schemas import RegisterIn
 from tandem.identity.security import InsecureSecret, resolve_jwt_secret
 from tandem.identity.service import register
+from tandem.jobs.distributed import DistributedWorker
 from tandem.migrations import current_revision, head_revision, upgrade_to_head
 from tandem.observability import configure_logging
-from tandem.settings import Settings
+from tandem.settings import JobExecutor, Settings
+from tandem.tasks import TaskResources, task_registry
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Tandem: agents work, people decide."
@@ -48,7 +51,13 @@ async def prepare_database(settings: Settings, *, migrate: bool) -> str | None:
 
 
 def _load_settings() -> Settings:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            typer.echo(f"Error: {where + ': ' if where else ''}{error['msg']}", err=True)
+        raise typer.Exit(code=1) from exc
     configure_logging(json_output=settings.is_production, level=settings.log_level)
     return settings
 
@@ -71,9 +80,17 @@ def serve(
     migrate: Annotated[
         bool, typer.Option("--migrate", help="Apply pending migrations before starting.")
     ] = False,
+    no_worker: Annotated[
+        bool,
+        typer.Option(
+            "--no-worker", help="Serve the API only; jobs run in `tandem worker` processes."
+        ),
+    ] = False,
 ) -> None:
     """Serve the HTTP API (SQLite schema is migrated automatically)."""
     settings = _load_settings()
+    if no_worker:
+        settings = settings.model_copy(update={"worker_enabled": False})
     try:
         resolve_jwt_secret(settings)
     except InsecureSecret as exc:
@@ -81,6 +98,64 @@ def serve(
         raise typer.Exit(code=1) from exc
     _prepare_or_exit(settings, migrate=migrate)
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+
+
+async def run_worker(settings: Settings, concurrency: int | None = None) -> None:
+    """One `tandem worker` until SIGTERM or SIGINT, then a graceful shutdown: running jobs
+    get half the lease to finish and are handed back to the queue after that."""
+    concurrency = concurrency or settings.job_concurrency
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # procrastinate logs two INFO lines per job; ours say what matters.
+        logging.getLogger("procrastinate").setLevel(logging.WARNING)
+    engine = create_engine(
+        settings.database_url, pool_size=max(settings.database_pool_size, concurrency + 2)
+    )
+    resources = TaskResources(settings)  # the same services tasks get in `tandem serve`
+    try:
+        worker = DistributedWorker(
+            settings,
+            create_sessionmaker(engine),
+            task_registry(),
+            concurrency=concurrency,
+            resources=resources.mapping,
+        )
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stop)
+        await worker.run()
+    finally:
+        await resources.aclose()
+        await engine.dispose()
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Jobs run at once (default: TANDEM_JOB_CONCURRENCY)."),
+    ] = None,
+) -> None:
+    """Run jobs from the shared PostgreSQL database until SIGTERM or SIGINT.
+
+    Start any number, on any machine pointing at the same database; serve the API with
+    `tandem serve --no-worker` and TANDEM_JOB_EXECUTOR=procrastinate.
+    """
+    settings = _load_settings()
+    if settings.is_sqlite:
+        typer.echo(
+            "Error: `tandem worker` needs PostgreSQL (TANDEM_DATABASE_URL=postgresql+psycopg://"
+            "...); on SQLite jobs run inside `tandem serve`.",
+            err=True,
+        )
+        raise typer.Exit(code=1)
+    if settings.job_executor is not JobExecutor.procrastinate:
+        log.warning(
+            "TANDEM_JOB_EXECUTOR is %s: servers with that setting run jobs themselves and "
+            "defer none to workers; set TANDEM_JOB_EXECUTOR=procrastinate everywhere",
+            settings.job_executor.value,
+        )
+    _prepare_or_exit(settings, migrate=False)
+    asyncio.run(run_worker(settings, concurrency))
 
 
 @app.command()

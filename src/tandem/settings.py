@@ -4,7 +4,7 @@ from enum import StrEnum
 from pathlib import Path
 
 import limits
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tandem.db"
@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     llm_base_url: str | None = None
     llm_api_key: str | None = None
     llm_model: str | None = None
+    # Per-agent model names at the same endpoint, e.g. {"classifier": "small-model"};
+    # "offline" puts that agent on the offline model.
+    llm_agent_models: dict[str, str] = Field(default_factory=dict)
     llm_timeout_seconds: float = Field(default=60.0, gt=0)
     llm_max_retries: int = Field(default=3, ge=0)
     agent_sync_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -97,6 +100,15 @@ class Settings(BaseSettings):
                 f"{value!r} is not a rate limit; write it like '60/minute' or '1000 per hour'"
             ) from exc
         return value
+
+    @model_validator(mode="after")
+    def _procrastinate_needs_postgresql(self) -> "Settings":
+        if self.job_executor is JobExecutor.procrastinate and self.is_sqlite:
+            raise ValueError(
+                "TANDEM_JOB_EXECUTOR=procrastinate needs PostgreSQL (TANDEM_DATABASE_URL="
+                "postgresql+psycopg://...); on SQLite use the embedded executor"
+            )
+        return self
 
     @property
     def is_production(self) -> bool:

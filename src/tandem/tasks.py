@@ -1,10 +1,33 @@
-"""Every task, imported in one place so that the registry is complete (API, executors)."""
+"""Every task, imported in one place so that the registry is complete (API, executors),
+and the process-wide services tasks use, built once per process."""
 
+from dataclasses import dataclass, field
+from typing import Any
+
+from tandem.agents import runs as agent_runs
+from tandem.agents.providers import AgentModels
 from tandem.jobs import builtin
 from tandem.jobs.registry import TaskRegistry, registry
+from tandem.settings import Settings
 
-__all__ = ["builtin", "registry", "task_registry"]
+__all__ = ["TaskResources", "agent_runs", "builtin", "registry", "task_registry"]
 
 
 def task_registry() -> TaskRegistry:
     return registry
+
+
+@dataclass
+class TaskResources:
+    """What executors hand tasks as `context.resources`; close it when the process stops."""
+
+    settings: Settings
+    mapping: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        models = AgentModels(self.settings, overrides=self.settings.llm_agent_models)
+        self.mapping = {"agent_models": models}
+
+    async def aclose(self) -> None:
+        models: AgentModels = self.mapping["agent_models"]
+        await models.aclose()

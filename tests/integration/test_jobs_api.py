@@ -56,7 +56,9 @@ async def test_submit_is_202_with_the_job(
 @pytest.mark.parametrize(
     ("body", "loc", "message"),
     [
-        pytest.param({"task": "nope"}, ["body", "task"], "Known tasks: echo", id="unknown-task"),
+        pytest.param(
+            {"task": "nope"}, ["body", "task"], "Known tasks: agent.run, echo", id="unknown-task"
+        ),
         pytest.param({"task": ""}, ["body", "task"], "at least 1 character", id="empty-task"),
         pytest.param(
             {"payload": {"duration_seconds": 61}},

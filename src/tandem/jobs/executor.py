@@ -3,6 +3,8 @@
 The embedded executor lives inside `tandem serve`: a loop claims due jobs (up to
 `TANDEM_JOB_CONCURRENCY` at once), a heartbeat renews their leases and notices cancellation
 requests, and a reaper gives jobs whose lease expired (their worker died) another attempt.
+`tandem worker` runs the same executor without its claim loop: procrastinate tells it which
+job to claim and hands the claim to `run_claim` (see `tandem.jobs.distributed`).
 """
 
 import asyncio
@@ -107,17 +109,25 @@ class StopReason(Enum):
 @dataclass
 class _Running:
     claim: Claim
-    task: "asyncio.Task[None]"
+    task: "asyncio.Task[JobStatus | None]"
     stop_reason: StopReason | None = None
 
 
 class EmbeddedExecutor:
     def __init__(
-        self, runner: JobRunner, dispatch: InProcessDispatch, *, concurrency: int | None = None
+        self,
+        runner: JobRunner,
+        dispatch: InProcessDispatch | None = None,
+        *,
+        concurrency: int | None = None,
+        claim_loop: bool = True,
     ) -> None:
+        """`claim_loop=False`: this executor claims nothing itself; claims made elsewhere are
+        handed to `run_claim` (the heartbeat and the reaper run either way)."""
         settings = runner.settings
         self.runner = runner
         self.dispatch = dispatch
+        self.claim_loop = claim_loop
         self.concurrency = concurrency or settings.job_concurrency
         self.lease = settings.job_lease_seconds
         self.poll = settings.job_poll_seconds
@@ -130,22 +140,29 @@ class EmbeddedExecutor:
     def running_jobs(self) -> int:
         return len(self._running)
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     def wake(self) -> None:
         self._wake.set()
 
     def start(self) -> None:
-        self.dispatch.subscribe(self.wake)
+        if self.dispatch is not None:
+            self.dispatch.subscribe(self.wake)
         self._tasks = [
-            asyncio.create_task(self._claim_loop(), name="jobs-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="jobs-heartbeat"),
             asyncio.create_task(self._reaper_loop(), name="jobs-reaper"),
         ]
+        if self.claim_loop:
+            self._tasks.append(asyncio.create_task(self._claim_loop(), name="jobs-claim"))
 
     async def stop(self, grace_seconds: float | None = None) -> None:
         """Stops claiming; running jobs get `grace_seconds` (default: half the lease) to
         finish, then are handed back for another process to run."""
         self._stopping = True
-        self.dispatch.unsubscribe(self.wake)
+        if self.dispatch is not None:
+            self.dispatch.unsubscribe(self.wake)
         self.wake()
         grace = self.lease / 2 if grace_seconds is None else grace_seconds
         running = [entry.task for entry in self._running.values()]
@@ -162,45 +179,67 @@ class EmbeddedExecutor:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _claim_loop(self) -> None:
+        # The last claim filled every free slot, so more jobs are probably due: claim again
+        # without the read-only look first (it only spares an idle executor the write lock).
+        backlog = False
         while not self._stopping:
             self._wake.clear()
             free = self.concurrency - len(self._running)
             try:
-                if free > 0 and await lifecycle.has_due_jobs(self.runner.sessionmaker):
+                if free > 0 and (backlog or await lifecycle.has_due_jobs(self.runner.sessionmaker)):
                     claims = await lifecycle.claim_due(
                         self.runner.sessionmaker, self.runner.worker, free, self.lease
                     )
                     for claim in claims:
                         self._launch(claim)
-                    if len(claims) == free:
+                    backlog = len(claims) == free
+                    if backlog:
                         continue  # there may be more; look again once a slot frees
             except Exception:
                 log.exception("Claiming jobs failed; trying again shortly")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
 
-    def _launch(self, claim: Claim) -> None:
+    async def run_claim(self, claim: Claim) -> JobStatus | None:
+        """Runs a claim made elsewhere as if this executor had made it: under the heartbeat,
+        stopped on cancellation or a lost lease, handed back at shutdown. Returns the job's
+        status afterwards (None when the outcome was not this worker's to record)."""
+        task = self._launch(claim)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # Whoever awaited us is going away: stop the job and give it back.
+            entry = self._running.get(claim.job_id)
+            if entry is not None and not task.done():
+                entry.stop_reason = StopReason.shutdown
+                task.cancel()
+            await asyncio.wait([task])
+            raise
+
+    def _launch(self, claim: Claim) -> "asyncio.Task[JobStatus | None]":
         task = asyncio.create_task(self._run(claim), name=f"job-{claim.job_id}")
         self._running[claim.job_id] = _Running(claim, task)
+        return task
 
-    async def _run(self, claim: Claim) -> None:
+    async def _run(self, claim: Claim) -> JobStatus | None:
         try:
-            await self.runner.run(claim)
+            return await self.runner.run(claim)
         except asyncio.CancelledError:
-            await self._stopped(claim)
+            return await self._stopped(claim)
         finally:
             self._running.pop(claim.job_id, None)
             self.wake()  # a slot is free
 
-    async def _stopped(self, claim: Claim) -> None:
+    async def _stopped(self, claim: Claim) -> JobStatus | None:
         entry = self._running.get(claim.job_id)
         reason = entry.stop_reason if entry else None
         sessionmaker = self.runner.sessionmaker
         if reason is StopReason.cancel_requested:
-            await lifecycle.record_cancelled(sessionmaker, claim)
-        elif reason is StopReason.shutdown:
-            await lifecycle.hand_back(sessionmaker, claim, self.runner.dispatch)
+            return await lifecycle.record_cancelled(sessionmaker, claim)
+        if reason is StopReason.shutdown:
+            return await lifecycle.hand_back(sessionmaker, claim, self.runner.dispatch)
         # lease_lost: another worker owns the job now; there is nothing to record.
+        return None
 
     async def _heartbeat_loop(self) -> None:
         while True:

@@ -1,0 +1,123 @@
+"""HTTP for agents: list, describe, run (waiting or in the background), read runs."""
+
+import asyncio
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+
+from tandem.agents import runs
+from tandem.agents.models import RunStatus
+from tandem.agents.registry import registry
+from tandem.agents.schemas import AgentOut, RunAcceptedOut, RunIn, RunOut
+from tandem.db import SessionDep
+from tandem.errors import error_responses
+from tandem.identity.principal import CurrentPrincipal, Principal, require_scopes
+from tandem.identity.scopes import Scope
+from tandem.jobs.router import JobQueueDep
+from tandem.pagination import Page, PageParamsDep
+from tandem.ratelimit import RateLimiter, apply_headers
+from tandem.settings import Settings
+
+
+async def limit_per_principal(
+    request: Request, response: Response, principal: CurrentPrincipal
+) -> None:
+    """TANDEM_RATE_LIMIT_AGENTS per user or API key, on every /api/v1/agents route."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    settings: Settings = request.app.state.settings
+    state = await limiter.hit(
+        settings.rate_limit_agents, "agents", f"{principal.kind.value}:{principal.id}"
+    )
+    apply_headers(response, state)
+
+
+router = APIRouter(
+    prefix="/api/v1/agents",
+    tags=["agents"],
+    dependencies=[Depends(limit_per_principal)],
+    responses=error_responses(401, 403, 429),
+)
+
+AgentReader = Annotated[Principal, Depends(require_scopes(Scope.agent_read))]
+AgentRunner = Annotated[Principal, Depends(require_scopes(Scope.agent_run))]
+
+
+def _agent_out(agent_id: str) -> AgentOut:
+    spec = registry.get(agent_id)
+    return AgentOut(agent_id=spec.agent_id, name=spec.name, description=spec.description)
+
+
+@router.get("")
+async def list_agents(principal: AgentReader) -> Page[AgentOut]:
+    items = [_agent_out(spec.agent_id) for spec in registry.list()]
+    return Page(items=items, count=len(items))
+
+
+@router.post(
+    "/run",
+    responses={
+        202: {"model": RunAcceptedOut, "description": "Going on as a job"},
+        **error_responses(404),
+    },
+)
+async def run(
+    body: RunIn,
+    request: Request,
+    response: Response,
+    principal: AgentRunner,
+    session: SessionDep,
+    queue: JobQueueDep,
+) -> RunOut | RunAcceptedOut:
+    settings: Settings = request.app.state.settings
+    agent_run = await runs.submit_run(
+        session,
+        queue,
+        principal,
+        agent_id=body.agent_id,
+        input_text=body.input_text,
+        parameters=body.parameters,
+        project_id=body.project_id,
+        max_input_chars=settings.agent_max_input_chars,
+    )
+    # Commit now rather than when the request ends: the job must be visible to an executor
+    # before we wait for it to finish.
+    await session.commit()
+    if not body.background:
+        sessionmaker = request.app.state.sessionmaker
+        try:
+            async with asyncio.timeout(settings.agent_sync_timeout_seconds):
+                return RunOut.of(await runs.until_finished(sessionmaker, agent_run.id))
+        except TimeoutError:
+            agent_run = await runs.load_run(sessionmaker, agent_run.id)
+    response.status_code = status.HTTP_202_ACCEPTED
+    return RunAcceptedOut(
+        run_id=agent_run.id,
+        agent_id=agent_run.agent_id,
+        status=agent_run.status,
+        job_id=agent_run.job_id,
+    )
+
+
+@router.get("/runs")
+async def list_runs(
+    principal: AgentReader,
+    session: SessionDep,
+    page: PageParamsDep,
+    status_filter: Annotated[RunStatus | None, Query(alias="status")] = None,
+    agent_id: Annotated[str | None, Query(max_length=100)] = None,
+) -> Page[RunOut]:
+    items, count = await runs.list_runs(
+        session, principal, page, status=status_filter, agent_id=agent_id
+    )
+    return Page(items=[RunOut.of(r) for r in items], count=count)
+
+
+@router.get("/runs/{run_id}", responses=error_responses(404))
+async def get_run(run_id: uuid.UUID, principal: AgentReader, session: SessionDep) -> RunOut:
+    return RunOut.of(await runs.get_run(session, principal, run_id))
+
+
+@router.get("/{agent_id}", responses=error_responses(404))
+async def get_agent(agent_id: str, principal: AgentReader) -> AgentOut:
+    return _agent_out(agent_id)

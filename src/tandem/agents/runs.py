@@ -1,0 +1,172 @@
+"""Agent runs: every run is a row and a job. A synchronous request waits for the job, up to
+TANDEM_AGENT_SYNC_TIMEOUT_SECONDS, and otherwise answers 202 while the job goes on."""
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tandem.agents.models import AgentRun, RunStatus
+from tandem.agents.providers import AgentModels
+from tandem.agents.registry import registry
+from tandem.agents.runner import run_agent
+from tandem.agents.spec import AgentFailed
+from tandem.db import READ_ONLY, utcnow
+from tandem.errors import Invalid, NotFound
+from tandem.identity.models import Project
+from tandem.identity.principal import Principal
+from tandem.jobs.registry import TaskContext
+from tandem.jobs.registry import registry as tasks
+from tandem.jobs.service import JobQueue, submit_job
+from tandem.pagination import PageParams, paginate
+
+RUN_TASK = "agent.run"
+FINISHED = frozenset({RunStatus.completed, RunStatus.failed})
+# A run finished by this process wakes its waiter at once; one finished by a `tandem worker`
+# elsewhere is seen by polling the row this often.
+WAIT_POLL_SECONDS = 0.25
+_finished_here: dict[uuid.UUID, asyncio.Event] = {}
+
+
+async def submit_run(
+    session: AsyncSession,
+    queue: JobQueue,
+    principal: Principal,
+    *,
+    agent_id: str,
+    input_text: str,
+    parameters: dict[str, Any],
+    project_id: uuid.UUID | None,
+    max_input_chars: int,
+) -> AgentRun:
+    spec = registry.get(agent_id)  # 404 for an unknown agent
+    if len(input_text) > max_input_chars:
+        raise Invalid(
+            f"input_text is {len(input_text)} characters; the limit is {max_input_chars}",
+            loc=("body", "input_text"),
+        )
+    spec.validate_parameters(parameters)  # 422 naming the parameter
+    if project_id is not None:
+        project = await session.get(Project, project_id)
+        if project is None or project.organization_id != principal.organization_id:
+            raise NotFound(f"Project {project_id} not found")
+    run = AgentRun(
+        organization_id=principal.organization_id,
+        user_id=principal.user_id,
+        principal_kind=principal.kind.value,
+        principal_id=principal.id,
+        project_id=project_id,
+        agent_id=agent_id,
+        status=RunStatus.queued,
+        input_text=input_text,
+        parameters=parameters,
+        input_tokens=0,
+        output_tokens=0,
+        requests=0,
+    )
+    session.add(run)
+    await session.flush()
+    job, _ = await submit_job(
+        session,
+        queue,
+        task=RUN_TASK,
+        payload={"run_id": str(run.id)},
+        organization_id=principal.organization_id,
+        submitted_by_id=principal.user_id,
+        # The model endpoint is retried inside the run; a job retry is for a worker that died.
+        max_attempts=2,
+    )
+    run.job_id = job.id
+    await session.flush()
+    return run
+
+
+async def load_run(sessionmaker: async_sessionmaker[AsyncSession], run_id: uuid.UUID) -> AgentRun:
+    async with sessionmaker() as session:
+        await session.connection(execution_options=READ_ONLY)
+        return await session.get_one(AgentRun, run_id)
+
+
+async def until_finished(
+    sessionmaker: async_sessionmaker[AsyncSession], run_id: uuid.UUID
+) -> AgentRun:
+    """Waits for the run's job to finish it (the caller bounds the wait)."""
+    finished = _finished_here.setdefault(run_id, asyncio.Event())
+    try:
+        while (run := await load_run(sessionmaker, run_id)).status not in FINISHED:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finished.wait(), WAIT_POLL_SECONDS)
+        return run
+    finally:
+        _finished_here.pop(run_id, None)
+
+
+async def get_run(session: AsyncSession, principal: Principal, run_id: uuid.UUID) -> AgentRun:
+    run = await session.get(AgentRun, run_id)
+    if run is None or run.organization_id != principal.organization_id:
+        raise NotFound(f"Run {run_id} not found")
+    return run
+
+
+async def list_runs(
+    session: AsyncSession,
+    principal: Principal,
+    params: PageParams,
+    *,
+    status: RunStatus | None = None,
+    agent_id: str | None = None,
+) -> tuple[Sequence[AgentRun], int]:
+    query = select(AgentRun).where(AgentRun.organization_id == principal.organization_id)
+    if status is not None:
+        query = query.where(AgentRun.status == status)
+    if agent_id is not None:
+        query = query.where(AgentRun.agent_id == agent_id)
+    return await paginate(session, query.order_by(AgentRun.created_at.desc(), AgentRun.id), params)
+
+
+@tasks.task(RUN_TASK, description="Runs an agent for a recorded agent run (`run_id`).")
+async def execute_run(context: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """Idempotent: a run already finished (a re-run after a crash) is not run again."""
+    run_id = uuid.UUID(payload["run_id"])
+    async with context.sessionmaker() as session, session.begin():
+        started = await session.execute(
+            update(AgentRun)
+            .where(
+                AgentRun.id == run_id, AgentRun.status.in_([RunStatus.queued, RunStatus.running])
+            )
+            .values(status=RunStatus.running, started_at=utcnow(), updated_at=utcnow())
+            .returning(AgentRun.agent_id, AgentRun.input_text, AgentRun.parameters)
+        )
+        row = started.one_or_none()
+    if row is None:
+        return {"run_id": str(run_id), "status": "already finished"}
+    models: AgentModels = context.resources["agent_models"]
+    values: dict[str, Any]
+    try:
+        result = await run_agent(
+            row.agent_id, row.input_text, row.parameters, model=models.for_agent(row.agent_id)
+        )
+    except AgentFailed as failure:
+        values = {"status": RunStatus.failed, "error": failure.message}
+    else:
+        values = {
+            "status": RunStatus.completed,
+            "output": result.output,
+            "input_tokens": result.input_tokens,
+            "output_tokens": result.output_tokens,
+            "requests": result.requests,
+            "model": result.model_name,
+        }
+    async with context.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(AgentRun)
+            .where(AgentRun.id == run_id)
+            .values(finished_at=utcnow(), updated_at=utcnow(), **values)
+        )
+    if (waiter := _finished_here.get(run_id)) is not None:
+        waiter.set()
+    return {"run_id": str(run_id), "status": values["status"].value}

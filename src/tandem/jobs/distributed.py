@@ -1,0 +1,252 @@
+"""The distributed executor: `tandem worker` processes on PostgreSQL, fed by procrastinate.
+
+Our `jobs` table stays the source of truth; procrastinate only says *which* job to look at.
+
+- A job that becomes runnable gets a procrastinate job (`tandem.run_job`, args `{job_id}`)
+  deferred by `ProcrastinateDispatch` in the same transaction, on the caller's connection,
+  by calling procrastinate's own SQL function: a rolled-back request defers nothing, and
+  workers are woken (LISTEN/NOTIFY) when it commits.
+- A worker's procrastinate task claims our job with `lifecycle.claim_job` and hands the
+  claim to an `EmbeddedExecutor` without a claim loop, so the heartbeat, cancellation,
+  hand-back at shutdown and the lease reaper are the embedded executor's own.
+- procrastinate's retries are off: retries, backoff and `dead` are decided by
+  `tandem.jobs.lifecycle`. A procrastinate job that finds our job not claimable (already
+  running elsewhere, finished, cancelled) does nothing, so a stale or duplicate procrastinate
+  job is harmless; that is what lets the reaper re-defer and the stalled-job sweep retry
+  without ever running a job twice.
+- Killed workers: our reaper (in every worker) fails the attempt whose lease expired and
+  re-defers the job; the stalled-job sweep puts procrastinate jobs of workers that stopped
+  heart-beating back to `todo`, so a job fetched but never claimed is not lost either.
+
+procrastinate's tables live in the `procrastinate` schema (migration 0005); its connections
+use `search_path=procrastinate`.
+"""
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import procrastinate
+from procrastinate.job_context import JobContext
+from procrastinate.worker import Worker as ProcrastinateWorker
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tandem.db import READ_ONLY, utcnow
+from tandem.jobs import lifecycle
+from tandem.jobs.executor import EmbeddedExecutor, JobMetrics, JobRunner, worker_name
+from tandem.jobs.models import Job, JobStatus
+from tandem.jobs.registry import TaskRegistry
+from tandem.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "procrastinate"
+QUEUE = "tandem"
+TASK_NAME = "tandem.run_job"
+CONTEXT_KEY = "tandem_worker"
+# procrastinate's worker heartbeat; a worker silent for STALLED_AFTER is considered dead.
+HEARTBEAT_SECONDS = 5.0
+STALLED_AFTER_SECONDS = 30.0
+
+_DEFER = text(
+    f"SELECT {SCHEMA}.procrastinate_defer_jobs_v1(ARRAY[ROW("
+    ":queue, :task, 0, NULL, NULL, CAST(:args AS jsonb), CAST(:scheduled_at AS timestamptz)"
+    f")]::{SCHEMA}.procrastinate_job_to_defer_v1[])"
+)
+
+
+def libpq_conninfo(database_url: str) -> str:
+    """`postgresql+psycopg://...` as libpq spells it (`postgresql://...`)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        raise ValueError("The distributed executor needs PostgreSQL")
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class ProcrastinateDispatch:
+    """Defers `tandem.run_job` in the caller's transaction (see the module docstring)."""
+
+    async def enqueue(self, session: AsyncSession, job_id: uuid.UUID, run_at: datetime) -> None:
+        await session.execute(
+            _DEFER,
+            {
+                "queue": QUEUE,
+                "task": TASK_NAME,
+                "args": json.dumps({"job_id": str(job_id)}),
+                # Due now: no schedule (procrastinate compares with the database's clock).
+                "scheduled_at": run_at if run_at > utcnow() else None,
+            },
+        )
+
+
+async def _run_job(context: JobContext, job_id: str) -> str | None:
+    """The one procrastinate task: look at our job `job_id` and run it if it is ours to run."""
+    worker: DistributedWorker = context.additional_context[CONTEXT_KEY]
+    status = await worker.run_job(uuid.UUID(job_id))
+    return status.value if status is not None else None
+
+
+def create_procrastinate_app(settings: Settings, *, pool_size: int = 4) -> procrastinate.App:
+    connector = procrastinate.PsycopgConnector(
+        conninfo=libpq_conninfo(settings.database_url),
+        kwargs={"options": f"-c search_path={SCHEMA}"},
+        min_size=1,
+        max_size=pool_size,
+    )
+    app = procrastinate.App(connector=connector)
+    app.task(name=TASK_NAME, queue=QUEUE, pass_context=True, retry=False)(_run_job)
+    return app
+
+
+class DistributedWorker:
+    """One `tandem worker`: procrastinate fetches, our executor claims and runs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        registry: TaskRegistry,
+        *,
+        concurrency: int | None = None,
+        metrics: JobMetrics | None = None,
+        resources: Mapping[str, Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.concurrency = concurrency or settings.job_concurrency
+        self.dispatch = ProcrastinateDispatch()
+        self.runner = JobRunner(
+            sessionmaker=sessionmaker,
+            registry=registry,
+            settings=settings,
+            dispatch=self.dispatch,
+            worker=name or worker_name("worker"),
+            metrics=metrics,
+            resources=dict(resources or {}),
+        )
+        self.executor = EmbeddedExecutor(
+            self.runner, None, concurrency=self.concurrency, claim_loop=False
+        )
+        self.app = create_procrastinate_app(settings, pool_size=self.concurrency + 2)
+        self._stop = asyncio.Event()
+        self.started = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return self.runner.worker
+
+    def stop(self) -> None:
+        """Asks `run` to shut down gracefully (safe to call from a signal handler)."""
+        self._stop.set()
+
+    async def run(self, *, grace_seconds: float | None = None) -> None:
+        """Runs until `stop()`: no new jobs are fetched, running ones get `grace_seconds`
+        (default: half the lease) to finish and are then handed back for another worker."""
+        grace = self.settings.job_lease_seconds / 2 if grace_seconds is None else grace_seconds
+        async with self.app.open_async():
+            worker = ProcrastinateWorker(
+                self.app,
+                queues=[QUEUE],
+                name=self.name,
+                concurrency=self.concurrency,
+                fetch_job_polling_interval=self.settings.job_poll_seconds,
+                install_signal_handlers=False,
+                additional_context={CONTEXT_KEY: self},
+                # Our executor hands jobs back after `grace`; this is only a backstop.
+                shutdown_graceful_timeout=grace + self.settings.job_lease_seconds,
+                update_heartbeat_interval=HEARTBEAT_SECONDS,
+                stalled_worker_timeout=STALLED_AFTER_SECONDS,
+            )
+            self.executor.start()
+            sweeper = asyncio.create_task(self._sweep_loop(), name="jobs-stalled-sweep")
+            fetching = asyncio.create_task(
+                worker.run(),  # type: ignore[no-untyped-call]
+                name="procrastinate-worker",
+            )
+            stop = asyncio.create_task(self._stop.wait())
+            self.started.set()
+            log.info("Worker %s started (concurrency %s)", self.name, self.concurrency)
+            try:
+                await asyncio.wait([fetching, stop], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                log.info(
+                    "Worker %s stopping (%s jobs running)", self.name, self.executor.running_jobs
+                )
+                worker.stop()  # type: ignore[no-untyped-call]  # no new fetches
+                await self.executor.stop(grace)
+                sweeper.cancel()
+                stop.cancel()
+                await asyncio.gather(sweeper, stop, return_exceptions=True)
+                await fetching  # re-raises if procrastinate's worker failed
+                log.info("Worker %s stopped", self.name)
+
+    async def run_job(self, job_id: uuid.UUID) -> JobStatus | None:
+        """Claims and runs our job `job_id`; returns its status after this attempt, or None
+        when there was nothing to run (someone else has it, it finished, or it is not due)."""
+        if self.executor.stopping:
+            await self._defer_again(job_id, utcnow())  # not claimed: leave it to another
+            return None
+        try:
+            claim = await lifecycle.claim_job(
+                self.sessionmaker, job_id, self.name, self.settings.job_lease_seconds
+            )
+        except Exception:
+            # Never claimed, so no lease for the reaper to find: defer it again ourselves.
+            log.exception("Claiming job %s failed; deferring it again", job_id)
+            await self._defer_again(job_id, utcnow())
+            raise
+        if claim is None:
+            await self._defer_if_early(job_id)
+            return None
+        if self.executor.stopping:  # shutdown began while we were claiming
+            return await lifecycle.hand_back(self.sessionmaker, claim, self.dispatch)
+        return await self.executor.run_claim(claim)
+
+    async def _defer_if_early(self, job_id: uuid.UUID) -> None:
+        """procrastinate's clock (the database's) said due while ours says not yet: come back
+        when it is. Any other reason not to claim means another worker has it or it is done."""
+        async with self.sessionmaker() as session:
+            await session.connection(execution_options=READ_ONLY)
+            row = (
+                await session.execute(select(Job.status, Job.next_run_at).where(Job.id == job_id))
+            ).one_or_none()
+        if row is not None and row.status is JobStatus.pending and row.next_run_at > utcnow():
+            await self._defer_again(job_id, row.next_run_at)
+
+    async def _defer_again(self, job_id: uuid.UUID, run_at: datetime) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            await self.dispatch.enqueue(session, job_id, run_at)
+
+    async def sweep_stalled(self) -> int:
+        """procrastinate jobs whose worker stopped heart-beating go back to `todo`: if the
+        worker died between fetching and claiming, our job is still pending and runs; in any
+        other case our claim guard turns the retried procrastinate job into a no-op."""
+        stalled = await self.app.job_manager.get_stalled_jobs(
+            queue=QUEUE, seconds_since_heartbeat=STALLED_AFTER_SECONDS
+        )
+        swept = 0
+        for job in stalled:
+            try:
+                await self.app.job_manager.retry_job(job)
+            except Exception:  # another worker swept it first
+                log.debug("Stalled procrastinate job %s already handled", job.id)
+                continue
+            swept += 1
+        if swept:
+            log.warning("Put %s procrastinate jobs of stopped workers back in the queue", swept)
+        return swept
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STALLED_AFTER_SECONDS / 2)
+            try:
+                await self.sweep_stalled()
+            except Exception:
+                log.exception("Sweeping stalled procrastinate jobs failed")

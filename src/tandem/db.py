@@ -8,10 +8,11 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData, Uuid, event
+from sqlalchemy import DateTime, Enum, MetaData, Uuid, event
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -64,6 +65,19 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def string_enum(enum: type[StrEnum], *, length: int = 20, check_name: str | None = None) -> Enum:
+    """An enum stored as its plain value in a VARCHAR (no native type to migrate), read back as
+    the enum member; `check_name` also adds a CHECK constraint listing the values."""
+    return Enum(
+        enum,
+        native_enum=False,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+        create_constraint=check_name is not None,
+        name=check_name,
+    )
 
 
 class Base(DeclarativeBase):

@@ -5,10 +5,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tandem.db import Base, IdMixin, TimestampMixin
+from tandem.db import Base, IdMixin, TimestampMixin, string_enum
 
 
 class RunStatus(StrEnum):
@@ -37,9 +37,7 @@ class AgentRun(IdMixin, TimestampMixin, Base):
     job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     agent_id: Mapped[str] = mapped_column(String(100))
     status: Mapped[RunStatus] = mapped_column(
-        Enum(
-            RunStatus, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]
-        ),
+        string_enum(RunStatus),
         default=RunStatus.queued,
     )
     input_text: Mapped[str] = mapped_column(Text)

@@ -16,12 +16,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy import (
-    Enum as SAEnum,
-)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tandem.db import Base, IdMixin, TimestampMixin
+from tandem.db import Base, IdMixin, TimestampMixin, string_enum
 
 
 class JobStatus(StrEnum):
@@ -39,13 +36,6 @@ class AttemptOutcome(StrEnum):
     lease_expired = "lease_expired"  # the worker died or stalled: counts as a failed attempt
     cancelled = "cancelled"
     handed_back = "handed_back"  # graceful shutdown: does not use up the attempt budget
-
-
-def _string_enum(enum: type[StrEnum]) -> SAEnum:
-    """Stored as the plain value in a VARCHAR (no native enum type to migrate), read as the enum."""
-    return SAEnum(
-        enum, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]
-    )
 
 
 class Job(IdMixin, TimestampMixin, Base):
@@ -68,7 +58,7 @@ class Job(IdMixin, TimestampMixin, Base):
     )
     task: Mapped[str] = mapped_column(String(100))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[JobStatus] = mapped_column(_string_enum(JobStatus), default=JobStatus.pending)
+    status: Mapped[JobStatus] = mapped_column(string_enum(JobStatus), default=JobStatus.pending)
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # within the current budget
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     runs: Mapped[int] = mapped_column(Integer, default=0)  # every attempt ever; numbers history
@@ -97,7 +87,7 @@ class JobAttempt(IdMixin, Base):
     number: Mapped[int] = mapped_column(Integer)  # 1, 2, ... across retries from dead
     worker: Mapped[str] = mapped_column(String(100))
     outcome: Mapped[AttemptOutcome] = mapped_column(
-        _string_enum(AttemptOutcome), default=AttemptOutcome.running
+        string_enum(AttemptOutcome), default=AttemptOutcome.running
     )
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]

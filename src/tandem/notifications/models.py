@@ -4,10 +4,10 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Enum, ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tandem.db import Base, IdMixin, TimestampMixin, utcnow
+from tandem.db import Base, IdMixin, TimestampMixin, string_enum, utcnow
 
 
 class OutboxStatus(StrEnum):
@@ -31,14 +31,7 @@ class OutboxMessage(IdMixin, TimestampMixin, Base):
     subject: Mapped[str] = mapped_column(String(998))  # RFC 5322 line length limit
     body: Mapped[str] = mapped_column(Text)
     status: Mapped[OutboxStatus] = mapped_column(
-        Enum(
-            OutboxStatus,
-            name="status",
-            native_enum=False,
-            create_constraint=True,
-            length=16,
-            values_callable=lambda statuses: [s.value for s in statuses],
-        ),
+        string_enum(OutboxStatus, length=16, check_name="status"),
         default=OutboxStatus.pending,
     )
     attempts: Mapped[int] = mapped_column(default=0)

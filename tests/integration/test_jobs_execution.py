@@ -1,5 +1,6 @@
 """Jobs actually running: the embedded executor on a database with real commits, both backends."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -15,8 +16,9 @@ from sqlalchemy import func, select
 
 from tandem.app import create_app
 from tandem.db import create_engine, create_sessionmaker, utcnow
+from tandem.jobs import lifecycle
 from tandem.jobs.dispatch import InProcessDispatch
-from tandem.jobs.executor import EmbeddedExecutor, JobRunner
+from tandem.jobs.executor import EmbeddedExecutor, JobRunner, SuccessWriter
 from tandem.jobs.models import Job, JobAttempt, JobStatus
 from tandem.jobs.service import JobQueue, submit_job
 from tandem.notifications.models import OutboxMessage, OutboxStatus
@@ -295,3 +297,30 @@ async def test_notify_emails_the_submitter_at_submit_and_at_the_end(
         job_mails = [m for m in smtp_server.received if m.subject.startswith("Job ")]
         assert len(job_mails) == 4
         assert all(m.recipients == ["notify@example.com"] for m in job_mails)
+
+
+async def test_group_commit_records_a_burst_together_and_isolates_a_bad_result(
+    committed_db: CommittedDatabase,
+) -> None:
+    """Successes finishing together share a transaction; one unstorable result fails only
+    its own job."""
+    queue = JobQueue(task_registry(), InProcessDispatch())
+    async with committed_db.sessionmaker() as session, session.begin():
+        for n in range(3):
+            await submit_job(session, queue, task="echo", payload={"n": n}, organization_id=None)
+    claims = await lifecycle.claim_due(committed_db.sessionmaker, "w", limit=3, lease=30)
+    writer = SuccessWriter(committed_db.sessionmaker)
+    results: list[object] = [{"ok": 1}, {"ok": 2}, {"not json": object()}]
+    outcomes = await asyncio.gather(
+        *(writer.write(claim, result) for claim, result in zip(claims, results, strict=True)),
+        return_exceptions=True,
+    )
+    assert outcomes[:2] == [JobStatus.succeeded, JobStatus.succeeded]
+    assert isinstance(outcomes[2], Exception)
+    async with committed_db.sessionmaker() as session:
+        statuses = {job.id: job.status for job in await session.scalars(select(Job))}
+    assert statuses[claims[0].job_id] is JobStatus.succeeded
+    assert statuses[claims[1].job_id] is JobStatus.succeeded
+    assert statuses[claims[2].job_id] is JobStatus.running, (
+        "still held: the runner records the failure"
+    )

@@ -55,6 +55,52 @@ class JobMetrics:
         )
 
 
+class SuccessWriter:
+    """Group commit for successes: runners that finish while a write is in flight are recorded
+    together in the next transaction, so a burst of short jobs costs one commit per batch,
+    not one per job (on SQLite, also one wait for the write lock instead of one per runner).
+    If a batch fails, each success is recorded on its own, so one bad result fails one job."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.sessionmaker = sessionmaker
+        self._queue: list[tuple[Claim, Any, asyncio.Future[JobStatus | None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def write(self, claim: Claim, result: Any) -> JobStatus | None:
+        done: asyncio.Future[JobStatus | None] = asyncio.get_running_loop().create_future()
+        self._queue.append((claim, result, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name="jobs-success-writer")
+        return await asyncio.shield(done)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                statuses = await lifecycle.record_successes(
+                    self.sessionmaker, [(claim, result) for claim, result, _ in batch]
+                )
+            except Exception:
+                for claim, result, done in batch:
+                    await self._one(claim, result, done)
+                continue
+            for (_, _, done), status in zip(batch, statuses, strict=True):
+                if not done.done():
+                    done.set_result(status)
+
+    async def _one(
+        self, claim: Claim, result: Any, done: "asyncio.Future[JobStatus | None]"
+    ) -> None:
+        try:
+            status = await lifecycle.record_success(self.sessionmaker, claim, result)
+        except Exception as exc:
+            if not done.done():
+                done.set_exception(exc)
+        else:
+            if not done.done():
+                done.set_result(status)
+
+
 @dataclass
 class JobRunner:
     """Runs one claimed job's task and records what came of it."""
@@ -66,6 +112,7 @@ class JobRunner:
     worker: str
     metrics: JobMetrics | None = None
     resources: Mapping[str, Any] = field(default_factory=dict)
+    successes: SuccessWriter | None = None  # group commit; set by the embedded executor
 
     async def run(self, claim: Claim) -> JobStatus | None:
         started = time.perf_counter()
@@ -80,7 +127,10 @@ class JobRunner:
                 resources=dict(self.resources),
             )
             result = await definition.function(context, claim.payload)
-            status = await lifecycle.record_success(self.sessionmaker, claim, result)
+            if self.successes is not None:
+                status = await self.successes.write(claim, result)
+            else:
+                status = await lifecycle.record_success(self.sessionmaker, claim, result)
         except UnknownTask:
             status = await self._failed(claim, f"Unknown task '{claim.task}'")
         except Exception as exc:  # any failure of task code is one failed attempt
@@ -126,6 +176,8 @@ class EmbeddedExecutor:
         handed to `run_claim` (the heartbeat and the reaper run either way)."""
         settings = runner.settings
         self.runner = runner
+        if runner.successes is None:
+            runner.successes = SuccessWriter(runner.sessionmaker)
         self.dispatch = dispatch
         self.claim_loop = claim_loop
         self.concurrency = concurrency or settings.job_concurrency

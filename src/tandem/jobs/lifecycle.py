@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import Select, and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tandem.db import READ_ONLY, utcnow
@@ -173,51 +173,100 @@ async def _finish(
     dispatch: Dispatch | None = None,
 ) -> JobStatus | None:
     """Applies `decide` to the job if this claim still holds it; returns the new status."""
-    now = utcnow()
     async with sessionmaker() as session, session.begin():
-        job = await session.scalar(
-            select(Job)
-            .where(
-                Job.id == claim.job_id,
-                Job.lease_token == claim.token,
-                Job.status == JobStatus.running,
+        return await _apply(
+            session,
+            claim,
+            decide,
+            outcome,
+            error=error,
+            result=result,
+            retry_base_seconds=retry_base_seconds,
+            dispatch=dispatch,
+        )
+
+
+async def _apply(
+    session: AsyncSession,
+    claim: Claim,
+    decide: Callable[[states.JobState], states.JobState],
+    outcome: AttemptOutcome,
+    *,
+    error: str | None = None,
+    result: Any = None,
+    retry_base_seconds: float | None = None,
+    dispatch: Dispatch | None = None,
+    loaded: Job | None = None,
+) -> JobStatus | None:
+    """Applies `decide` to the job if this claim still holds it; returns the new status.
+    `loaded`: the job row, already read (and locked) with the others of a batch."""
+    now = utcnow()
+    job = loaded or await session.scalar(_held(claim).with_for_update())
+    if job is None or job.lease_token != claim.token or job.status is not JobStatus.running:
+        log.warning("Job %s changed hands before its outcome was recorded", claim.job_id)
+        return None
+    after = decide(
+        states.JobState(job.status, job.attempts, job.max_attempts, job.cancel_requested)
+    )
+    job.status, job.attempts = after.status, after.attempts
+    job.lease_owner = job.lease_token = job.lease_expires_at = None
+    job.updated_at = now
+    if error is not None:
+        job.last_error = error[:MAX_ERROR_LENGTH]
+    if after.status is JobStatus.succeeded:
+        job.result, job.last_error = result, None
+    if after.status in states.FINISHED:
+        job.finished_at = now
+    if after.status is JobStatus.pending:
+        # A handed-back job runs again at once; a failed one waits out its backoff.
+        delay = timedelta(0)
+        if retry_base_seconds is not None:
+            policy = RetryPolicy(job.max_attempts, retry_base_seconds, jitter=RETRY_JITTER)
+            delay = policy.delay(job.attempts)
+        job.next_run_at = now + delay
+        if dispatch is not None:
+            await dispatch.enqueue(session, job.id, job.next_run_at)
+    if after.status is JobStatus.cancelled:
+        outcome = AttemptOutcome.cancelled
+    await session.execute(
+        update(JobAttempt)
+        .where(JobAttempt.job_id == job.id, JobAttempt.number == claim.run)
+        .values(outcome=outcome, finished_at=now, error=error and error[:MAX_ERROR_LENGTH])
+    )
+    if after.status in (JobStatus.succeeded, JobStatus.dead):
+        await notify_finished(session, job)
+    return after.status
+
+
+def _held(*claims: Claim) -> Select[Job]:
+    """The running jobs these claims still hold."""
+    return select(Job).where(
+        Job.status == JobStatus.running,
+        or_(*(and_(Job.id == c.job_id, Job.lease_token == c.token) for c in claims)),
+    )
+
+
+async def record_successes(
+    sessionmaker: Sessionmaker, finished: Sequence[tuple[Claim, Any]]
+) -> list[JobStatus | None]:
+    """Several successes in one transaction (group commit): under load the executor's runners
+    finish together, and one commit (and one read) for all of them costs about what one does."""
+    async with sessionmaker() as session, session.begin():
+        claims = [claim for claim, _ in finished]
+        jobs = {job.id: job for job in await session.scalars(_held(*claims).with_for_update())}
+        return [
+            await _apply(
+                session,
+                claim,
+                states.succeed,
+                AttemptOutcome.succeeded,
+                result=result,
+                loaded=jobs.get(claim.job_id),
             )
-            .with_for_update()
-        )
-        if job is None:
-            log.warning("Job %s changed hands before its outcome was recorded", claim.job_id)
-            return None
-        after = decide(
-            states.JobState(job.status, job.attempts, job.max_attempts, job.cancel_requested)
-        )
-        job.status, job.attempts = after.status, after.attempts
-        job.lease_owner = job.lease_token = job.lease_expires_at = None
-        job.updated_at = now
-        if error is not None:
-            job.last_error = error[:MAX_ERROR_LENGTH]
-        if after.status is JobStatus.succeeded:
-            job.result, job.last_error = result, None
-        if after.status in states.FINISHED:
-            job.finished_at = now
-        if after.status is JobStatus.pending:
-            # A handed-back job runs again at once; a failed one waits out its backoff.
-            delay = timedelta(0)
-            if retry_base_seconds is not None:
-                policy = RetryPolicy(job.max_attempts, retry_base_seconds, jitter=RETRY_JITTER)
-                delay = policy.delay(job.attempts)
-            job.next_run_at = now + delay
-            if dispatch is not None:
-                await dispatch.enqueue(session, job.id, job.next_run_at)
-        if after.status is JobStatus.cancelled:
-            outcome = AttemptOutcome.cancelled
-        await session.execute(
-            update(JobAttempt)
-            .where(JobAttempt.job_id == job.id, JobAttempt.number == claim.run)
-            .values(outcome=outcome, finished_at=now, error=error and error[:MAX_ERROR_LENGTH])
-        )
-        if after.status in (JobStatus.succeeded, JobStatus.dead):
-            await notify_finished(session, job)
-        return after.status
+            if claim.job_id in jobs
+            else None
+            for claim, result in finished
+        ]
 
 
 async def record_success(sessionmaker: Sessionmaker, claim: Claim, result: Any) -> JobStatus | None:

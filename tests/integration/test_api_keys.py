@@ -126,6 +126,7 @@ async def test_keys_of_a_deactivated_creator_stop_working(
     await db_session.execute(update(User).where(User.id == member.id).values(is_active=False))
     response = await client.get("/api/v1/projects", headers={"X-API-Key": key})
     assert response.status_code == 401
+    assert response.json() == {"detail": "API key's owner is inactive"}
 
 
 async def test_admins_see_and_revoke_every_key_of_their_organization_only(

@@ -1,0 +1,1 @@
+"""Scheduling: people, blocks, rotations, schedules, assignments, ACGME rules, solver, swaps."""

@@ -1,0 +1,126 @@
+"""The scheduling vocabulary shared by the rule engine, the solver and the service.
+
+Plain frozen dataclasses, no database: the service loads rows into these, the rule engine
+(`rules.py`) and the solver (`solver.py`) work on them only. Keeping them free of SQLAlchemy
+makes the rules and the solver pure, fast to test and fast to run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from uuid import UUID
+
+DEFAULT_HOURS_PER_BLOCK = 6.0
+
+
+class PersonType(StrEnum):
+    RESIDENT = "resident"
+    FACULTY = "faculty"
+
+
+class TimeOfDay(StrEnum):
+    AM = "AM"
+    PM = "PM"
+
+
+class RotationKind(StrEnum):
+    CLINIC = "clinic"
+    INPATIENT = "inpatient"
+    ICU = "icu"
+    PROCEDURES = "procedures"
+    CONFERENCE = "conference"
+
+
+class AssignmentRole(StrEnum):
+    PRIMARY = "primary"  # a resident doing the rotation's work
+    SUPERVISING = "supervising"  # a faculty member supervising the residents on it
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class RuleName(StrEnum):
+    EIGHTY_HOUR = "80_hour"
+    ONE_IN_SEVEN = "1_in_7"
+    SUPERVISION = "supervision"
+    DOUBLE_BOOKING = "double_booking"
+    ABSENCE = "absence"
+    COVERAGE = "coverage"
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    id: UUID
+    type: PersonType
+    pgy_level: int | None = None  # 1..3 for residents, None for faculty
+    specialty: str | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Absence:
+    person_id: UUID
+    start_date: date
+    end_date: date  # inclusive
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    id: UUID
+    date: date
+    time_of_day: TimeOfDay
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    id: UUID
+    name: str
+    kind: RotationKind
+    min_residents: int = 0
+    max_residents: int = 1
+    requires_supervision: bool = True
+    hours_per_block: float = DEFAULT_HOURS_PER_BLOCK
+    specialty: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    person_id: UUID
+    block_id: UUID
+    rotation_id: UUID
+    role: AssignmentRole
+    id: UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    rule: RuleName
+    severity: Severity
+    message: str
+    person_id: UUID | None = None
+    block_id: UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleProblem:
+    """Everything the rules and the solver need about one schedule period.
+
+    `blocks` holds the period's blocks plus, for rolling windows, the blocks of the 27 days
+    before `start_date` that carry assignments (`assignments` may include those earlier
+    assignments, from other schedules: they count for the windows but are never changed).
+    """
+
+    start_date: date
+    end_date: date  # inclusive
+    people: Mapping[UUID, Person]
+    blocks: Mapping[UUID, Block]
+    rotations: Mapping[UUID, Rotation]
+    assignments: Sequence[Assignment] = ()
+    absences: Sequence[Absence] = ()

@@ -319,3 +319,34 @@ async def test_procrastinate_tables_stay_out_of_the_default_schema(pg: PgDatabas
         )
         ours = await connection.scalar(select(func.count()).select_from(Job))
     assert (public, ours) == (0, 0)
+
+
+async def test_a_pending_job_without_a_procrastinate_job_is_deferred_again_and_runs(
+    pg: PgDatabase, tmp_path: Path, wait_until: WaitUntil
+) -> None:
+    """A re-deferral lost in a database outage leaves a pending job nobody will fetch."""
+    orphan = await pg.submit()
+    fresh = await pg.submit()
+    async with pg.engine.begin() as connection:
+        await connection.execute(text("DELETE FROM procrastinate.procrastinate_jobs"))
+        await connection.execute(
+            update(Job)
+            .where(Job.id == orphan)
+            .values(next_run_at=func.now() - text("interval '1 minute'"))
+        )
+    settings = pg.settings(tmp_path)
+    sweeper = DistributedWorker(settings, pg.sessionmaker, task_registry())
+    assert await sweeper.sweep_orphans(older_than_seconds=30) == 1, "only the overdue one"
+    assert [row["status"] for row in await pg.procrastinate_jobs(orphan)] == ["todo"]
+    assert await pg.procrastinate_jobs(fresh) == []
+    assert await sweeper.sweep_orphans(older_than_seconds=30) == 0, "already waiting"
+
+    async with running_worker(pg, settings):
+
+        async def finished() -> Job | None:
+            job = await pg.job(orphan)
+            return job if job.status is JobStatus.succeeded else None
+
+        await wait_until(finished, timeout=15)
+    assert [a.outcome for a in await pg.attempts(orphan)] == [AttemptOutcome.succeeded]
+    assert (await pg.job(fresh)).status is JobStatus.pending

@@ -17,6 +17,9 @@ Our `jobs` table stays the source of truth; procrastinate only says *which* job 
 - Killed workers: our reaper (in every worker) fails the attempt whose lease expired and
   re-defers the job; the stalled-job sweep puts procrastinate jobs of workers that stopped
   heart-beating back to `todo`, so a job fetched but never claimed is not lost either.
+- Orphans: a pending job that is due with no procrastinate job waiting for it (its
+  re-deferral failed during a database outage, or it was submitted while the embedded
+  executor was configured) is deferred again by the orphan sweep.
 
 procrastinate's tables live in the `procrastinate` schema (migration 0005); its connections
 use `search_path=procrastinate`.
@@ -27,7 +30,7 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import procrastinate
@@ -53,11 +56,28 @@ CONTEXT_KEY = "tandem_worker"
 # procrastinate's worker heartbeat; a worker silent for STALLED_AFTER is considered dead.
 HEARTBEAT_SECONDS = 5.0
 STALLED_AFTER_SECONDS = 30.0
+# A due pending job is an orphan only after this long: deferral happens in the submitting
+# transaction, so a live job is never without a procrastinate job for more than a moment.
+ORPHANED_AFTER_SECONDS = 30.0
+ORPHAN_SWEEP_LIMIT = 500
 
 _DEFER = text(
     f"SELECT {SCHEMA}.procrastinate_defer_jobs_v1(ARRAY[ROW("
     ":queue, :task, 0, NULL, NULL, CAST(:args AS jsonb), CAST(:scheduled_at AS timestamptz)"
     f")]::{SCHEMA}.procrastinate_job_to_defer_v1[])"
+)
+
+
+# procrastinate's job states that will still look at our job; `args->>'job_id'` is how
+# `ProcrastinateDispatch` names it.
+_ORPHANS = text(
+    "SELECT j.id FROM jobs AS j "
+    "WHERE j.status = 'pending' AND j.next_run_at < :due_before "
+    "AND NOT EXISTS ("
+    "SELECT 1 FROM procrastinate.procrastinate_jobs AS p "
+    "WHERE p.task_name = :task AND p.status IN ('todo', 'doing') "
+    "AND p.args->>'job_id' = CAST(j.id AS text)"
+    ") ORDER BY j.next_run_at LIMIT :limit"
 )
 
 
@@ -243,10 +263,29 @@ class DistributedWorker:
             log.warning("Put %s procrastinate jobs of stopped workers back in the queue", swept)
         return swept
 
+    async def sweep_orphans(self, *, older_than_seconds: float = ORPHANED_AFTER_SECONDS) -> int:
+        """Defers again every pending job due for `older_than_seconds` that no procrastinate
+        job will look at. A duplicate deferral is harmless (the claim guard), so several
+        workers sweeping at once need no coordination."""
+        due_before = utcnow() - timedelta(seconds=older_than_seconds)
+        async with self.sessionmaker() as session, session.begin():
+            orphans = (
+                await session.scalars(
+                    _ORPHANS,
+                    {"due_before": due_before, "task": TASK_NAME, "limit": ORPHAN_SWEEP_LIMIT},
+                )
+            ).all()
+            for job_id in orphans:
+                await self.dispatch.enqueue(session, uuid.UUID(str(job_id)), utcnow())
+        if orphans:
+            log.warning("Deferred %s pending jobs that no worker was going to run", len(orphans))
+        return len(orphans)
+
     async def _sweep_loop(self) -> None:
         while True:
             await asyncio.sleep(STALLED_AFTER_SECONDS / 2)
-            try:
-                await self.sweep_stalled()
-            except Exception:
-                log.exception("Sweeping stalled procrastinate jobs failed")
+            for sweep in (self.sweep_stalled, self.sweep_orphans):
+                try:
+                    await sweep()
+                except Exception:
+                    log.exception("Sweep %s failed", sweep.__name__)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from prometheus_client import CollectorRegistry, start_http_server
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -18,6 +19,7 @@ from tandem.identity.schemas import RegisterIn
 from tandem.identity.security import InsecureSecret, resolve_jwt_secret
 from tandem.identity.service import register
 from tandem.jobs.distributed import DistributedWorker
+from tandem.jobs.executor import JobMetrics
 from tandem.migrations import current_revision, head_revision, upgrade_to_head
 from tandem.observability import configure_logging
 from tandem.settings import JobExecutor, Settings
@@ -100,7 +102,9 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
 
 
-async def run_worker(settings: Settings, concurrency: int | None = None) -> None:
+async def run_worker(
+    settings: Settings, concurrency: int | None = None, metrics: JobMetrics | None = None
+) -> None:
     """One `tandem worker` until SIGTERM or SIGINT, then a graceful shutdown: running jobs
     get half the lease to finish and are handed back to the queue after that."""
     concurrency = concurrency or settings.job_concurrency
@@ -117,6 +121,7 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> None
             create_sessionmaker(engine),
             task_registry(),
             concurrency=concurrency,
+            metrics=metrics,
             resources=resources.mapping,
         )
         loop = asyncio.get_running_loop()
@@ -134,6 +139,15 @@ def worker(
         int | None,
         typer.Option(min=1, help="Jobs run at once (default: TANDEM_JOB_CONCURRENCY)."),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="Serve Prometheus metrics on this port (default: none)."
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address the metrics port listens on.")
+    ] = "127.0.0.1",
 ) -> None:
     """Run jobs from the shared PostgreSQL database until SIGTERM or SIGINT.
 
@@ -155,7 +169,14 @@ def worker(
             settings.job_executor.value,
         )
     _prepare_or_exit(settings, migrate=False)
-    asyncio.run(run_worker(settings, concurrency))
+    metrics = None
+    if metrics_port is not None:
+        # The API's /metrics knows nothing of the jobs a worker ran: each worker has its own.
+        registry = CollectorRegistry()
+        metrics = JobMetrics(registry)
+        start_http_server(metrics_port, addr=metrics_host, registry=registry)
+        log.info("Metrics on http://%s:%s/metrics", metrics_host, metrics_port)
+    asyncio.run(run_worker(settings, concurrency, metrics))
 
 
 @app.command()

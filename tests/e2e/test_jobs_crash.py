@@ -184,6 +184,7 @@ async def test_tandem_worker_on_postgresql_survives_kill_9(
     start_server: StartServer,
     start_worker: Callable[..., WorkerProcess],
     create_postgres_database: Callable[[], str],
+    free_tcp_port_factory: Callable[[], int],
     wait_until: WaitUntil,
 ) -> None:
     env = clean_environment(
@@ -204,10 +205,14 @@ async def test_tandem_worker_on_postgresql_survives_kill_9(
 
         first.process.kill()
         assert first.process.wait(timeout=10) == -signal.SIGKILL
-        second = start_worker(env)
+        metrics_port = free_tcp_port_factory()
+        second = start_worker(env, "--metrics-port", str(metrics_port))
         await wait_until_working(second, wait_until)
 
         done = await client.until(job_id, "succeeded", wait_until, timeout=30)
+        scraped = await client.client.get(f"http://127.0.0.1:{metrics_port}/metrics")
+    assert scraped.status_code == 200
+    assert 'tandem_jobs_finished_total{status="succeeded",task="echo"} 1.0' in scraped.text
     assert done["result"] == {"duration_seconds": 3, "note": "crash me"}
     assert outcomes(done) == ["lease_expired", "succeeded"]
     assert done["attempts"] == 2

@@ -1,0 +1,1 @@
+"""The content pipeline: drafts from the content-writer agent, reviewed, then published."""

@@ -1,0 +1,48 @@
+"""HTTP for content: ask for drafts, list what was published."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, status
+
+from tandem.content import service
+from tandem.content.models import ContentStatus
+from tandem.content.schemas import ContentAcceptedOut, ContentCreateIn, ContentOut, ContentRequest
+from tandem.db import SessionDep
+from tandem.errors import error_responses
+from tandem.identity.principal import Principal, require_scopes
+from tandem.identity.scopes import Scope
+from tandem.jobs.router import JobQueueDep
+from tandem.pagination import Page, PageParamsDep
+
+router = APIRouter(prefix="/api/content", tags=["content"], responses=error_responses(401, 403))
+
+ContentCreator = Annotated[Principal, Depends(require_scopes(Scope.agent_run))]
+ReviewReader = Annotated[Principal, Depends(require_scopes(Scope.review_read))]
+
+
+@router.post("/create", status_code=status.HTTP_202_ACCEPTED, responses=error_responses(404))
+async def create(
+    body: ContentCreateIn, principal: ContentCreator, session: SessionDep, queue: JobQueueDep
+) -> ContentAcceptedOut:
+    """Drafts are written by the content-writer agent in a job; the thread then waits for
+    review (`GET /api/hitl/{thread_id}`)."""
+    request = ContentRequest.model_validate(body.model_dump(exclude={"project_id"}))
+    thread = await service.create_content(session, queue, principal, request, body.project_id)
+    assert thread.job_id is not None
+    return ContentAcceptedOut(thread_id=thread.id, job_id=thread.job_id)
+
+
+@router.get("")
+async def list_content(
+    principal: ReviewReader,
+    session: SessionDep,
+    params: PageParamsDep,
+    status: ContentStatus | None = None,
+    thread_id: Annotated[uuid.UUID | None, Query()] = None,
+) -> Page[ContentOut]:
+    """Published content, newest first."""
+    items, total = await service.list_content(
+        session, principal, params, status=status, thread_id=thread_id
+    )
+    return Page(items=[ContentOut.model_validate(item) for item in items], count=total)

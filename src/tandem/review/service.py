@@ -1,0 +1,309 @@
+"""Review threads: open, read, list the queue, and apply a reviewer's decision.
+
+A decision is claimed with one guarded UPDATE (compare-and-set on status `pending_review`
+and the revision the reviewer saw), never with a lock held across awaits: of two reviewers
+deciding at once, exactly one update matches and the other gets a 409. The generation side
+(`save_revision`, `fail_generation`) is guarded the same way, on a generating status and the
+revision before the one being written, so a job that runs twice changes nothing the second
+time.
+"""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tandem.db import utcnow
+from tandem.errors import Conflict, Invalid, NotFound
+from tandem.identity.models import Project
+from tandem.identity.principal import Principal
+from tandem.jobs.models import Job, JobStatus
+from tandem.jobs.service import JobQueue
+from tandem.pagination import PageParams, paginate
+from tandem.review import states
+from tandem.review.kinds import ApprovalNotCarriedOut, DecisionContext, Outcome, get_kind
+from tandem.review.models import ReviewDecision, ReviewRevision, ReviewThread
+from tandem.review.states import GENERATING, Decision, ReviewState, ThreadStatus
+
+# A generation whose job ended like this will never finish: the thread has failed.
+_JOB_GAVE_UP = frozenset({JobStatus.dead, JobStatus.cancelled})
+
+
+@dataclass(frozen=True)
+class Resumed:
+    thread: ReviewThread
+    message: str
+    final_content: list[Any] | None
+
+
+@dataclass(frozen=True)
+class History:
+    revisions: Sequence[ReviewRevision]
+    decisions: Sequence[ReviewDecision]
+
+
+async def check_project(
+    session: AsyncSession, principal: Principal, project_id: uuid.UUID | None
+) -> None:
+    if project_id is None:
+        return
+    project = await session.get(Project, project_id)
+    if project is None or project.organization_id != principal.organization_id:
+        raise NotFound(f"Project {project_id} not found")
+
+
+async def start_thread(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    kind: str,
+    payload: dict[str, Any],
+    platform: str | None = None,
+    project_id: uuid.UUID | None = None,
+) -> ReviewThread:
+    """A thread whose first drafts are still to be written (`generating`). The caller
+    submits the job that writes them, in the same transaction, and sets `thread.job_id`."""
+    get_kind(kind)
+    await check_project(session, principal, project_id)
+    thread = ReviewThread(
+        organization_id=principal.organization_id,
+        project_id=project_id,
+        created_by_id=principal.user_id,
+        kind=kind,
+        status=ThreadStatus.generating,
+        platform=platform,
+        revision=0,
+        edit_count=0,
+        payload=payload,
+    )
+    session.add(thread)
+    await session.flush()
+    return thread
+
+
+async def open_thread(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    kind: str,
+    drafts: list[Any],
+    payload: dict[str, Any],
+    platform: str | None = None,
+    project_id: uuid.UUID | None = None,
+) -> ReviewThread:
+    """A thread waiting for review at once (`pending_review`), `drafts` as revision 1: for a
+    kind whose drafts need no agent, such as a swap. `drafts` and `payload` must be JSON."""
+    thread = await start_thread(
+        session, principal, kind=kind, payload=payload, platform=platform, project_id=project_id
+    )
+    thread.status, thread.revision = ThreadStatus.pending_review, 1
+    session.add(ReviewRevision(thread_id=thread.id, number=1, drafts=drafts))
+    await session.flush()
+    return thread
+
+
+async def get_thread(
+    session: AsyncSession, principal: Principal, thread_id: uuid.UUID
+) -> ReviewThread:
+    thread = await session.get(ReviewThread, thread_id)
+    if thread is None or thread.organization_id != principal.organization_id:
+        raise NotFound(f"Thread {thread_id} not found")
+    await _fail_if_job_gave_up(session, thread)
+    return thread
+
+
+async def _fail_if_job_gave_up(session: AsyncSession, thread: ReviewThread) -> None:
+    """A job that dies without running task code (its last lease expired) cannot mark its
+    thread failed; the thread is settled here, when it is next read."""
+    if thread.status not in GENERATING or thread.job_id is None:
+        return
+    job = await session.get(Job, thread.job_id)
+    if job is None or job.status not in _JOB_GAVE_UP:
+        return
+    error = job.last_error or f"The generation job was {job.status.value}"
+    if await fail_generation(session, thread.id, revision=thread.revision + 1, error=error):
+        await session.refresh(thread)
+
+
+async def history(session: AsyncSession, thread: ReviewThread) -> History:
+    revisions = (
+        await session.scalars(
+            select(ReviewRevision)
+            .where(ReviewRevision.thread_id == thread.id)
+            .order_by(ReviewRevision.number)
+        )
+    ).all()
+    decisions = (
+        await session.scalars(
+            select(ReviewDecision)
+            .where(ReviewDecision.thread_id == thread.id)
+            .order_by(ReviewDecision.revision)
+        )
+    ).all()
+    return History(revisions, decisions)
+
+
+async def drafts_of(session: AsyncSession, thread_id: uuid.UUID, revision: int) -> list[Any]:
+    drafts = await session.scalar(
+        select(ReviewRevision.drafts).where(
+            ReviewRevision.thread_id == thread_id, ReviewRevision.number == revision
+        )
+    )
+    return list(drafts or [])
+
+
+async def list_pending(
+    session: AsyncSession, principal: Principal, params: PageParams, *, kind: str | None = None
+) -> tuple[list[tuple[ReviewThread, list[Any]]], int]:
+    """Threads waiting for a decision, oldest first, each with its current drafts."""
+    query = select(ReviewThread).where(
+        ReviewThread.organization_id == principal.organization_id,
+        ReviewThread.status == ThreadStatus.pending_review,
+    )
+    if kind is not None:
+        query = query.where(ReviewThread.kind == kind)
+    threads, total = await paginate(
+        session, query.order_by(ReviewThread.created_at, ReviewThread.id), params
+    )
+    current = (
+        await session.execute(
+            select(ReviewRevision.thread_id, ReviewRevision.drafts)
+            .join(
+                ReviewThread,
+                and_(
+                    ReviewThread.id == ReviewRevision.thread_id,
+                    ReviewThread.revision == ReviewRevision.number,
+                ),
+            )
+            .where(ReviewThread.id.in_([thread.id for thread in threads]))
+        )
+    ).all()
+    drafts = {row.thread_id: list(row.drafts) for row in current}
+    return [(thread, drafts.get(thread.id, [])) for thread in threads], total
+
+
+_DEFAULT_MESSAGES = {
+    Decision.approve: "Thread approved: {count} draft(s) published",
+    Decision.reject: "Thread rejected; the feedback is stored",
+    Decision.edit: "Sent back with your feedback: revision {next} is being written",
+}
+
+
+async def resume(
+    session: AsyncSession,
+    queue: JobQueue,
+    principal: Principal,
+    thread_id: uuid.UUID,
+    decision: Decision,
+    feedback: str | None,
+) -> Resumed:
+    """Applies one decision to the thread's current review round (see the module doc)."""
+    feedback = (feedback or "").strip() or None
+    if decision is Decision.edit and feedback is None:
+        raise Invalid("edit needs feedback: say what should change", loc=("body", "feedback"))
+    thread = await get_thread(session, principal, thread_id)
+    seen = ReviewState(thread.status, thread.revision, thread.edit_count)
+    try:
+        after = states.decide(seen, decision)
+    except states.IllegalTransition:
+        raise Conflict(
+            f"Thread {thread_id} is {seen.status.value}, not pending_review: "
+            "it takes no decision now"
+        ) from None
+    claimed = await session.execute(
+        update(ReviewThread)
+        .where(
+            ReviewThread.id == thread_id,
+            ReviewThread.status == ThreadStatus.pending_review,
+            ReviewThread.revision == seen.revision,
+        )
+        .values(status=after.status, edit_count=after.edit_count, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(
+            f"Thread {thread_id} was decided by someone else while this request was handled"
+        )
+    session.add(
+        ReviewDecision(
+            thread_id=thread_id,
+            revision=seen.revision,
+            decision=decision,
+            feedback=feedback,
+            principal_kind=principal.kind.value,
+            principal_id=principal.id,
+            user_id=principal.user_id,
+        )
+    )
+    await session.flush()
+    await session.refresh(thread)
+    drafts = await drafts_of(session, thread_id, seen.revision)
+    context = DecisionContext(session, queue, principal, thread, drafts, feedback)
+    kind = get_kind(thread.kind)
+    outcome: Outcome
+    if decision is Decision.approve:
+        try:
+            outcome = await kind.approve(context)
+        except ApprovalNotCarriedOut as refused:
+            thread.status = states.approval_not_carried_out(seen).status
+            thread.error = refused.reason
+            await session.flush()
+            raise
+        thread.final_content = (
+            outcome.final_content if outcome.final_content is not None else drafts
+        )
+    elif decision is Decision.reject:
+        outcome = await kind.reject(context)
+    else:
+        outcome = await kind.edit(context)
+    if outcome.job_id is not None:
+        thread.job_id = outcome.job_id
+    await session.flush()
+    message = outcome.message or _DEFAULT_MESSAGES[decision].format(
+        count=len(drafts), next=seen.revision + 1
+    )
+    return Resumed(thread, message, thread.final_content)
+
+
+async def save_revision(
+    session: AsyncSession, thread_id: uuid.UUID, *, revision: int, drafts: list[Any]
+) -> bool:
+    """Stores `drafts` as `revision` and puts the thread up for review; False (and nothing
+    written) when that revision is no longer being written (already saved, or failed)."""
+    moved = await session.execute(
+        update(ReviewThread)
+        .where(
+            ReviewThread.id == thread_id,
+            ReviewThread.status.in_(GENERATING),
+            ReviewThread.revision == revision - 1,
+        )
+        .values(
+            status=ThreadStatus.pending_review, revision=revision, error=None, updated_at=utcnow()
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    session.add(ReviewRevision(thread_id=thread_id, number=revision, drafts=drafts))
+    await session.flush()
+    return True
+
+
+async def fail_generation(
+    session: AsyncSession, thread_id: uuid.UUID, *, revision: int, error: str
+) -> bool:
+    """The drafts of `revision` will not come: the thread fails with `error`."""
+    moved = await session.execute(
+        update(ReviewThread)
+        .where(
+            ReviewThread.id == thread_id,
+            ReviewThread.status.in_(GENERATING),
+            ReviewThread.revision == revision - 1,
+        )
+        .values(status=ThreadStatus.failed, error=error[:4000], updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]

@@ -128,7 +128,9 @@ async def list_runs(
     return await paginate(session, query.order_by(AgentRun.created_at.desc(), AgentRun.id), params)
 
 
-@tasks.task(RUN_TASK, description="Runs an agent for a recorded agent run (`run_id`).")
+@tasks.task(
+    RUN_TASK, description="Runs an agent for a recorded agent run (`run_id`).", public=False
+)
 async def execute_run(context: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Idempotent: a run already finished (a re-run after a crash) is not run again."""
     run_id = uuid.UUID(payload["run_id"])

@@ -32,6 +32,9 @@ class TaskDefinition:
     description: str
     function: TaskFunction
     payload_model: type[BaseModel] | None = None
+    # Internal tasks belong to a domain row (an agent run, a review thread, a schedule) and
+    # are started by that domain's endpoints only, never through POST /api/v1/jobs.
+    public: bool = True
 
     def validated_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The payload, checked against the task's model when it has one (422 otherwise)."""
@@ -55,12 +58,17 @@ class TaskRegistry:
         self._tasks: dict[str, TaskDefinition] = {}
 
     def task(
-        self, name: str, *, description: str, payload_model: type[BaseModel] | None = None
+        self,
+        name: str,
+        *,
+        description: str,
+        payload_model: type[BaseModel] | None = None,
+        public: bool = True,
     ) -> Callable[[TaskFunction], TaskFunction]:
         def register(function: TaskFunction) -> TaskFunction:
             if name in self._tasks:
                 raise ValueError(f"Task {name!r} is already registered")
-            self._tasks[name] = TaskDefinition(name, description, function, payload_model)
+            self._tasks[name] = TaskDefinition(name, description, function, payload_model, public)
             return function
 
         return register
@@ -76,6 +84,10 @@ class TaskRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._tasks)
+
+    def public(self) -> list[TaskDefinition]:
+        """The tasks anyone with jobs:write may submit by name."""
+        return [definition for definition in self if definition.public]
 
 
 registry = TaskRegistry()

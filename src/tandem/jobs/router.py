@@ -57,6 +57,7 @@ async def submit_job(
         max_attempts=body.max_attempts,
         notify=body.notify,
         idempotency_key=body.idempotency_key,
+        public_only=True,
     )
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -80,7 +81,7 @@ async def list_jobs(
 
 @router.get("/tasks")
 async def list_tasks(principal: JobsReader, queue: JobQueueDep) -> Page[TaskOut]:
-    tasks = [TaskOut(name=t.name, description=t.description) for t in queue.registry]
+    tasks = [TaskOut(name=t.name, description=t.description) for t in queue.registry.public()]
     return Page(items=tasks, count=len(tasks))
 
 

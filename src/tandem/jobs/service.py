@@ -41,16 +41,22 @@ async def submit_job(
     notify: bool = False,
     idempotency_key: str | None = None,
     run_at: datetime | None = None,
+    public_only: bool = False,
 ) -> tuple[Job, bool]:
     """Adds the job to the caller's transaction: it becomes runnable when that commits.
 
     Returns the job and whether it is new; the same idempotency key in the same organization
-    returns the first job instead (also when two requests race with it).
+    returns the first job instead (also when two requests race with it). `public_only`
+    (submissions by name, from the API) refuses internal tasks as if they did not exist.
     """
     try:
         definition = queue.registry.get(task)
+        if public_only and not definition.public:
+            raise UnknownTask(task)
     except UnknownTask:
-        known = ", ".join(queue.registry.names())
+        known = ", ".join(
+            d.name for d in (queue.registry.public() if public_only else queue.registry)
+        )
         raise Invalid(
             f"Unknown task '{task}'. Known tasks: {known}", loc=("body", "task")
         ) from None

@@ -19,6 +19,10 @@ from tandem.identity.scopes import Role
 from tandem.jobs.models import Job, JobStatus
 from tandem.models import Organization, Project, User
 from tandem.notifications.models import OutboxMessage, OutboxStatus
+from tandem.review.models import ReviewRevision, ReviewThread
+from tandem.review.states import ThreadStatus
+from tandem.scheduling import models as scheduling
+from tandem.scheduling.domain import AssignmentRole, PersonType, RotationKind, TimeOfDay
 
 # Hashing with argon2 takes ~0.1 s, so every factory-made user shares one precomputed hash.
 TEST_PASSWORD = "correct horse battery staple"
@@ -127,3 +131,102 @@ class JobFactory(BaseFactory[Job]):
     notify = False
     started_at = None
     finished_at = None
+
+
+# --- scheduling ---------------------------------------------------------------------------------
+# Each needs `organization_id` (and the ids it refers to); the defaults are the minimum valid
+# row: a PGY-1 resident, a clinic rotation needing no one, a draft schedule.
+
+
+class PersonFactory(BaseFactory[scheduling.Person]):
+    __model__ = scheduling.Person
+
+    name = Use(lambda: BaseFactory.__faker__.name())
+    email = Use(lambda: BaseFactory.__faker__.unique.email().lower())
+    type = PersonType.RESIDENT
+    pgy_level = 1
+    specialty = None
+
+
+class AbsenceFactory(BaseFactory[scheduling.Absence]):
+    __model__ = scheduling.Absence
+
+    kind = "leave"
+
+
+class BlockFactory(BaseFactory[scheduling.Block]):
+    __model__ = scheduling.Block
+
+    time_of_day = TimeOfDay.AM
+
+
+class RotationFactory(BaseFactory[scheduling.Rotation]):
+    __model__ = scheduling.Rotation
+
+    name = Use(lambda: f"Rotation {BaseFactory.__faker__.word()}")
+    kind = RotationKind.CLINIC
+    specialty = None
+    min_residents = 0
+    max_residents = 2
+    requires_supervision = False
+    hours_per_block = 6.0
+
+
+class ScheduleFactory(BaseFactory[scheduling.Schedule]):
+    __model__ = scheduling.Schedule
+
+    name = Use(lambda: f"Schedule {BaseFactory.__faker__.word()}")
+    status = scheduling.ScheduleStatus.DRAFT
+    statistics = None
+    progress = None
+    error = None
+    job_id = None
+    created_by_id = None
+
+
+class AssignmentFactory(BaseFactory[scheduling.Assignment]):
+    __model__ = scheduling.Assignment
+
+    role = AssignmentRole.PRIMARY
+
+
+class ReviewThreadFactory(BaseFactory[ReviewThread]):
+    """A content thread waiting for review at revision 1 (add its drafts with
+    `ReviewRevisionFactory`, or use `make_thread`); needs `organization_id`."""
+
+    __model__ = ReviewThread
+
+    project_id = None
+    created_by_id = None
+    job_id = None
+    kind = "content"
+    status = ThreadStatus.pending_review
+    platform = "linkedin"
+    revision = 1
+    edit_count = 0
+    payload = Use(lambda: {"topics": ["trams"], "platform": "linkedin", "count": 2})
+    final_content = None
+    error = None
+
+
+class ReviewRevisionFactory(BaseFactory[ReviewRevision]):
+    """Needs `thread_id`."""
+
+    __model__ = ReviewRevision
+
+    number = 1
+    drafts = Use(lambda: ["First draft", "Second draft"])
+
+
+async def make_thread(
+    organization_id: uuid.UUID, drafts: list[Any] | None = None, **overrides: Any
+) -> ReviewThread:
+    """A thread and, unless it has no revision yet, its current revision's drafts."""
+    thread = await ReviewThreadFactory.create_async(organization_id=organization_id, **overrides)
+    if thread.revision > 0:
+        await ReviewRevisionFactory.create_async(
+            thread_id=thread.id,
+            number=thread.revision,
+            drafts=drafts if drafts is not None else ["First draft", "Second draft"],
+        )
+    return thread

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from tandem import __version__, health
 from tandem.agents.router import router as agents_router
+from tandem.content.router import router as content_router
 from tandem.db import create_engine, create_sessionmaker
 from tandem.errors import install_error_handlers
 from tandem.identity import router as identity
@@ -22,6 +23,8 @@ from tandem.notifications.dispatcher import OutboxDispatcher
 from tandem.notifications.transport import transport_from_settings
 from tandem.observability import HttpMetrics, RequestContextMiddleware
 from tandem.ratelimit import RateLimiter
+from tandem.review.router import router as review_router
+from tandem.scheduling.router import router as scheduling_router
 from tandem.settings import JobExecutor, Settings
 from tandem.tasks import TaskResources, task_registry
 
@@ -113,4 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(identity.router)
     app.include_router(jobs_router)
     app.include_router(agents_router)
+    app.include_router(scheduling_router)
+    app.include_router(content_router)
+    app.include_router(review_router)
     return app

@@ -1,6 +1,7 @@
 """Every model, imported in one place so that `Base.metadata` is complete (Alembic, tests)."""
 
 from tandem.agents.models import AgentRun
+from tandem.content.models import ContentItem
 from tandem.db import Base
 from tandem.identity.models import (
     ApiKey,
@@ -12,17 +13,30 @@ from tandem.identity.models import (
 )
 from tandem.jobs.models import Job, JobAttempt
 from tandem.notifications.models import OutboxMessage
+from tandem.review.models import ReviewDecision, ReviewRevision, ReviewThread
+from tandem.scheduling.models import Absence, Assignment, Block, Person, Rotation, Schedule, Swap
 
 __all__ = [
+    "Absence",
     "AgentRun",
     "ApiKey",
+    "Assignment",
     "Base",
+    "Block",
+    "ContentItem",
     "Job",
     "JobAttempt",
     "LoginSession",
     "Organization",
     "OutboxMessage",
+    "Person",
     "Project",
     "RefreshToken",
+    "ReviewDecision",
+    "ReviewRevision",
+    "ReviewThread",
+    "Rotation",
+    "Schedule",
+    "Swap",
     "User",
 ]

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     agent_sync_timeout_seconds: float = Field(default=30.0, gt=0)
     agent_max_input_chars: int = Field(default=50_000, ge=1)
 
+    # Scheduling: how long one generation may search when the request names no timeout
+    schedule_solver_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+
+    # Content: model calls writing drafts at once, per process, over all generation jobs
+    content_concurrency: int = Field(default=10, ge=1)
+
     @field_validator("database_url")
     @classmethod
     def _known_driver(cls, value: str) -> str:

@@ -6,11 +6,23 @@ from typing import Any
 
 from tandem.agents import runs as agent_runs
 from tandem.agents.providers import AgentModels
+from tandem.content import generation as content_generation
 from tandem.jobs import builtin
 from tandem.jobs.registry import TaskRegistry, registry
+from tandem.scheduling import swaps as scheduling_swaps
+from tandem.scheduling import tasks as scheduling_tasks
 from tandem.settings import Settings
 
-__all__ = ["TaskResources", "agent_runs", "builtin", "registry", "task_registry"]
+__all__ = [
+    "TaskResources",
+    "agent_runs",
+    "builtin",
+    "content_generation",
+    "registry",
+    "scheduling_swaps",
+    "scheduling_tasks",
+    "task_registry",
+]
 
 
 def task_registry() -> TaskRegistry:
@@ -26,7 +38,7 @@ class TaskResources:
 
     def __post_init__(self) -> None:
         models = AgentModels(self.settings, overrides=self.settings.llm_agent_models)
-        self.mapping = {"agent_models": models}
+        self.mapping = {"agent_models": models, **content_generation.resources(self.settings)}
 
     async def aclose(self) -> None:
         models: AgentModels = self.mapping["agent_models"]

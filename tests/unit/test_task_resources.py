@@ -36,4 +36,9 @@ def test_an_override_for_an_unknown_agent_fails_at_start() -> None:
 
 
 def test_every_task_module_is_registered() -> None:
-    assert task_registry().names() == ["agent.run", "echo"]
+    assert task_registry().names() == [
+        "agent.run",
+        "content.generate",
+        "echo",
+        "schedule.generate",
+    ]

@@ -1,0 +1,266 @@
+"""HTTP shapes of the scheduling API (API.md, "Scheduling")."""
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
+
+from tandem.identity.schemas import Email, Name
+from tandem.scheduling.domain import (
+    AssignmentRole,
+    PersonType,
+    RotationKind,
+    Severity,
+    TimeOfDay,
+    Violation,
+)
+from tandem.scheduling.models import ScheduleStatus, SwapStatus
+
+# Long enough for a year of blocks or a long schedule, short enough that one request cannot
+# ask for an unbounded amount of work.
+MAX_RANGE_DAYS = 366
+EARLIEST = date(1900, 1, 1)
+LATEST = date(2999, 12, 31)
+PgyLevel = Annotated[int, Field(ge=1, le=3, description="Postgraduate year, 1-3 (residents)")]
+Specialty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+class _DateRange(BaseModel):
+    start_date: date
+    end_date: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.start_date < EARLIEST or self.end_date > LATEST:
+            # Rolling windows reach 27 days back: date.min would overflow, not answer.
+            raise PydanticCustomError(
+                "date_out_of_range",
+                f"Dates must lie between {EARLIEST.isoformat()} and {LATEST.isoformat()}",
+            )
+        if self.end_date < self.start_date:
+            raise PydanticCustomError("date_range", "end_date must be on or after start_date")
+        if (self.end_date - self.start_date).days >= MAX_RANGE_DAYS:
+            raise PydanticCustomError(
+                "date_range_too_long", f"The range may span at most {MAX_RANGE_DAYS} days"
+            )
+        return self
+
+
+def check_person_fields(type_: PersonType, pgy_level: int | None) -> None:
+    """A resident has a PGY level (1-3); faculty has none."""
+    if type_ is PersonType.RESIDENT and pgy_level is None:
+        raise PydanticCustomError("pgy_level_missing", "A resident needs a pgy_level (1-3)")
+    if type_ is PersonType.FACULTY and pgy_level is not None:
+        raise PydanticCustomError(
+            "pgy_level_not_allowed", "pgy_level is for residents only; faculty has none"
+        )
+
+
+# --- people -----------------------------------------------------------------------------------
+
+
+class PersonIn(BaseModel):
+    name: Name
+    email: Email
+    type: PersonType
+    pgy_level: PgyLevel | None = None
+    specialty: Specialty | None = None
+
+    @model_validator(mode="after")
+    def _level_fits_type(self) -> Self:
+        check_person_fields(self.type, self.pgy_level)
+        return self
+
+
+class PersonPatch(BaseModel):
+    """Only the fields sent change; the result is checked as a whole by the service."""
+
+    name: Name | None = None
+    email: Email | None = None
+    type: PersonType | None = None
+    pgy_level: PgyLevel | None = None
+    specialty: Specialty | None = None
+
+
+class PersonOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    email: str
+    type: PersonType
+    pgy_level: int | None
+    specialty: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AbsenceIn(_DateRange):
+    kind: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)] = (
+        "leave"
+    )
+
+
+class AbsenceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    person_id: uuid.UUID
+    start_date: date
+    end_date: date
+    kind: str
+
+
+# --- blocks and rotations -----------------------------------------------------------------------
+
+
+class BlocksGenerateIn(_DateRange):
+    pass
+
+
+class BlocksGenerated(BaseModel):
+    created: int = Field(description="Blocks created; those that already existed are kept")
+
+
+class BlockOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    date: date
+    time_of_day: TimeOfDay
+
+
+class RotationIn(BaseModel):
+    name: Name
+    kind: RotationKind
+    specialty: Specialty | None = None
+    min_residents: Annotated[int, Field(ge=0, le=100)] = 0
+    max_residents: Annotated[int, Field(ge=0, le=100)] = 1
+    requires_supervision: bool = True
+    hours_per_block: Annotated[float, Field(gt=0, le=24)] = 6.0
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.max_residents < self.min_residents:
+            raise PydanticCustomError(
+                "resident_range", "max_residents must be at least min_residents"
+            )
+        return self
+
+
+class RotationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    kind: RotationKind
+    specialty: str | None
+    min_residents: int
+    max_residents: int
+    requires_supervision: bool
+    hours_per_block: float
+
+
+# --- schedules ----------------------------------------------------------------------------------
+
+
+class ScheduleIn(_DateRange):
+    name: Name
+
+
+class ScheduleOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    start_date: date
+    end_date: date
+    status: ScheduleStatus
+    statistics: dict[str, Any] | None = Field(
+        description="The last generation's solver figures: status, objective, bound, gap, ..."
+    )
+    progress: dict[str, Any] | None = Field(description="What the solver reports while it runs")
+    error: str | None = Field(description="Why the last generation failed")
+    job_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class GenerateIn(BaseModel):
+    timeout_seconds: Annotated[float, Field(gt=0, le=600)] | None = None
+
+
+class GenerateAccepted(BaseModel):
+    job_id: uuid.UUID
+
+
+class ViolationOut(BaseModel):
+    rule: str
+    severity: Severity
+    person_id: uuid.UUID | None
+    block_id: uuid.UUID | None
+    message: str
+
+    @classmethod
+    def of(cls, violation: Violation) -> "ViolationOut":
+        return cls(
+            rule=violation.rule.value,
+            severity=violation.severity,
+            person_id=violation.person_id,
+            block_id=violation.block_id,
+            message=violation.message,
+        )
+
+
+class AssignmentIn(BaseModel):
+    person_id: uuid.UUID
+    block_id: uuid.UUID
+    rotation_id: uuid.UUID
+    role: AssignmentRole
+
+
+class AssignmentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    schedule_id: uuid.UUID
+    person_id: uuid.UUID
+    block_id: uuid.UUID
+    rotation_id: uuid.UUID
+    role: AssignmentRole
+
+
+class AssignmentCreated(AssignmentOut):
+    warnings: list[ViolationOut] = Field(description="The rule violations this assignment causes")
+
+
+class ValidationOut(BaseModel):
+    valid: bool
+    total_violations: int
+    violations: list[ViolationOut]
+    coverage_rate: float
+
+
+# --- swaps --------------------------------------------------------------------------------------
+
+
+class SwapIn(BaseModel):
+    assignment_id: uuid.UUID
+    to_person_id: uuid.UUID
+    reason: Text
+
+
+class SwapOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    status: SwapStatus
+    thread_id: uuid.UUID | None
+    assignment_id: uuid.UUID | None
+    from_person_id: uuid.UUID
+    to_person_id: uuid.UUID
+    reason: str
+    created_at: datetime

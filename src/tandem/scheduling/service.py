@@ -1,0 +1,587 @@
+"""Scheduling domain logic: people, blocks, rotations, schedules and assignments.
+
+Every function takes the acting principal and works inside its organization (another
+tenant's object is reported as not found). Rule checks go through the one rule engine
+(`rules.py`) on a `ScheduleProblem` built by `load_problem`.
+"""
+
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tandem.db import utcnow
+from tandem.errors import Conflict, Invalid, NotFound
+from tandem.identity.principal import Principal
+from tandem.jobs.service import JobQueue, submit_job
+from tandem.pagination import PageParams, paginate
+from tandem.scheduling import domain, rules
+from tandem.scheduling.domain import AssignmentRole, PersonType, TimeOfDay
+from tandem.scheduling.models import (
+    Absence,
+    Assignment,
+    Block,
+    Person,
+    Rotation,
+    Schedule,
+    ScheduleStatus,
+)
+from tandem.scheduling.schemas import (
+    AbsenceIn,
+    AssignmentIn,
+    PersonIn,
+    PersonPatch,
+    RotationIn,
+    ScheduleIn,
+    check_person_fields,
+)
+
+OwnedT = TypeVar("OwnedT", Person, Block, Rotation, Schedule, Assignment)
+GENERATE_TASK = "schedule.generate"
+# Rolling windows are 28 days: a window touching the first day of a schedule starts 27 days
+# before it, so those days' assignments count too.
+LOOKBACK_DAYS = 27
+# Schedules whose assignments are facts for the others: a draft is still somebody's work in
+# progress, a failed one has none.
+SETTLED = (ScheduleStatus.GENERATED, ScheduleStatus.PUBLISHED)
+DEFAULT_GENERATE_TIMEOUT_SECONDS = 10.0
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+async def _owned(
+    session: AsyncSession,
+    principal: Principal,
+    model: type[OwnedT],
+    object_id: uuid.UUID,
+    what: str,
+) -> OwnedT:
+    row = await session.get(model, object_id)
+    if row is None or row.organization_id != principal.organization_id:
+        raise NotFound(f"{what} {object_id} not found")
+    return row
+
+
+async def get_person(session: AsyncSession, principal: Principal, person_id: uuid.UUID) -> Person:
+    return await _owned(session, principal, Person, person_id, "Person")
+
+
+async def get_schedule(
+    session: AsyncSession, principal: Principal, schedule_id: uuid.UUID
+) -> Schedule:
+    return await _owned(session, principal, Schedule, schedule_id, "Schedule")
+
+
+async def get_assignment(
+    session: AsyncSession, principal: Principal, assignment_id: uuid.UUID
+) -> Assignment:
+    return await _owned(session, principal, Assignment, assignment_id, "Assignment")
+
+
+# --- people and absences ------------------------------------------------------------------------
+
+
+async def _flush_unique_email(session: AsyncSession) -> None:
+    """Flush in a savepoint: the unique constraint, not a prior SELECT, decides races."""
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("A person with this e-mail already exists in the organization") from exc
+
+
+async def create_person(session: AsyncSession, principal: Principal, body: PersonIn) -> Person:
+    person = Person(
+        organization_id=principal.organization_id,
+        name=body.name,
+        email=body.email,
+        type=body.type,
+        pgy_level=body.pgy_level,
+        specialty=body.specialty,
+    )
+    session.add(person)
+    await _flush_unique_email(session)
+    return person
+
+
+async def list_people(
+    session: AsyncSession, principal: Principal, params: PageParams, *, type_: PersonType | None
+) -> tuple[Sequence[Person], int]:
+    query = select(Person).where(Person.organization_id == principal.organization_id)
+    if type_ is not None:
+        query = query.where(Person.type == type_)
+    return await paginate(session, query.order_by(Person.name, Person.id), params)
+
+
+async def update_person(
+    session: AsyncSession, principal: Principal, person_id: uuid.UUID, body: PersonPatch
+) -> Person:
+    person = await get_person(session, principal, person_id)
+    changes = body.model_dump(exclude_unset=True)
+    for field in ("name", "email", "type"):
+        if changes.get(field, "") is None:
+            raise Invalid(f"{field} cannot be null", loc=("body", field))
+    type_ = changes.get("type", person.type)
+    pgy_level = changes.get("pgy_level", person.pgy_level)
+    # Turning a resident into faculty drops the PGY level unless the client sent one.
+    if type_ is PersonType.FACULTY and "pgy_level" not in changes:
+        pgy_level = None
+    try:
+        check_person_fields(type_, pgy_level)
+    except ValueError as exc:  # PydanticCustomError is a ValueError
+        raise Invalid(str(exc), loc=("body", "pgy_level")) from exc
+    if type_ is not person.type and await session.scalar(
+        select(Assignment.id).where(Assignment.person_id == person.id).limit(1)
+    ):
+        # Their assignments carry the role of their type (primary or supervising).
+        raise Conflict("This person has assignments; remove them before changing the type")
+    for field, value in changes.items():
+        setattr(person, field, value)
+    person.pgy_level = pgy_level
+    await _flush_unique_email(session)
+    return person
+
+
+async def delete_person(session: AsyncSession, principal: Principal, person_id: uuid.UUID) -> None:
+    """Their absences, assignments and swaps go with them (foreign-key cascades)."""
+    person = await get_person(session, principal, person_id)
+    await session.execute(delete(Person).where(Person.id == person.id))
+
+
+async def add_absence(
+    session: AsyncSession, principal: Principal, person_id: uuid.UUID, body: AbsenceIn
+) -> Absence:
+    person = await get_person(session, principal, person_id)
+    absence = Absence(
+        organization_id=principal.organization_id,
+        person_id=person.id,
+        start_date=body.start_date,
+        end_date=body.end_date,
+        kind=body.kind,
+    )
+    session.add(absence)
+    await session.flush()
+    return absence
+
+
+async def list_absences(
+    session: AsyncSession, principal: Principal, person_id: uuid.UUID, params: PageParams
+) -> tuple[Sequence[Absence], int]:
+    person = await get_person(session, principal, person_id)
+    query = select(Absence).where(Absence.person_id == person.id)
+    return await paginate(session, query.order_by(Absence.start_date, Absence.id), params)
+
+
+# --- blocks and rotations -----------------------------------------------------------------------
+
+
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+async def generate_blocks(
+    session: AsyncSession, principal: Principal, start: date, end: date
+) -> int:
+    """An AM and a PM block for every day; the ones that exist are kept (idempotent).
+
+    Returns how many were created. One INSERT ... ON CONFLICT DO NOTHING (PostgreSQL and
+    SQLite both have it): concurrent calls for overlapping dates each create what is still
+    missing, and the unique constraint, not a prior SELECT, decides which call made a block.
+    """
+    now = utcnow()
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "organization_id": principal.organization_id,
+            "date": day,
+            "time_of_day": time_of_day,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for day in _days(start, end)
+        for time_of_day in (TimeOfDay.AM, TimeOfDay.PM)
+    ]
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    created = await session.execute(
+        insert(Block)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["organization_id", "date", "time_of_day"])
+        .returning(Block.id)
+    )
+    return len(created.all())
+
+
+async def list_blocks(
+    session: AsyncSession,
+    principal: Principal,
+    params: PageParams,
+    *,
+    start: date | None,
+    end: date | None,
+) -> tuple[Sequence[Block], int]:
+    query = select(Block).where(Block.organization_id == principal.organization_id)
+    if start is not None:
+        query = query.where(Block.date >= start)
+    if end is not None:
+        query = query.where(Block.date <= end)
+    # "AM" sorts before "PM", so this is time order within a day too.
+    return await paginate(session, query.order_by(Block.date, Block.time_of_day), params)
+
+
+def block_key_at(moment: datetime) -> tuple[date, TimeOfDay]:
+    """The block a moment falls in, in UTC: AM before noon, PM from noon."""
+    if moment.tzinfo is None:
+        raise ValueError("Naive datetime given; use an aware datetime (UTC)")
+    utc = moment.astimezone(UTC)
+    return utc.date(), (TimeOfDay.AM if utc.hour < 12 else TimeOfDay.PM)
+
+
+async def current_block(session: AsyncSession, principal: Principal) -> Block:
+    day, time_of_day = block_key_at(utcnow())
+    block = await session.scalar(
+        select(Block).where(
+            Block.organization_id == principal.organization_id,
+            Block.date == day,
+            Block.time_of_day == time_of_day,
+        )
+    )
+    if block is None:
+        raise NotFound(f"No block for {day.isoformat()} {time_of_day.value}: generate blocks")
+    return block
+
+
+async def create_rotation(
+    session: AsyncSession, principal: Principal, body: RotationIn
+) -> Rotation:
+    rotation = Rotation(organization_id=principal.organization_id, **body.model_dump())
+    session.add(rotation)
+    await session.flush()
+    return rotation
+
+
+async def list_rotations(
+    session: AsyncSession, principal: Principal, params: PageParams
+) -> tuple[Sequence[Rotation], int]:
+    query = select(Rotation).where(Rotation.organization_id == principal.organization_id)
+    return await paginate(session, query.order_by(Rotation.name, Rotation.id), params)
+
+
+# --- schedules ----------------------------------------------------------------------------------
+
+
+async def create_schedule(
+    session: AsyncSession, principal: Principal, body: ScheduleIn
+) -> Schedule:
+    schedule = Schedule(
+        organization_id=principal.organization_id,
+        name=body.name,
+        start_date=body.start_date,
+        end_date=body.end_date,
+        status=ScheduleStatus.DRAFT,
+        created_by_id=principal.user_id,
+    )
+    session.add(schedule)
+    await session.flush()
+    return schedule
+
+
+async def list_schedules(
+    session: AsyncSession, principal: Principal, params: PageParams
+) -> tuple[Sequence[Schedule], int]:
+    query = select(Schedule).where(Schedule.organization_id == principal.organization_id)
+    return await paginate(session, query.order_by(Schedule.start_date, Schedule.id), params)
+
+
+async def delete_schedule(
+    session: AsyncSession, principal: Principal, schedule_id: uuid.UUID
+) -> None:
+    """The database removes its assignments (ON DELETE CASCADE); a running generation finds
+    the schedule gone and stops."""
+    schedule = await get_schedule(session, principal, schedule_id)
+    await session.execute(delete(Schedule).where(Schedule.id == schedule.id))
+
+
+async def publish_schedule(
+    session: AsyncSession, principal: Principal, schedule_id: uuid.UUID
+) -> Schedule:
+    """A generated schedule becomes the published one: final, and a fact for the others."""
+    schedule = await get_schedule(session, principal, schedule_id)
+    published = await session.execute(
+        update(Schedule)
+        .where(Schedule.id == schedule.id, Schedule.status == ScheduleStatus.GENERATED)
+        .values(status=ScheduleStatus.PUBLISHED, updated_at=utcnow())
+        .returning(Schedule.id)
+    )
+    if published.one_or_none() is None:
+        raise Conflict(f"Schedule is {schedule.status.value}; only a generated one is published")
+    await session.refresh(schedule)
+    return schedule
+
+
+async def request_generation(
+    session: AsyncSession,
+    queue: JobQueue,
+    principal: Principal,
+    schedule_id: uuid.UUID,
+    *,
+    timeout_seconds: float,
+) -> uuid.UUID:
+    """Marks the schedule `generating` and submits the job that fills it; returns the job id."""
+    schedule = await get_schedule(session, principal, schedule_id)
+    blocks = await session.scalar(
+        select(Block.id)
+        .where(
+            Block.organization_id == principal.organization_id,
+            Block.date.between(schedule.start_date, schedule.end_date),
+        )
+        .limit(1)
+    )
+    if blocks is None:
+        raise Invalid(
+            "The schedule's dates have no blocks: POST /api/v1/blocks/generate first",
+            loc=("path", "schedule_id"),
+        )
+    # Guarded on the status read: of two concurrent requests, one starts a generation.
+    claimed = await session.execute(
+        update(Schedule)
+        .where(
+            Schedule.id == schedule.id,
+            Schedule.status.not_in([ScheduleStatus.GENERATING, ScheduleStatus.PUBLISHED]),
+        )
+        .values(
+            status=ScheduleStatus.GENERATING,
+            error=None,
+            progress={"phase": "queued"},
+            updated_at=utcnow(),
+        )
+        .returning(Schedule.id)
+    )
+    if claimed.one_or_none() is None:
+        raise Conflict(f"Schedule is {schedule.status.value}; it cannot be generated now")
+    job, _ = await submit_job(
+        session,
+        queue,
+        task=GENERATE_TASK,
+        payload={"schedule_id": str(schedule.id), "timeout_seconds": timeout_seconds},
+        organization_id=principal.organization_id,
+        submitted_by_id=principal.user_id,
+        # The solver is deterministic: a retry only helps when the worker died.
+        max_attempts=2,
+    )
+    await session.execute(update(Schedule).where(Schedule.id == schedule.id).values(job_id=job.id))
+    await session.refresh(schedule)
+    return job.id
+
+
+# --- the problem the rules and the solver see ---------------------------------------------------
+
+
+def to_domain_person(row: Person) -> domain.Person:
+    return domain.Person(
+        id=row.id, type=row.type, pgy_level=row.pgy_level, specialty=row.specialty, name=row.name
+    )
+
+
+def to_domain_assignment(row: Assignment) -> domain.Assignment:
+    return domain.Assignment(
+        person_id=row.person_id,
+        block_id=row.block_id,
+        rotation_id=row.rotation_id,
+        role=row.role,
+        id=row.id,
+    )
+
+
+async def load_problem(
+    session: AsyncSession, schedule: Schedule, *, own_assignments: bool = True
+) -> domain.ScheduleProblem:
+    """The schedule's period with what the rules need to judge it.
+
+    Assignments: this schedule's own (unless `own_assignments` is False, for a generation
+    that replaces them) and those of the organization's generated or published schedules,
+    from 27 days before the start to the end, so every 28-day window touching the period
+    sees every duty. Blocks: the period's, plus the earlier ones that carry one of those
+    assignments. See docs/decisions.md.
+    """
+    organization_id = schedule.organization_id
+    since = schedule.start_date - timedelta(days=LOOKBACK_DAYS)
+    people = (
+        await session.scalars(select(Person).where(Person.organization_id == organization_id))
+    ).all()
+    rotations = (
+        await session.scalars(select(Rotation).where(Rotation.organization_id == organization_id))
+    ).all()
+    blocks = (
+        await session.scalars(
+            select(Block).where(
+                Block.organization_id == organization_id,
+                Block.date.between(since, schedule.end_date),
+            )
+        )
+    ).all()
+    others = and_(
+        Assignment.schedule_id != schedule.id,
+        Assignment.schedule_id.in_(
+            select(Schedule.id).where(
+                Schedule.organization_id == organization_id, Schedule.status.in_(SETTLED)
+            )
+        ),
+    )
+    which = or_(Assignment.schedule_id == schedule.id, others) if own_assignments else others
+    block_ids = [block.id for block in blocks]
+    assignments = (
+        await session.scalars(
+            select(Assignment).where(
+                Assignment.organization_id == organization_id,
+                Assignment.block_id.in_(block_ids),
+                which,
+            )
+        )
+    ).all()
+    absences = (
+        await session.scalars(
+            select(Absence).where(
+                Absence.organization_id == organization_id,
+                Absence.end_date >= since,
+                Absence.start_date <= schedule.end_date,
+            )
+        )
+    ).all()
+    carrying = {assignment.block_id for assignment in assignments}
+    return domain.ScheduleProblem(
+        start_date=schedule.start_date,
+        end_date=schedule.end_date,
+        people={row.id: to_domain_person(row) for row in people},
+        blocks={
+            block.id: domain.Block(id=block.id, date=block.date, time_of_day=block.time_of_day)
+            for block in blocks
+            if block.date >= schedule.start_date or block.id in carrying
+        },
+        rotations={
+            row.id: domain.Rotation(
+                id=row.id,
+                name=row.name,
+                kind=row.kind,
+                min_residents=row.min_residents,
+                max_residents=row.max_residents,
+                requires_supervision=row.requires_supervision,
+                hours_per_block=row.hours_per_block,
+                specialty=row.specialty,
+            )
+            for row in rotations
+        },
+        assignments=tuple(to_domain_assignment(row) for row in assignments),
+        absences=tuple(
+            domain.Absence(
+                person_id=row.person_id, start_date=row.start_date, end_date=row.end_date
+            )
+            for row in absences
+        ),
+    )
+
+
+async def validate_schedule(
+    session: AsyncSession, principal: Principal, schedule_id: uuid.UUID
+) -> rules.ValidationReport:
+    schedule = await get_schedule(session, principal, schedule_id)
+    return rules.validate(await load_problem(session, schedule))
+
+
+# --- assignments --------------------------------------------------------------------------------
+
+
+async def list_assignments(
+    session: AsyncSession,
+    principal: Principal,
+    schedule_id: uuid.UUID,
+    params: PageParams,
+    *,
+    person_id: uuid.UUID | None,
+) -> tuple[Sequence[Assignment], int]:
+    schedule = await get_schedule(session, principal, schedule_id)
+    query = (
+        select(Assignment)
+        .join(Block, Block.id == Assignment.block_id)
+        .where(Assignment.schedule_id == schedule.id)
+    )
+    if person_id is not None:
+        query = query.where(Assignment.person_id == person_id)
+    ordered = query.order_by(Block.date, Block.time_of_day, Assignment.role, Assignment.id)
+    return await paginate(session, ordered, params)
+
+
+def role_for(person: Person | domain.Person) -> AssignmentRole:
+    """Residents do the work (primary); faculty supervise."""
+    return (
+        AssignmentRole.PRIMARY if person.type is PersonType.RESIDENT else AssignmentRole.SUPERVISING
+    )
+
+
+async def create_assignment(
+    session: AsyncSession, principal: Principal, schedule_id: uuid.UUID, body: AssignmentIn
+) -> tuple[Assignment, tuple[domain.Violation, ...]]:
+    """Adds a manual assignment and returns it with the violations it causes (warnings)."""
+    schedule = await get_schedule(session, principal, schedule_id)
+    if schedule.status is ScheduleStatus.GENERATING:
+        raise Conflict("Schedule is being generated; wait until it is done")
+    person = await _owned(session, principal, Person, body.person_id, "Person")
+    block = await _owned(session, principal, Block, body.block_id, "Block")
+    rotation = await _owned(session, principal, Rotation, body.rotation_id, "Rotation")
+    if body.role is not role_for(person):
+        raise Invalid(
+            f"A {person.type.value} can only be assigned as {role_for(person).value}",
+            loc=("body", "role"),
+        )
+    if not schedule.start_date <= block.date <= schedule.end_date:
+        raise Invalid(
+            f"Block {block.id} ({block.date.isoformat()}) is outside the schedule's dates "
+            f"{schedule.start_date.isoformat()}..{schedule.end_date.isoformat()}",
+            loc=("body", "block_id"),
+        )
+    assignment = Assignment(
+        organization_id=principal.organization_id,
+        schedule_id=schedule.id,
+        person_id=person.id,
+        block_id=block.id,
+        rotation_id=rotation.id,
+        role=body.role,
+    )
+    session.add(assignment)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("This person already has an assignment in this block") from exc
+    # warnings_for compares the schedule without the assignment and with it.
+    problem = await load_problem(session, schedule)
+    without = replace(
+        problem, assignments=tuple(a for a in problem.assignments if a.id != assignment.id)
+    )
+    return assignment, rules.warnings_for(without, to_domain_assignment(assignment))
+
+
+async def delete_assignment(
+    session: AsyncSession, principal: Principal, schedule_id: uuid.UUID, assignment_id: uuid.UUID
+) -> None:
+    schedule = await get_schedule(session, principal, schedule_id)
+    assignment = await get_assignment(session, principal, assignment_id)
+    if assignment.schedule_id != schedule.id:
+        raise NotFound(f"Assignment {assignment_id} not found")
+    await session.execute(delete(Assignment).where(Assignment.id == assignment.id))
+
+
+def statistics_json(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON-safe solver figures (floats that are not finite become None)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        out[key] = None if isinstance(value, float) and not math.isfinite(value) else value
+    return out

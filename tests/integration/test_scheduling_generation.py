@@ -1,0 +1,319 @@
+"""Schedule generation end to end: POST generate -> a real job on the embedded executor ->
+CP-SAT -> the rule engine -> the schedule `generated` (or `failed` with the reason)."""
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tandem.app import create_app
+from tandem.jobs.registry import TaskContext
+from tandem.scheduling import solver
+from tandem.scheduling.domain import Assignment, AssignmentRole, ScheduleProblem
+from tandem.scheduling.tasks import generate_schedule
+from tandem.settings import Settings
+from tests.conftest import CommittedDatabase, running
+from tests.integration.scheduling_setup import SchedulingApi
+
+pytestmark = pytest.mark.anyio
+
+WaitUntil = Callable[..., Awaitable[Any]]
+MONDAY = date(2027, 3, 1)
+SUNDAY = MONDAY + timedelta(days=6)
+
+
+@pytest.fixture
+async def live(committed_db: CommittedDatabase, tmp_path: Path) -> AsyncIterator[SchedulingApi]:
+    """The app on the committed database with its embedded executor; signed in as the admin
+    of a new organization."""
+    settings = Settings(
+        _env_file=None,
+        database_url=committed_db.url,
+        data_dir=tmp_path,
+        job_poll_seconds=0.05,
+        rate_limit_register="1000/minute",
+    )
+    async with running(create_app(settings)) as client:
+        body = {
+            "email": "chief@example.com",
+            "password": "a long enough password",
+            "full_name": "C",
+        }
+        token = (await client.post("/api/v1/auth/register", json=body)).json()["access_token"]
+        yield SchedulingApi(client, {"Authorization": f"Bearer {token}"})
+
+
+async def _finished(api: SchedulingApi, schedule_id: str, wait_until: WaitUntil) -> dict[str, Any]:
+    async def done() -> dict[str, Any] | None:
+        response = await api.client.get(f"/api/v1/schedules/{schedule_id}", headers=api.headers)
+        body: dict[str, Any] = response.json()
+        return body if body["status"] in {"generated", "failed"} else None
+
+    result: dict[str, Any] = await wait_until(done, timeout=60)
+    return result
+
+
+async def test_a_generated_schedule_keeps_every_rule(
+    live: SchedulingApi, wait_until: WaitUntil
+) -> None:
+    api = live
+    await api.blocks(MONDAY, SUNDAY)
+    rotation = await api.rotation(
+        name="Clinic", min_residents=1, max_residents=2, requires_supervision=True
+    )
+    for level in (1, 2, 2, 3):
+        await api.person("resident", pgy_level=level)
+    for _ in range(2):
+        await api.person("faculty")
+    schedule = await api.schedule(MONDAY, SUNDAY)
+
+    response = await api.client.post(
+        f"/api/v1/schedules/{schedule['id']}/generate",
+        json={"timeout_seconds": 20},
+        headers=api.headers,
+    )
+    assert response.status_code == 202
+    job_id = response.json()["job_id"]
+    assert set(response.json()) == {"job_id"}
+
+    generated = await _finished(api, schedule["id"], wait_until)
+    assert generated["status"] == "generated", generated["error"]
+    assert generated["job_id"] == job_id
+    assert generated["error"] is None
+    statistics = generated["statistics"]
+    assert statistics["status"] in {"optimal", "feasible"}
+    assert statistics["timeout_seconds"] == 20
+    assert statistics["gap"] is not None
+    assert statistics["gap"] >= 0
+    assert statistics["wall_seconds"] > 0
+    assert generated["progress"]["phase"] == "done"
+
+    listed = (
+        await api.client.get(
+            f"/api/v1/schedules/{schedule['id']}/assignments",
+            params={"limit": 200},
+            headers=api.headers,
+        )
+    ).json()
+    assert listed["count"] == statistics["assignments"] > 0
+    assert {a["rotation_id"] for a in listed["items"]} == {rotation["id"]}
+    residents_per_block: dict[str, int] = {}
+    for a in listed["items"]:
+        if a["role"] == "primary":
+            residents_per_block[a["block_id"]] = residents_per_block.get(a["block_id"], 0) + 1
+    assert len(residents_per_block) == 14  # every block is covered
+    validation = (
+        await api.client.get(f"/api/v1/schedules/{schedule['id']}/validation", headers=api.headers)
+    ).json()
+    assert validation == {
+        "valid": True,
+        "total_violations": 0,
+        "violations": [],
+        "coverage_rate": 1.0,
+    }
+
+    async def job_succeeded() -> bool:
+        job = (await api.client.get(f"/api/v1/jobs/{job_id}", headers=api.headers)).json()
+        return bool(job["status"] == "succeeded")
+
+    await wait_until(job_succeeded, timeout=15)
+
+
+async def test_an_infeasible_schedule_fails_with_the_reason(
+    live: SchedulingApi, wait_until: WaitUntil
+) -> None:
+    api = live
+    await api.blocks(MONDAY, SUNDAY)
+    # Three residents needed in every block, and only two exist.
+    await api.rotation(name="Ward", kind="inpatient", min_residents=3, max_residents=3)
+    for _ in range(2):
+        await api.person("resident", pgy_level=2)
+    await api.person("faculty")
+    schedule = await api.schedule(MONDAY, SUNDAY)
+    response = await api.client.post(
+        f"/api/v1/schedules/{schedule['id']}/generate", json={}, headers=api.headers
+    )
+    assert response.status_code == 202
+
+    failed = await _finished(api, schedule["id"], wait_until)
+    assert failed["status"] == "failed"
+    assert failed["statistics"]["status"] == "infeasible"
+    assert failed["error"]
+    assert failed["error"] == failed["statistics"]["explanation"]
+    listed = (
+        await api.client.get(f"/api/v1/schedules/{schedule['id']}/assignments", headers=api.headers)
+    ).json()
+    assert listed == {"items": [], "count": 0}  # never a partial schedule
+
+
+async def test_regenerating_replaces_the_assignments(
+    live: SchedulingApi, wait_until: WaitUntil
+) -> None:
+    api = live
+    blocks = await api.blocks(MONDAY, MONDAY + timedelta(days=1))
+    rotation = await api.rotation(min_residents=1, max_residents=1)
+    residents = [await api.person("resident", pgy_level=3) for _ in range(2)]
+    schedule = await api.schedule(MONDAY, MONDAY + timedelta(days=1))
+    manual = await api.assigned(schedule, residents[0], blocks[0], rotation)
+    response = await api.client.post(
+        f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
+    )
+    assert response.status_code == 202
+    generated = await _finished(api, schedule["id"], wait_until)
+    assert generated["status"] == "generated", generated["error"]
+    listed = (
+        await api.client.get(f"/api/v1/schedules/{schedule['id']}/assignments", headers=api.headers)
+    ).json()
+    assert listed["count"] == 4  # one resident in each of the four blocks
+    assert manual["id"] not in {a["id"] for a in listed["items"]}
+
+
+async def test_the_server_answers_while_the_solver_works(
+    live: SchedulingApi, wait_until: WaitUntil
+) -> None:
+    """The solver runs in a thread: requests are served (and progress shown) meanwhile."""
+    api = live
+    await api.blocks(MONDAY, SUNDAY)
+    await api.rotation(min_residents=1, max_residents=2)
+    for _ in range(3):
+        await api.person("resident", pgy_level=2)
+    schedule = await api.schedule(MONDAY, SUNDAY)
+    await api.client.post(f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers)
+    health = await api.client.get("/api/v1/people", headers=api.headers)
+    assert health.status_code == 200
+    assert health.json()["count"] == 3
+    generated = await _finished(api, schedule["id"], wait_until)
+    assert generated["status"] == "generated", generated["error"]
+
+
+async def test_a_published_schedule_counts_for_the_next_one(
+    live: SchedulingApi, wait_until: WaitUntil
+) -> None:
+    """Published assignments are facts: the next schedule's validation sees them."""
+    api = live
+    blocks = await api.blocks(MONDAY, MONDAY)
+    rotation = await api.rotation(min_residents=1, max_residents=1)
+    resident = await api.person("resident", pgy_level=2)
+    first = await api.schedule(MONDAY, MONDAY, name="First")
+    await api.client.post(f"/api/v1/schedules/{first['id']}/generate", headers=api.headers)
+    assert (await _finished(api, first["id"], wait_until))["status"] == "generated"
+    published = await api.client.post(
+        f"/api/v1/schedules/{first['id']}/publish", headers=api.headers
+    )
+    assert published.status_code == 200
+    assert published.json()["status"] == "published"
+    again = await api.client.post(f"/api/v1/schedules/{first['id']}/generate", headers=api.headers)
+    assert again.status_code == 409
+
+    second = await api.schedule(MONDAY, MONDAY, name="Overlapping draft")
+    created = await api.assigned(second, resident, blocks[0], rotation)
+    assert [w["rule"] for w in created["warnings"]] == ["double_booking"]
+
+
+async def test_the_generation_task_runs_once(
+    live: SchedulingApi, committed_db: CommittedDatabase, wait_until: WaitUntil
+) -> None:
+    """Task code is idempotent: run again after it finished, it finds nothing to do."""
+    api = live
+    await api.blocks(MONDAY, MONDAY)
+    await api.rotation(min_residents=1, max_residents=1)
+    await api.person("resident", pgy_level=1)
+    schedule = await api.schedule(MONDAY, MONDAY)
+    accepted = await api.client.post(
+        f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
+    )
+    generated = await _finished(api, schedule["id"], wait_until)
+    assert generated["status"] == "generated", generated["error"]
+    context = TaskContext(
+        job_id=uuid.UUID(accepted.json()["job_id"]),
+        attempt=2,
+        run=2,
+        sessionmaker=committed_db.sessionmaker,
+        settings=Settings(_env_file=None, database_url=committed_db.url),
+    )
+    again = await generate_schedule(context, {"schedule_id": schedule["id"]})
+    assert again == {"schedule_id": schedule["id"], "status": "nothing to do"}
+    listed = (
+        await api.client.get(f"/api/v1/schedules/{schedule['id']}/assignments", headers=api.headers)
+    ).json()
+    assert listed["count"] == 2
+
+
+async def test_a_solver_result_that_breaks_a_rule_is_not_saved(
+    live: SchedulingApi, wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rule engine has the last word: a (faulty) solver's schedule with a resident on
+    leave ends `failed` with the violation named, and nothing is saved."""
+    api = live
+    blocks = await api.blocks(MONDAY, MONDAY)
+    rotation = await api.rotation(min_residents=1, max_residents=1)
+    resident = await api.person("resident", pgy_level=2)
+    await api.client.post(
+        f"/api/v1/people/{resident['id']}/absences",
+        json={"start_date": MONDAY.isoformat(), "end_date": MONDAY.isoformat()},
+        headers=api.headers,
+    )
+
+    def faulty(problem: ScheduleProblem, **_: Any) -> solver.SolveResult:
+        return solver.SolveResult(
+            status="optimal",
+            assignments=tuple(
+                Assignment(
+                    uuid.UUID(resident["id"]),
+                    uuid.UUID(block["id"]),
+                    uuid.UUID(rotation["id"]),
+                    AssignmentRole.PRIMARY,
+                )
+                for block in blocks
+            ),
+            objective=0.0,
+            bound=0.0,
+            gap=0.0,
+            wall_seconds=0.01,
+            build_seconds=0.0,
+            first_feasible_seconds=0.0,
+        )
+
+    monkeypatch.setattr(solver, "solve", faulty)
+    schedule = await api.schedule(MONDAY, MONDAY)
+    await api.client.post(f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers)
+    failed = await _finished(api, schedule["id"], wait_until)
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("The solver's schedule breaks 2 rule(s), so it was not saved")
+    assert failed["statistics"]["validation_violations"] == 2
+    listed = (
+        await api.client.get(f"/api/v1/schedules/{schedule['id']}/assignments", headers=api.headers)
+    ).json()
+    assert listed["count"] == 0
+
+
+async def test_a_crashing_generation_ends_failed_not_generating(
+    live: SchedulingApi, wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = live
+    await api.blocks(MONDAY, MONDAY)
+
+    def crash(problem: ScheduleProblem, **_: Any) -> solver.SolveResult:
+        raise RuntimeError("solver exploded")
+
+    monkeypatch.setattr(solver, "solve", crash)
+    schedule = await api.schedule(MONDAY, MONDAY)
+    accepted = await api.client.post(
+        f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
+    )
+    failed = await _finished(api, schedule["id"], wait_until)
+    assert failed["status"] == "failed"
+    assert failed["error"] == "Generation stopped: RuntimeError: solver exploded"
+
+    async def job_done() -> dict[str, Any] | None:
+        job = (
+            await api.client.get(f"/api/v1/jobs/{accepted.json()['job_id']}", headers=api.headers)
+        ).json()
+        return job if job["status"] in {"succeeded", "dead"} else None
+
+    job = await wait_until(job_done, timeout=30)
+    # The crash is in the job's history; the retry found the schedule already settled.
+    assert "solver exploded" in job["attempt_history"][0]["error"]

@@ -1,0 +1,261 @@
+"""Swaps through the review queue (API.md "Scheduling" and "Review"): checked by the rule
+engine when asked for, checked again and executed on approval, on SQLite and PostgreSQL."""
+
+from datetime import date
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tandem.identity.models import User
+from tandem.identity.scopes import Role
+from tests.conftest import LoginAs
+from tests.factories import make_user
+from tests.integration.scheduling_setup import SchedulingApi
+
+pytestmark = pytest.mark.anyio
+
+NO_LONGER_HOLDS = "Approved, but it cannot be carried out: the swap no longer holds: "
+
+MONDAY = date(2027, 3, 1)
+
+
+@pytest.fixture
+async def admin(db_session: AsyncSession) -> User:
+    """Changes schedules and decides reviews (schedule:write and review:write)."""
+    return await make_user(Role.admin)
+
+
+@pytest.fixture
+async def api(client: httpx.AsyncClient, login_as: LoginAs, admin: User) -> SchedulingApi:
+    return SchedulingApi(client, await login_as(admin))
+
+
+@pytest.fixture
+async def setup(api: SchedulingApi) -> dict[str, Any]:
+    """Ada works Monday morning; Bob is free and could take it."""
+    blocks = await api.blocks(MONDAY, MONDAY)
+    schedule = await api.schedule(MONDAY, MONDAY)
+    rotation = await api.rotation(name="Clinic")
+    ada = await api.person("resident", name="Ada", pgy_level=2)
+    bob = await api.person("resident", name="Bob", pgy_level=2)
+    assignment = await api.assigned(schedule, ada, blocks[0], rotation)
+    return {
+        "blocks": blocks,
+        "schedule": schedule,
+        "rotation": rotation,
+        "ada": ada,
+        "bob": bob,
+        "assignment": assignment,
+    }
+
+
+async def _request(api: SchedulingApi, setup: dict[str, Any], to: str = "bob") -> httpx.Response:
+    return await api.client.post(
+        "/api/v1/swaps",
+        json={
+            "assignment_id": setup["assignment"]["id"],
+            "to_person_id": setup[to]["id"],
+            "reason": "Family event",
+        },
+        headers=api.headers,
+    )
+
+
+async def _resume(
+    api: SchedulingApi, thread_id: str, decision: str, **extra: str
+) -> httpx.Response:
+    body = {"thread_id": thread_id, "decision": decision} | extra
+    return await api.client.post("/api/hitl/resume", json=body, headers=api.headers)
+
+
+async def _holder(api: SchedulingApi, setup: dict[str, Any]) -> str:
+    url = f"/api/v1/schedules/{setup['schedule']['id']}/assignments"
+    (item,) = (await api.client.get(url, headers=api.headers)).json()["items"]
+    assert item["id"] == setup["assignment"]["id"]
+    return str(item["person_id"])
+
+
+async def _swap(api: SchedulingApi, swap_id: str) -> dict[str, Any]:
+    return dict((await api.client.get(f"/api/v1/swaps/{swap_id}", headers=api.headers)).json())
+
+
+async def test_an_approved_swap_changes_hands(api: SchedulingApi, setup: dict[str, Any]) -> None:
+    response = await _request(api, setup)
+    assert response.status_code == 201, response.text
+    swap = response.json()
+    assert swap["status"] == "pending"
+    assert swap["thread_id"]
+    assert (swap["from_person_id"], swap["to_person_id"]) == (
+        setup["ada"]["id"],
+        setup["bob"]["id"],
+    )
+
+    pending = (await api.client.get("/api/hitl/pending", headers=api.headers)).json()
+    (item,) = [i for i in pending["items"] if i["thread_id"] == swap["thread_id"]]
+    assert item["kind"] == "swap"
+    assert "Ada" in item["preview"]
+    assert "Bob" in item["preview"]
+
+    approved = await _resume(api, swap["thread_id"], "approve")
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] == "published"
+    assert "approved" in approved.json()["message"]
+    assert await _holder(api, setup) == setup["bob"]["id"]
+    assert (await _swap(api, swap["id"]))["status"] == "approved"
+    pending_after = (await api.client.get("/api/hitl/pending", headers=api.headers)).json()
+    assert swap["thread_id"] not in {i["thread_id"] for i in pending_after["items"]}
+
+
+async def test_a_swap_that_breaks_a_rule_is_refused_with_the_violations(
+    api: SchedulingApi, setup: dict[str, Any]
+) -> None:
+    absent = await api.client.post(
+        f"/api/v1/people/{setup['bob']['id']}/absences",
+        json={"start_date": MONDAY.isoformat(), "end_date": MONDAY.isoformat(), "kind": "leave"},
+        headers=api.headers,
+    )
+    assert absent.status_code == 201
+    response = await _request(api, setup)
+    assert response.status_code == 422
+    body = response.json()
+    assert [(v["rule"], v["person_id"], v["block_id"]) for v in body["violations"]] == [
+        ("absence", setup["bob"]["id"], setup["blocks"][0]["id"])
+    ]
+    assert body["detail"][0]["loc"] == ["body", "to_person_id"]
+    assert body["detail"][0]["type"] == "schedule_rule.absence"
+    assert body["detail"][0]["msg"] == body["violations"][0]["message"]
+    pending = (await api.client.get("/api/hitl/pending", headers=api.headers)).json()
+    assert pending["count"] == 0  # nothing waits for review
+    assert await _holder(api, setup) == setup["ada"]["id"]
+
+
+async def test_a_swap_into_a_double_booking_is_refused(
+    api: SchedulingApi, setup: dict[str, Any]
+) -> None:
+    other = await api.rotation(name="Procedures", kind="procedures")
+    await api.assigned(setup["schedule"], setup["bob"], setup["blocks"][0], other)
+    response = await _request(api, setup)
+    assert response.status_code == 422
+    assert {v["rule"] for v in response.json()["violations"]} == {"double_booking"}
+
+
+async def test_a_swap_invalidated_before_approval_is_409(
+    api: SchedulingApi, setup: dict[str, Any]
+) -> None:
+    swap = (await _request(api, setup)).json()
+    # Between the request and the decision, Bob is given leave that day.
+    await api.client.post(
+        f"/api/v1/people/{setup['bob']['id']}/absences",
+        json={"start_date": MONDAY.isoformat(), "end_date": MONDAY.isoformat()},
+        headers=api.headers,
+    )
+    response = await _resume(api, swap["thread_id"], "approve")
+    assert response.status_code == 409
+    assert response.json()["detail"].startswith(NO_LONGER_HOLDS)
+    assert "absen" in response.json()["detail"].lower()
+    assert await _holder(api, setup) == setup["ada"]["id"]
+    assert (await _swap(api, swap["id"]))["status"] == "invalidated"
+    thread = (await api.client.get(f"/api/hitl/{swap['thread_id']}", headers=api.headers)).json()
+    assert thread["status"] == "failed"
+    again = await _resume(api, swap["thread_id"], "approve")
+    assert again.status_code == 409
+
+
+async def test_a_swap_whose_assignment_changed_hands_is_409(
+    api: SchedulingApi, setup: dict[str, Any]
+) -> None:
+    carol = await api.person("resident", name="Carol", pgy_level=1)
+    to_bob = (await _request(api, setup)).json()
+    to_carol = (await _request(api, setup | {"bob": carol})).json()
+    assert (await _resume(api, to_carol["thread_id"], "approve")).status_code == 200
+    late = await _resume(api, to_bob["thread_id"], "approve")
+    assert late.status_code == 409
+    assert "given to someone else" in late.json()["detail"]
+    assert await _holder(api, setup) == carol["id"]
+    assert (await _swap(api, to_bob["id"]))["status"] == "invalidated"
+
+
+async def test_a_rejected_swap_changes_nothing(api: SchedulingApi, setup: dict[str, Any]) -> None:
+    swap = (await _request(api, setup)).json()
+    response = await _resume(api, swap["thread_id"], "reject", feedback="Not this week")
+    assert response.status_code == 200
+    assert response.json()["status"] == "rejected"
+    assert (await _swap(api, swap["id"]))["status"] == "rejected"
+    assert await _holder(api, setup) == setup["ada"]["id"]
+
+
+async def test_a_swap_cannot_be_edited(api: SchedulingApi, setup: dict[str, Any]) -> None:
+    swap = (await _request(api, setup)).json()
+    response = await _resume(api, swap["thread_id"], "edit", feedback="Make it Carol")
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["msg"] == "edit is not allowed for swap threads"
+    thread = (await api.client.get(f"/api/hitl/{swap['thread_id']}", headers=api.headers)).json()
+    assert thread["status"] == "pending_review"
+    assert (await _swap(api, swap["id"]))["status"] == "pending"
+
+
+@pytest.mark.parametrize(
+    ("to", "message"),
+    [
+        pytest.param("ada", "already belongs to this person", id="same-person"),
+        pytest.param("faculty", "A faculty cannot take a primary assignment", id="wrong-type"),
+    ],
+)
+async def test_impossible_swaps_are_422(
+    api: SchedulingApi, setup: dict[str, Any], to: str, message: str
+) -> None:
+    setup["faculty"] = await api.person("faculty")
+    response = await _request(api, setup, to=to)
+    assert response.status_code == 422
+    assert message in response.json()["detail"][0]["msg"]
+
+
+async def test_another_tenants_assignment_cannot_be_swapped(
+    client: httpx.AsyncClient, login_as: LoginAs, setup: dict[str, Any]
+) -> None:
+    stranger = SchedulingApi(client, await login_as(await make_user(Role.admin)))
+    mine = await stranger.person("resident", pgy_level=2)
+    response = await stranger.client.post(
+        "/api/v1/swaps",
+        json={
+            "assignment_id": setup["assignment"]["id"],
+            "to_person_id": mine["id"],
+            "reason": "Let me",
+        },
+        headers=stranger.headers,
+    )
+    assert response.status_code == 404
+    assert response.json() == {"detail": f"Assignment {setup['assignment']['id']} not found"}
+
+
+async def test_a_swap_whose_assignment_was_deleted_is_409(
+    api: SchedulingApi, setup: dict[str, Any]
+) -> None:
+    swap = (await _request(api, setup)).json()
+    deleted = await api.client.delete(
+        f"/api/v1/schedules/{setup['schedule']['id']}/assignments/{setup['assignment']['id']}",
+        headers=api.headers,
+    )
+    assert deleted.status_code == 204
+    response = await _resume(api, swap["thread_id"], "approve")
+    assert response.status_code == 409
+    assert response.json() == {"detail": NO_LONGER_HOLDS + "the assignment was deleted"}
+    after = await _swap(api, swap["id"])
+    assert (after["status"], after["assignment_id"]) == ("invalidated", None)
+
+
+async def test_a_swap_whose_person_was_deleted_leaves_the_queue(
+    api: SchedulingApi, setup: dict[str, Any]
+) -> None:
+    swap = (await _request(api, setup)).json()
+    deleted = await api.client.delete(f"/api/v1/people/{setup['bob']['id']}", headers=api.headers)
+    assert deleted.status_code == 204
+    response = await _resume(api, swap["thread_id"], "approve")
+    assert response.status_code == 409
+    assert response.json() == {"detail": NO_LONGER_HOLDS + "a person in it was deleted"}
+    thread = (await api.client.get(f"/api/hitl/{swap['thread_id']}", headers=api.headers)).json()
+    assert thread["status"] == "failed"
+    pending = (await api.client.get("/api/hitl/pending", headers=api.headers)).json()
+    assert pending["count"] == 0

@@ -24,9 +24,13 @@ class PageParams:
     offset: int = 0
 
 
+# Databases take a 64-bit OFFSET at most; nobody pages past two billion rows.
+MAX_OFFSET = 2**31 - 1
+
+
 def page_params(
     limit: Annotated[int, Query(ge=1, le=200, description="Items per page (1-200)")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Items to skip")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip")] = 0,
 ) -> PageParams:
     return PageParams(limit=limit, offset=offset)
 

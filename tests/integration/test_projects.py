@@ -139,6 +139,7 @@ async def test_another_organizations_project_is_404(
         pytest.param("limit=0", "limit", id="limit-zero"),
         pytest.param("limit=201", "limit", id="limit-too-big"),
         pytest.param("offset=-1", "offset", id="negative-offset"),
+        pytest.param(f"offset={2**63}", "offset", id="offset-beyond-the-database"),
     ],
 )
 async def test_pagination_bounds(

@@ -1,4 +1,5 @@
-"""Schemathesis against the app's own OpenAPI schema: the identity API and /health.
+"""Schemathesis against the app's own OpenAPI schema: the identity, review, content and
+scheduling APIs and /health.
 
 The app runs on a migrated SQLite file of its own (module fixture); schemathesis calls it
 over ASGI, in its own event loop, starting and stopping the lifespan around each test. Every
@@ -40,7 +41,12 @@ from tests.conftest import running
 
 pytestmark = pytest.mark.slow
 
-IDENTITY_PATHS = r"^/(health$|api/v1/(auth|users|organizations|projects|api-keys)(/|$))"
+FUZZED_PATHS = (
+    r"^/(health$"
+    r"|api/v1/(auth|users|organizations|projects|api-keys)(/|$)"
+    r"|api/(hitl|content)(/|$)"
+    r"|api/v1/(people|blocks|rotations|schedules|swaps)(/|$))"
+)
 ADMIN = {
     "email": "fuzz-admin@example.com",
     "password": "a long enough password",
@@ -68,6 +74,24 @@ IDENTITY_OPERATIONS = {
     "GET /api/v1/api-keys",
     "DELETE /api/v1/api-keys/{key_id}",
 }
+REVIEW_OPERATIONS = {
+    "GET /api/hitl/pending",
+    "GET /api/hitl/{thread_id}",
+    "POST /api/hitl/resume",
+    "POST /api/content/create",
+    "GET /api/content",
+}
+SCHEDULING_OPERATIONS = {
+    "POST /api/v1/people",
+    "GET /api/v1/people",
+    "POST /api/v1/blocks/generate",
+    "GET /api/v1/blocks",
+    "POST /api/v1/rotations",
+    "POST /api/v1/schedules",
+    "POST /api/v1/schedules/{schedule_id}/generate",
+    "GET /api/v1/schedules/{schedule_id}/validation",
+    "POST /api/v1/swaps",
+}
 CHECKS: list[schemathesis.CheckFunction] = [
     not_a_server_error,
     status_code_conformance,
@@ -84,7 +108,7 @@ CONFIG = schemathesis.Config.from_dict(
     }
 )
 OPENAPI: dict[str, Any] = create_app(Settings(_env_file=None)).openapi()  # type: ignore[call-arg]
-schema = schemathesis.openapi.from_dict(OPENAPI, config=CONFIG).include(path_regex=IDENTITY_PATHS)
+schema = schemathesis.openapi.from_dict(OPENAPI, config=CONFIG).include(path_regex=FUZZED_PATHS)
 
 
 # --- the app under test --------------------------------------------------------------------
@@ -100,7 +124,8 @@ async def migrate(database_url: str) -> None:
 
 @pytest.fixture(scope="module")
 def identity_app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
-    """The app on a migrated SQLite file; limits high enough never to answer 429."""
+    """The app on a migrated SQLite file; limits high enough never to answer 429; no executor
+    (jobs are not under test: the generation jobs submitted stay pending)."""
     data_dir = tmp_path_factory.mktemp("schemathesis")
     database_url = f"sqlite+aiosqlite:///{data_dir / 's.db'}"
     asyncio.run(migrate(database_url))
@@ -111,6 +136,7 @@ def identity_app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
             data_dir=data_dir,
             rate_limit_login="10000/minute",
             rate_limit_register="10000/minute",
+            worker_enabled=False,
         )
     )
 
@@ -142,6 +168,8 @@ def test_the_fuzzed_schema_is_the_one_the_app_serves(
     assert registered_admin[1] == OPENAPI
     fuzzed = {result.ok().label for result in schema.get_all_operations()}
     assert fuzzed >= IDENTITY_OPERATIONS, "every identity operation of API.md is fuzzed"
+    assert fuzzed >= REVIEW_OPERATIONS, "every review and content operation is fuzzed"
+    assert fuzzed >= SCHEDULING_OPERATIONS, "the scheduling operations are fuzzed"
     assert not {label.split()[1] for label in fuzzed} & {"/metrics", "/health/ready"}
 
 
@@ -156,7 +184,7 @@ def test_the_fuzzed_schema_is_the_one_the_app_serves(
     database=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_identity_api_has_no_server_errors_and_answers_as_its_schema_says(
+def test_the_api_has_no_server_errors_and_answers_as_its_schema_says(
     case: schemathesis.Case, identity_app: FastAPI, admin_headers: dict[str, str]
 ) -> None:
     case.call_and_validate(app=identity_app, headers=admin_headers, checks=CHECKS)

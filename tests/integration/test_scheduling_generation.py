@@ -1,6 +1,7 @@
 """Schedule generation end to end: POST generate -> a real job on the embedded executor ->
 CP-SAT -> the rule engine -> the schedule `generated` (or `failed` with the reason)."""
 
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, timedelta
@@ -34,6 +35,8 @@ async def live(committed_db: CommittedDatabase, tmp_path: Path) -> AsyncIterator
         database_url=committed_db.url,
         data_dir=tmp_path,
         job_poll_seconds=0.05,
+        job_retry_base_seconds=0.05,
+        job_lease_seconds=3,
         rate_limit_register="1000/minute",
     )
     async with running(create_app(settings)) as client:
@@ -315,5 +318,72 @@ async def test_a_crashing_generation_ends_failed_not_generating(
         return job if job["status"] in {"succeeded", "dead"} else None
 
     job = await wait_until(job_done, timeout=30)
-    # The crash is in the job's history; the retry found the schedule already settled.
-    assert "solver exploded" in job["attempt_history"][0]["error"]
+    # The first crash was retried; only the last attempt's failure failed the schedule.
+    assert job["status"] == "dead"
+    assert [a["error"] for a in job["attempt_history"]] == ["RuntimeError: solver exploded"] * 2
+
+
+async def test_a_generation_that_crashes_once_is_generated_by_its_retry(
+    live: SchedulingApi, wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = live
+    await api.blocks(MONDAY, MONDAY)
+    real_solve = solver.solve
+    calls: list[int] = []
+
+    def crash_once(problem: ScheduleProblem, **options: Any) -> solver.SolveResult:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("worker lost its footing")
+        return real_solve(problem, **options)
+
+    monkeypatch.setattr(solver, "solve", crash_once)
+    schedule = await api.schedule(MONDAY, MONDAY)
+    await api.client.post(f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers)
+    generated = await _finished(api, schedule["id"], wait_until)
+    assert generated["status"] == "generated", generated["error"]
+    assert len(calls) == 2
+
+
+async def test_a_cancelled_generation_job_fails_its_schedule(
+    live: SchedulingApi, wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = live
+    await api.blocks(MONDAY, MONDAY)
+    release = threading.Event()
+
+    def stuck(problem: ScheduleProblem, **_: Any) -> solver.SolveResult:
+        release.wait(timeout=30)  # CP-SAT cannot be interrupted either
+        raise RuntimeError("released")
+
+    monkeypatch.setattr(solver, "solve", stuck)
+    try:
+        schedule = await api.schedule(MONDAY, MONDAY)
+        accepted = await api.client.post(
+            f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
+        )
+        job_url = f"/api/v1/jobs/{accepted.json()['job_id']}"
+
+        async def running() -> bool:
+            job = (await api.client.get(job_url, headers=api.headers)).json()
+            return bool(job["status"] == "running")
+
+        await wait_until(running, timeout=30)
+        await api.client.post(f"{job_url}/cancel", headers=api.headers)
+
+        async def cancelled() -> bool:
+            job = (await api.client.get(job_url, headers=api.headers)).json()
+            return bool(job["status"] == "cancelled")
+
+        await wait_until(cancelled, timeout=30)
+        failed = (
+            await api.client.get(f"/api/v1/schedules/{schedule['id']}", headers=api.headers)
+        ).json()
+    finally:
+        release.set()
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("Generation stopped: ")
+    again = await api.client.post(
+        f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
+    )
+    assert again.status_code == 202, "a failed schedule can be generated again"

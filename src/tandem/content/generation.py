@@ -23,7 +23,6 @@ from tandem.agents.spec import AgentFailed
 from tandem.content.schemas import ContentRequest
 from tandem.content.service import GENERATE_TASK
 from tandem.db import READ_ONLY
-from tandem.jobs.models import Job
 from tandem.jobs.registry import TaskContext
 from tandem.jobs.registry import registry as tasks
 from tandem.review.models import ReviewDecision, ReviewRevision, ReviewThread
@@ -122,13 +121,6 @@ async def _read_brief(context: TaskContext, job: GeneratePayload) -> Brief | Non
     return brief
 
 
-async def _is_last_attempt(context: TaskContext) -> bool:
-    async with context.sessionmaker() as session:
-        await session.connection(execution_options=READ_ONLY)
-        job = await session.get(Job, context.job_id)
-    return job is None or job.attempts >= job.max_attempts
-
-
 @tasks.task(
     GENERATE_TASK,
     description="Writes a content thread's drafts with the content-writer agent "
@@ -147,7 +139,7 @@ async def generate(context: TaskContext, payload: dict[str, Any]) -> dict[str, A
     try:
         drafts = await write_drafts(models.for_agent(AGENT_ID), limiter, brief)
     except Exception as exc:
-        if await _is_last_attempt(context):
+        if context.last_attempt:
             error = str(exc) if isinstance(exc, GenerationFailed) else repr(exc)
             async with context.sessionmaker() as session, session.begin():
                 await fail_generation(session, job.thread_id, revision=job.revision, error=error)

@@ -125,6 +125,7 @@ class JobRunner:
                 sessionmaker=self.sessionmaker,
                 settings=self.settings,
                 resources=dict(self.resources),
+                max_attempts=claim.max_attempts,
             )
             result = await definition.function(context, claim.payload)
             if self.successes is not None:

@@ -21,6 +21,12 @@ class TaskContext:
     settings: Settings
     # Process-wide services a task may need (the model provider, ...), set by the executor.
     resources: dict[str, Any] = field(default_factory=dict)
+    max_attempts: int = 1  # the job's attempt budget
+
+    @property
+    def last_attempt(self) -> bool:
+        """A failure now sends the job to `dead`: the task's domain row should say so."""
+        return self.attempt >= self.max_attempts
 
 
 TaskFunction = Callable[[TaskContext, dict[str, Any]], Awaitable[Any]]

@@ -7,7 +7,8 @@ and saves the assignments only if they keep every rule. Otherwise the schedule e
 `failed` with the explanation: never a silent partial schedule.
 
 Idempotent: the schedule is claimed by its status (`generating`) and its `job_id`; a re-run
-after a crash starts again from scratch, one after the end finds nothing to do.
+after a crash starts again from scratch, one after the end finds nothing to do. Only the
+last attempt's failure fails the schedule.
 """
 
 import logging
@@ -225,8 +226,13 @@ async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> di
             values,
             result.assignments if saved else (),
         )
-    except BaseException as exc:
-        # A crash or a cancellation must not leave the schedule `generating` for ever.
+    except Exception as exc:
+        # Before the last attempt the retry starts again from scratch. A cancellation (a
+        # hand-back at shutdown, or a cancelled job) leaves the schedule `generating`: a
+        # handed-back job runs again, and a schedule whose job was cancelled or died is
+        # settled when it is next read (`service.get_schedule`).
+        if not context.last_attempt:
+            raise
         with anyio.CancelScope(shield=True):
             await _set(
                 context.sessionmaker,

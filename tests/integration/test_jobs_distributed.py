@@ -349,4 +349,27 @@ async def test_a_pending_job_without_a_procrastinate_job_is_deferred_again_and_r
 
         await wait_until(finished, timeout=15)
     assert [a.outcome for a in await pg.attempts(orphan)] == [AttemptOutcome.succeeded]
-    assert (await pg.job(fresh)).status is JobStatus.pending
+
+
+async def test_one_procrastinate_job_fills_the_workers_free_slots_with_due_jobs(
+    pg: PgDatabase, tmp_path: Path, wait_until: WaitUntil
+) -> None:
+    """Claims are batched: the worker told about one job takes other due jobs with it, and
+    their own procrastinate jobs then find nothing to do."""
+    told = await pg.submit()
+    others = [await pg.submit(), await pg.submit()]
+    async with pg.engine.begin() as connection:
+        await connection.execute(
+            text("DELETE FROM procrastinate.procrastinate_jobs WHERE args->>'job_id' != :told"),
+            {"told": str(told)},
+        )
+    async with running_worker(pg, pg.settings(tmp_path)):
+
+        async def all_finished() -> list[Job] | None:
+            jobs = [await pg.job(job_id) for job_id in (told, *others)]
+            return jobs if all(j.status is JobStatus.succeeded for j in jobs) else None
+
+        # Well before the orphan sweep's first look (15 s): the batch claim ran them.
+        await wait_until(all_finished, timeout=10)
+    for job_id in (told, *others):
+        assert [a.outcome for a in await pg.attempts(job_id)] == [AttemptOutcome.succeeded]

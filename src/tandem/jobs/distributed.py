@@ -213,20 +213,38 @@ class DistributedWorker:
         if self.executor.stopping:
             await self._defer_again(job_id, utcnow())  # not claimed: leave it to another
             return None
+        # Never more than `concurrency` jobs at once, even though the background claims
+        # below run outside procrastinate's own slots.
+        await self.executor.wait_for_free_slot()
+        if self.executor.stopping:
+            await self._defer_again(job_id, utcnow())
+            return None
         try:
-            claim = await lifecycle.claim_job(
-                self.sessionmaker, job_id, self.name, self.settings.job_lease_seconds
+            # This worker's free slots are filled with other due jobs in the same claim:
+            # their own procrastinate jobs then find them taken and cost only their fetch.
+            claim, others = await lifecycle.claim_job_and_due(
+                self.sessionmaker,
+                job_id,
+                self.name,
+                self.settings.job_lease_seconds,
+                limit=max(1, self.executor.free_slots),
             )
         except Exception:
             # Never claimed, so no lease for the reaper to find: defer it again ourselves.
             log.exception("Claiming job %s failed; deferring it again", job_id)
             await self._defer_again(job_id, utcnow())
             raise
+        if self.executor.stopping:  # shutdown began while we were claiming
+            for other in others:
+                await lifecycle.hand_back(self.sessionmaker, other, self.dispatch)
+            if claim is not None:
+                return await lifecycle.hand_back(self.sessionmaker, claim, self.dispatch)
+            return None
+        for other in others:
+            self.executor.run_in_background(other)
         if claim is None:
             await self._defer_if_early(job_id)
             return None
-        if self.executor.stopping:  # shutdown began while we were claiming
-            return await lifecycle.hand_back(self.sessionmaker, claim, self.dispatch)
         return await self.executor.run_claim(claim)
 
     async def _defer_if_early(self, job_id: uuid.UUID) -> None:

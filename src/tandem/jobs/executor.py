@@ -186,6 +186,7 @@ class EmbeddedExecutor:
         self.poll = settings.job_poll_seconds
         self._running: dict[uuid.UUID, _Running] = {}
         self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -214,6 +215,7 @@ class EmbeddedExecutor:
         """Stops claiming; running jobs get `grace_seconds` (default: half the lease) to
         finish, then are handed back for another process to run."""
         self._stopping = True
+        self._slot_freed.set()
         if self.dispatch is not None:
             self.dispatch.unsubscribe(self.wake)
         self.wake()
@@ -253,6 +255,19 @@ class EmbeddedExecutor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
 
+    @property
+    def free_slots(self) -> int:
+        return self.concurrency - len(self._running)
+
+    async def wait_for_free_slot(self) -> None:
+        while self.free_slots <= 0 and not self._stopping:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+
+    def run_in_background(self, claim: Claim) -> None:
+        """Runs a claim made elsewhere like `run_claim`, without waiting for it."""
+        self._launch(claim)
+
     async def run_claim(self, claim: Claim) -> JobStatus | None:
         """Runs a claim made elsewhere as if this executor had made it: under the heartbeat,
         stopped on cancellation or a lost lease, handed back at shutdown. Returns the job's
@@ -281,6 +296,7 @@ class EmbeddedExecutor:
             return await self._stopped(claim)
         finally:
             self._running.pop(claim.job_id, None)
+            self._slot_freed.set()
             self.wake()  # a slot is free
 
     async def _stopped(self, claim: Claim) -> JobStatus | None:

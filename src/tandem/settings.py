@@ -83,6 +83,8 @@ class Settings(BaseSettings):
 
     # Scheduling: how long one generation may search when the request names no timeout
     schedule_solver_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    # Generations solving at once per process; each uses two CP-SAT threads
+    schedule_solver_concurrency: int = Field(default=1, ge=1)
 
     # Content: model calls writing drafts at once, per process, over all generation jobs
     content_concurrency: int = Field(default=10, ge=1)

@@ -38,7 +38,11 @@ class TaskResources:
 
     def __post_init__(self) -> None:
         models = AgentModels(self.settings, overrides=self.settings.llm_agent_models)
-        self.mapping = {"agent_models": models, **content_generation.resources(self.settings)}
+        self.mapping = {
+            "agent_models": models,
+            **content_generation.resources(self.settings),
+            **scheduling_tasks.resources(self.settings),
+        }
 
     async def aclose(self) -> None:
         models: AgentModels = self.mapping["agent_models"]

@@ -387,3 +387,48 @@ async def test_a_cancelled_generation_job_fails_its_schedule(
         f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
     )
     assert again.status_code == 202, "a failed schedule can be generated again"
+
+
+async def test_generations_beyond_the_solver_limit_wait_their_turn(
+    live: SchedulingApi, wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TANDEM_SCHEDULE_SOLVER_CONCURRENCY (1 by default): CP-SAT is CPU-bound."""
+    api = live
+    await api.blocks(MONDAY, MONDAY)
+    real_solve = solver.solve
+    release = threading.Event()
+    active: list[int] = []
+
+    def held(problem: ScheduleProblem, **options: Any) -> solver.SolveResult:
+        active.append(1)
+        try:
+            release.wait(timeout=30)
+            return real_solve(problem, **options)
+        finally:
+            active.pop()
+
+    monkeypatch.setattr(solver, "solve", held)
+    first, second = [await api.schedule(MONDAY, MONDAY) for _ in range(2)]
+    try:
+        for schedule in (first, second):
+            await api.client.post(
+                f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
+            )
+
+        async def one_waits() -> list[str] | None:
+            phases = [
+                (await api.client.get(f"/api/v1/schedules/{s['id']}", headers=api.headers)).json()[
+                    "progress"
+                ]["phase"]
+                for s in (first, second)
+            ]
+            # The solving one may not have entered the solver yet: wait for that too.
+            return phases if sorted(phases) == ["solving", "waiting"] and active else None
+
+        await wait_until(one_waits, timeout=30)
+        assert len(active) == 1, "only one solve runs at a time"
+    finally:
+        release.set()
+    for schedule in (first, second):
+        generated = await _finished(api, schedule["id"], wait_until)
+        assert generated["status"] == "generated", generated["error"]

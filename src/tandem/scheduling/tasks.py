@@ -11,6 +11,7 @@ after a crash starts again from scratch, one after the end finds nothing to do. 
 last attempt's failure fails the schedule.
 """
 
+import asyncio
 import logging
 import uuid
 from dataclasses import replace
@@ -28,6 +29,7 @@ from tandem.jobs.registry import registry as tasks
 from tandem.scheduling import domain, rules, solver
 from tandem.scheduling.models import Assignment, Schedule, ScheduleStatus
 from tandem.scheduling.service import GENERATE_TASK, load_problem, statistics_json
+from tandem.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,15 @@ SOLVER_SEED = 0  # fixed: the same problem gives the same schedule
 SOLVER_WORKERS = 2
 # The first violations named in a failed schedule's error; the rest are counted.
 SHOWN_VIOLATIONS = 5
+
+
+SOLVER_LIMITER = "solver_limiter"
+
+
+def resources(settings: Settings) -> dict[str, Any]:
+    """What the task needs from its process (see `tandem.tasks.TaskResources`): CP-SAT is
+    CPU-bound, so solves beyond the machine's cores only slow each other down."""
+    return {SOLVER_LIMITER: asyncio.Semaphore(settings.schedule_solver_concurrency)}
 
 
 class GeneratePayload(BaseModel):
@@ -197,9 +208,19 @@ async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> di
         organization_id = schedule.organization_id
         # This schedule's own assignments are what the generation replaces.
         problem = await load_problem(session, schedule, own_assignments=False)
-    await _set(context.sessionmaker, schedule_id, context.job_id, progress={"phase": "solving"})
+    # Without the process's limiter (a task run by hand), this solve waits for nobody.
+    limiter: asyncio.Semaphore = context.resources.get(SOLVER_LIMITER) or asyncio.Semaphore()
+    phase = "waiting" if limiter.locked() else "solving"
+    await _set(context.sessionmaker, schedule_id, context.job_id, progress={"phase": phase})
     try:
-        result = await _solve_with_progress(context, schedule_id, problem, request.timeout_seconds)
+        async with limiter:
+            if phase == "waiting":
+                await _set(
+                    context.sessionmaker, schedule_id, context.job_id, progress={"phase": "solving"}
+                )
+            result = await _solve_with_progress(
+                context, schedule_id, problem, request.timeout_seconds
+            )
         statistics = statistics_json(dict(result.statistics()))
         values: dict[str, Any]
         if result.status in ("optimal", "feasible"):

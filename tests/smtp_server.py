@@ -13,6 +13,7 @@ they arrived (a process dying mid-delivery).
 import asyncio
 import email
 import email.policy
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,10 @@ from email.message import EmailMessage
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+# aiosmtpd logs every connection at INFO from its own thread, which can outlive pytest's
+# capture of the test that started it ("I/O operation on closed file" in the run's output).
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ sessions join it through savepoints, so code that commits still leaves nothing b
 
 import inspect
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -183,32 +184,42 @@ class CommittedDatabase:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def committed_db_url(
+async def committed_template_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> str:
+    """One migrated database per backend and test process. PostgreSQL: the database the tests
+    share, emptied before each (a new one costs a checkpoint to drop). SQLite: a file each
+    test copies, so a lock a failed test left behind cannot reach the next one."""
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('committed') / 'committed.db'}"
-    create: Callable[[], str] = request.getfixturevalue("create_postgres_database")
-    return create()
-
-
-@pytest.fixture(scope="session")
-async def committed_engine(committed_db_url: str) -> AsyncIterator[AsyncEngine]:
-    """One migrated database per backend and test process (a new PostgreSQL database costs
-    a checkpoint to drop, so not one per test)."""
-    engine = create_engine(committed_db_url)
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('committed') / 'template.db'}"
+    else:
+        create: Callable[[], str] = request.getfixturevalue("create_postgres_database")
+        url = create()
+    engine = create_engine(url)
     await upgrade_to_head(engine)
-    yield engine
-    await engine.dispose()
+    await engine.dispose()  # SQLite: the last connection to close folds the WAL into the file
+    return url
 
 
 @pytest.fixture
-async def committed_db(committed_db_url: str, committed_engine: AsyncEngine) -> CommittedDatabase:
-    """The committed database, emptied first: no test sees rows another one left."""
-    async with committed_engine.begin() as connection:
-        for table in reversed(Base.metadata.sorted_tables):
-            await connection.execute(table.delete())
-    return CommittedDatabase(committed_db_url, create_sessionmaker(committed_engine))
+async def committed_db(
+    committed_template_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[CommittedDatabase]:
+    """The committed database, with no rows another test left."""
+    url = committed_template_url
+    if url.startswith("sqlite"):
+        copy = tmp_path_factory.mktemp("committed") / "committed.db"
+        shutil.copyfile(make_url(url).database or "", copy)
+        url = f"sqlite+aiosqlite:///{copy}"
+    engine = create_engine(url)
+    try:
+        if not url.startswith("sqlite"):
+            async with engine.begin() as connection:
+                for table in reversed(Base.metadata.sorted_tables):
+                    await connection.execute(table.delete())
+        yield CommittedDatabase(url, create_sessionmaker(engine))
+    finally:
+        await engine.dispose()
 
 
 # --- the application ------------------------------------------------------------------------

@@ -345,42 +345,41 @@ async def test_a_generation_that_crashes_once_is_generated_by_its_retry(
     assert len(calls) == 2
 
 
-async def test_a_cancelled_generation_job_fails_its_schedule(
+async def test_a_cancelled_generation_job_stops_the_solver_and_fails_its_schedule(
     live: SchedulingApi, wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api = live
     await api.blocks(MONDAY, MONDAY)
-    release = threading.Event()
+    searching_started, stopped = threading.Event(), threading.Event()
 
-    def stuck(problem: ScheduleProblem, **_: Any) -> solver.SolveResult:
-        release.wait(timeout=30)  # CP-SAT cannot be interrupted either
-        raise RuntimeError("released")
+    def searching(
+        problem: ScheduleProblem, *, cancellation: solver.Cancellation, **_: Any
+    ) -> solver.SolveResult:
+        # Searches until cancelled, as CP-SAT does (tests/unit: the real solver stops too).
+        searching_started.set()
+        if not cancellation.wait(timeout=60):
+            raise RuntimeError("never cancelled")
+        stopped.set()
+        raise solver.SolveCancelled("The solve was cancelled")
 
-    monkeypatch.setattr(solver, "solve", stuck)
-    try:
-        schedule = await api.schedule(MONDAY, MONDAY)
-        accepted = await api.client.post(
-            f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
-        )
-        job_url = f"/api/v1/jobs/{accepted.json()['job_id']}"
+    monkeypatch.setattr(solver, "solve", searching)
+    schedule = await api.schedule(MONDAY, MONDAY)
+    accepted = await api.client.post(
+        f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
+    )
+    job_url = f"/api/v1/jobs/{accepted.json()['job_id']}"
+    await wait_until(searching_started.is_set, timeout=30)
+    await api.client.post(f"{job_url}/cancel", headers=api.headers)
 
-        async def running() -> bool:
-            job = (await api.client.get(job_url, headers=api.headers)).json()
-            return bool(job["status"] == "running")
+    async def cancelled() -> bool:
+        job = (await api.client.get(job_url, headers=api.headers)).json()
+        return bool(job["status"] == "cancelled")
 
-        await wait_until(running, timeout=30)
-        await api.client.post(f"{job_url}/cancel", headers=api.headers)
-
-        async def cancelled() -> bool:
-            job = (await api.client.get(job_url, headers=api.headers)).json()
-            return bool(job["status"] == "cancelled")
-
-        await wait_until(cancelled, timeout=30)
-        failed = (
-            await api.client.get(f"/api/v1/schedules/{schedule['id']}", headers=api.headers)
-        ).json()
-    finally:
-        release.set()
+    await wait_until(cancelled, timeout=30)
+    failed = (
+        await api.client.get(f"/api/v1/schedules/{schedule['id']}", headers=api.headers)
+    ).json()
+    await wait_until(stopped.is_set, timeout=30)
     assert failed["status"] == "failed"
     assert failed["error"].startswith("Generation stopped: ")
     again = await api.client.post(

@@ -2,6 +2,7 @@
 inputs are reported, fast and in words, never as a partial schedule."""
 
 import json
+import threading
 import time
 from dataclasses import replace
 from datetime import date, timedelta
@@ -24,7 +25,13 @@ from tandem.scheduling.domain import (
 )
 from tandem.scheduling.instances import make_instance
 from tandem.scheduling.rules import validate
-from tandem.scheduling.solver import SolveProgress, SolveResult, solve
+from tandem.scheduling.solver import (
+    Cancellation,
+    SolveCancelled,
+    SolveProgress,
+    SolveResult,
+    solve,
+)
 
 
 def _with_result(problem: ScheduleProblem, result: SolveResult) -> ScheduleProblem:
@@ -435,3 +442,44 @@ def test_out_of_time_keeps_the_greedy_schedule() -> None:
     assert result.objective == 1
     assert result.bound == 0
     assert result.gap == 1.0
+
+
+def test_a_cancelled_solve_stops_searching() -> None:
+    """Cancelled from another thread mid-search (CP-SAT alone, 60 s allowed), the call raises
+    instead of searching on to its deadline."""
+    problem = make_instance(60, 20, 28, seed=1)
+    cancellation = Cancellation()
+    searching = threading.Event()
+    outcome: list[SolveResult | Exception] = []
+
+    def run() -> None:
+        try:
+            outcome.append(
+                solve(
+                    problem,
+                    timeout_seconds=60,
+                    hint=False,
+                    on_progress=lambda _: searching.set(),
+                    cancellation=cancellation,
+                )
+            )
+        except SolveCancelled as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert searching.wait(timeout=60), "CP-SAT found no first solution"
+    cancellation.cancel()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "the search went on after the cancellation"
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], SolveCancelled)
+
+
+def test_a_solve_cancelled_before_it_starts_does_nothing() -> None:
+    cancellation = Cancellation()
+    cancellation.cancel()
+    reports: list[SolveProgress] = []
+    with pytest.raises(SolveCancelled, match="cancelled"):
+        solve(make_instance(6, 3, 7), on_progress=reports.append, cancellation=cancellation)
+    assert reports == []

@@ -19,6 +19,7 @@ faculty as `supervising`) when a schedule exists, else why not. How (docs/decisi
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +43,16 @@ from tandem.scheduling.solver_model import (
     supervision_units,
 )
 
-__all__ = ["CHUNK_DAYS", "ChunkStatistics", "SolveProgress", "SolveResult", "SolveStatus", "solve"]
+__all__ = [
+    "CHUNK_DAYS",
+    "Cancellation",
+    "ChunkStatistics",
+    "SolveCancelled",
+    "SolveProgress",
+    "SolveResult",
+    "SolveStatus",
+    "solve",
+]
 
 SolveStatus = Literal["optimal", "feasible", "infeasible", "timeout"]
 
@@ -50,6 +60,57 @@ CHUNK_DAYS: Final = WINDOW_DAYS  # one 4-week block per CP-SAT model
 # The diagnosis pass only has to find where the slack goes, not prove its minimum.
 _DIAGNOSIS_SECONDS: Final = 1.0
 _MIN_CHUNK_SECONDS: Final = 0.05
+
+
+class SolveCancelled(Exception):
+    """`solve` was stopped through its `Cancellation`."""
+
+
+class Cancellation:
+    """Stops a `solve` running in another thread: the CP-SAT search in progress ends at once,
+    no further step starts, and `solve` raises SolveCancelled. Without it an abandoned solve
+    keeps a core busy until its own deadline."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cancelled = threading.Event()
+        self._running: cp_model.CpSolver | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks until cancelled (True) or `timeout` seconds have passed (False)."""
+        return self._cancelled.wait(timeout)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled.set()
+            if self._running is not None:
+                self._running.stop_search()
+
+    def check(self) -> None:
+        if self.cancelled:
+            raise SolveCancelled("The solve was cancelled")
+
+    def run(
+        self,
+        solver: cp_model.CpSolver,
+        model: cp_model.CpModel,
+        callback: cp_model.CpSolverSolutionCallback | None = None,
+    ) -> int:
+        """`solver.solve(model, callback)`, stoppable by `cancel`. A cancel in the instant
+        before CP-SAT's search exists is not lost: `_Watcher` stops at the next solution."""
+        with self._lock:
+            self.check()
+            self._running = solver
+        try:
+            return int(solver.solve(model, callback))
+        finally:
+            with self._lock:
+                self._running = None
+            self.check()
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +204,10 @@ class _Watcher(cp_model.CpSolverSolutionCallback):
         index: int,
         total: int,
         started: float,
+        cancellation: Cancellation,
     ) -> None:
         super().__init__()
+        self._cancellation = cancellation
         self.first_seconds: float | None = None
         self.feasibility = False  # solving without the objective: no objective to report
         self._on_progress = on_progress
@@ -155,6 +218,9 @@ class _Watcher(cp_model.CpSolverSolutionCallback):
         self._block_started = block_started
 
     def on_solution_callback(self) -> None:
+        if self._cancellation.cancelled:
+            self.stop_search()
+            return
         now = time.perf_counter()
         if self.first_seconds is None:
             self.first_seconds = now - self._block_started
@@ -196,6 +262,7 @@ def solve(
     workers: int = 2,
     on_progress: Callable[[SolveProgress], None] | None = None,
     hint: bool = True,
+    cancellation: Cancellation | None = None,
 ) -> SolveResult:
     """Generate the period's schedule; see the module docstring for the method.
 
@@ -209,8 +276,10 @@ def solve(
     `on_progress` is called from CP-SAT's search thread for each solution it finds (keep it
     short and thread-safe, e.g. `loop.call_soon_threadsafe`), and from the calling thread
     with `done=True` when a 4-week block is finished. Raises ValueError for a problem the
-    rules cannot judge (a resident without PGY level 1-3, an end before the start).
+    rules cannot judge (a resident without PGY level 1-3, an end before the start), and
+    SolveCancelled once `cancellation` is cancelled (from another thread).
     """
+    cancellation = cancellation or Cancellation()
     started = time.perf_counter()
     prep = prepare(problem)
     chunks = _chunks(prep.start, prep.end)
@@ -256,6 +325,7 @@ def solve(
     first_total: float | None = 0.0
     all_optimal = True
     for index, (first, last) in enumerate(chunks):
+        cancellation.check()
         left = timeout_seconds - (time.perf_counter() - started)
         outcome = _solve_chunk(
             prep,
@@ -265,12 +335,15 @@ def solve(
             seed=seed,
             workers=workers,
             hint=hint,
-            watcher=_Watcher(on_progress, index, len(chunks), started),
+            watcher=_Watcher(on_progress, index, len(chunks), started, cancellation),
+            cancellation=cancellation,
         )
         stats.append(outcome.stats)
         build_total += outcome.stats.build_seconds
         if outcome.status == "infeasible":
-            explanation = _diagnose(prep, first, last, seed, workers, started, timeout_seconds)
+            explanation = _diagnose(
+                prep, first, last, seed, workers, started, timeout_seconds, cancellation
+            )
             if index > 0:
                 explanation += (
                     f" (in the 4-week block from {first}; the blocks before it were "
@@ -341,6 +414,7 @@ def _solve_chunk(
     workers: int,
     hint: bool,
     watcher: _Watcher,
+    cancellation: Cancellation,
 ) -> _ChunkOutcome:
     """One 4-week block: the greedy schedule if it is provably optimal, else CP-SAT started
     from it; without a greedy schedule, CP-SAT finds a first one without the objective."""
@@ -370,7 +444,7 @@ def _solve_chunk(
         # A model without objective stops at its first solution: all the time may go to it.
         solver = _params(deadline - time.perf_counter(), seed, workers, keep=False)
         watcher.feasibility = True
-        code = solver.solve(chunk.model, watcher)
+        code = cancellation.run(solver, chunk.model, watcher)
         watcher.feasibility = False
         if code == cp_model.INFEASIBLE:
             stats = ChunkStatistics(
@@ -391,7 +465,7 @@ def _solve_chunk(
         for index in range(len(chunk.model.proto.variables)):
             chunk.model.add_hint(chunk.model.get_int_var_from_proto_index(index), values[index])
     solver = _params(deadline - time.perf_counter(), seed, workers)
-    code = solver.solve(chunk.model, watcher)
+    code = cancellation.run(solver, chunk.model, watcher)
     assert fallback is not None
     has_solution = code in (cp_model.OPTIMAL, cp_model.FEASIBLE)
     stats = ChunkStatistics(
@@ -505,6 +579,7 @@ def _diagnose(
     workers: int,
     started: float,
     timeout_seconds: float,
+    cancellation: Cancellation,
 ) -> str:
     """Solve the block again with slack on coverage minimums and on the faculty headcount;
     the slack that remains names what cannot be met."""
@@ -514,7 +589,7 @@ def _diagnose(
     chunk = build_chunk(prep, first, last, diagnose=True)
     left = timeout_seconds - (time.perf_counter() - started)
     solver = _params(min(_DIAGNOSIS_SECONDS, max(left, 0.5)), seed, workers, keep=False)
-    status = solver.solve(chunk.model)
+    status = cancellation.run(solver, chunk.model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return (
             f"The ACGME limits cannot all be met from {first} to {last} given the duty "

@@ -13,9 +13,9 @@ last attempt's failure fails the schedule.
 
 import asyncio
 import logging
+import threading
 import uuid
 from dataclasses import replace
-from functools import partial
 from typing import Any
 
 import anyio
@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 PROGRESS_SECONDS = 0.5
 SOLVER_SEED = 0  # fixed: the same problem gives the same schedule
 SOLVER_WORKERS = 2
+# How long a cancelled generation waits for CP-SAT to stop (it stops within milliseconds;
+# a greedy pass or model build in progress is not interruptible) before leaving it behind.
+STOP_WAIT_SECONDS = 5.0
 # The first violations named in a failed schedule's error; the rest are counted.
 SHOWN_VIOLATIONS = 5
 
@@ -125,21 +128,34 @@ async def _solve_with_progress(
                 progress=_progress(latest[0], "solving"),
             )
 
-    run = partial(
-        solver.solve,
-        problem,
-        timeout_seconds=timeout_seconds,
-        seed=SOLVER_SEED,
-        workers=SOLVER_WORKERS,
-        on_progress=on_progress,
-    )
+    cancellation = solver.Cancellation()
+    finished = threading.Event()
+
+    def run() -> solver.SolveResult:
+        try:
+            return solver.solve(
+                problem,
+                timeout_seconds=timeout_seconds,
+                seed=SOLVER_SEED,
+                workers=SOLVER_WORKERS,
+                on_progress=on_progress,
+                cancellation=cancellation,
+            )
+        finally:
+            finished.set()
+
     failure: Exception | None = None
     async with anyio.create_task_group() as group:
         group.start_soon(report_progress)
         try:
-            # CP-SAT cannot be interrupted from here; on cancellation (job cancelled, worker
-            # stopping) stop waiting, and the thread ends at its own deadline, result dropped.
             result = await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+        except anyio.get_cancelled_exc_class():
+            # Job cancelled or worker stopping: stop CP-SAT and wait for its thread, so the
+            # solver limiter is not released while the cores are still busy.
+            cancellation.cancel()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(finished.wait, STOP_WAIT_SECONDS)
+            raise
         except Exception as exc:  # re-raised as itself, not wrapped in an ExceptionGroup
             failure = exc
         group.cancel_scope.cancel()
@@ -210,14 +226,17 @@ async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> di
         problem = await load_problem(session, schedule, own_assignments=False)
     # Without the process's limiter (a task run by hand), this solve waits for nobody.
     limiter: asyncio.Semaphore = context.resources.get(SOLVER_LIMITER) or asyncio.Semaphore()
-    phase = "waiting" if limiter.locked() else "solving"
-    await _set(context.sessionmaker, schedule_id, context.job_id, progress={"phase": phase})
     try:
+        # No await between the look and the acquire: a solve that finds the limiter free
+        # holds it before any other can look.
+        if limiter.locked():
+            await _set(
+                context.sessionmaker, schedule_id, context.job_id, progress={"phase": "waiting"}
+            )
         async with limiter:
-            if phase == "waiting":
-                await _set(
-                    context.sessionmaker, schedule_id, context.job_id, progress={"phase": "solving"}
-                )
+            await _set(
+                context.sessionmaker, schedule_id, context.job_id, progress={"phase": "solving"}
+            )
             result = await _solve_with_progress(
                 context, schedule_id, problem, request.timeout_seconds
             )

@@ -243,6 +243,39 @@ async def test_a_generation_that_keeps_failing_fails_the_thread(
     )
 
 
+async def test_retrying_the_dead_generation_job_brings_the_thread_back(
+    live: Live, writer: ScriptedWriter
+) -> None:
+    writer.fail = True
+    thread_id = await live.create(count=2)
+    failed = await live.until(thread_id, "failed")
+    writer.fail = False  # the model endpoint is back
+    job_url = f"/api/v1/jobs/{failed['job_id']}"
+    retried = await live.client.post(f"{job_url}/retry", headers=live.headers)
+    assert retried.status_code == 200, retried.text
+    # Only a generating thread takes drafts: reaching review proves it came back.
+    thread = await live.until(thread_id, "pending_review", revision=1)
+    assert thread["error"] is None
+    assert thread["drafts"] == [expected_draft(n, TOPICS) for n in range(2)]
+    job = (await live.client.get(job_url, headers=live.headers)).json()
+    assert [a["outcome"] for a in job["attempt_history"]][-1] == "succeeded"
+
+
+async def test_retrying_a_dead_regeneration_job_asks_for_the_revision_again(
+    live: Live, writer: ScriptedWriter
+) -> None:
+    thread_id = await live.create(count=1)
+    await live.until(thread_id, "pending_review", revision=1)
+    writer.fail = True
+    assert (await live.resume(thread_id, "edit", "shorter")).status_code == 200
+    failed = await live.until(thread_id, "failed")
+    writer.fail = False
+    retried = await live.client.post(f"/api/v1/jobs/{failed['job_id']}/retry", headers=live.headers)
+    assert retried.status_code == 200, retried.text
+    thread = await live.until(thread_id, "pending_review", revision=2)
+    assert (thread["edit_count"], thread["error"]) == (1, None)
+
+
 async def test_a_model_that_recovers_within_the_retries_still_delivers(
     live: Live, writer: ScriptedWriter
 ) -> None:

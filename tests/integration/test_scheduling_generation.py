@@ -323,6 +323,40 @@ async def test_a_crashing_generation_ends_failed_not_generating(
     assert [a["error"] for a in job["attempt_history"]] == ["RuntimeError: solver exploded"] * 2
 
 
+async def test_retrying_the_dead_generation_job_generates_the_schedule(
+    live: SchedulingApi, wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = live
+    await api.blocks(MONDAY, MONDAY)
+    real_solve = solver.solve
+    broken = [True]
+
+    def until_repaired(problem: ScheduleProblem, **options: Any) -> solver.SolveResult:
+        if broken[0]:
+            raise RuntimeError("solver exploded")
+        return real_solve(problem, **options)
+
+    monkeypatch.setattr(solver, "solve", until_repaired)
+    schedule = await api.schedule(MONDAY, MONDAY)
+    accepted = await api.client.post(
+        f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
+    )
+    job_url = f"/api/v1/jobs/{accepted.json()['job_id']}"
+    assert (await _finished(api, schedule["id"], wait_until))["status"] == "failed"
+
+    async def dead() -> bool:
+        job = (await api.client.get(job_url, headers=api.headers)).json()
+        return bool(job["status"] == "dead")
+
+    await wait_until(dead, timeout=30)
+    broken[0] = False
+    retried = await api.client.post(f"{job_url}/retry", headers=api.headers)
+    assert retried.status_code == 200, retried.text
+    # The retry made the schedule `generating` again in its own transaction.
+    generated = await _finished(api, schedule["id"], wait_until)
+    assert generated["status"] == "generated", generated["error"]
+
+
 async def test_a_generation_that_crashes_once_is_generated_by_its_retry(
     live: SchedulingApi, wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch
 ) -> None:

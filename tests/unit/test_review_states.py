@@ -1,6 +1,8 @@
 """The review thread state machine: the transition table, and no sequence of events that
 reaches a state the table does not allow (Hypothesis)."""
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,6 +19,7 @@ from tandem.review.states import (
     decide,
     drafts_ready,
     generation_failed,
+    generation_retried,
 )
 
 PENDING = ReviewState(ThreadStatus.pending_review, revision=1)
@@ -76,6 +79,30 @@ def test_only_a_generating_thread_gets_drafts_or_fails(status: ThreadStatus) -> 
         drafts_ready(ReviewState(status, revision=1))
     with pytest.raises(IllegalTransition):
         generation_failed(ReviewState(status, revision=1))
+
+
+@pytest.mark.parametrize(
+    ("revision", "status"),
+    [
+        pytest.param(0, ThreadStatus.generating, id="first-drafts"),
+        pytest.param(2, ThreadStatus.regenerating, id="revised-drafts"),
+    ],
+)
+def test_a_failed_generation_retried_is_waited_for_again(
+    revision: int, status: ThreadStatus
+) -> None:
+    failed = generation_failed(ReviewState(ThreadStatus.generating, revision, edit_count=2))
+    assert generation_retried(replace(failed, revision=revision)) == ReviewState(
+        status, revision, edit_count=2
+    )
+
+
+@pytest.mark.parametrize(
+    "status", [pytest.param(s, id=s.value) for s in ThreadStatus if s is not ThreadStatus.failed]
+)
+def test_only_a_failed_thread_is_retried(status: ThreadStatus) -> None:
+    with pytest.raises(IllegalTransition, match=f"Thread is {status.value}, not failed"):
+        generation_retried(ReviewState(status, revision=1))
 
 
 NOT_CARRIED_OUT = "approve_not_carried_out"

@@ -16,6 +16,7 @@ import anyio
 from pydantic import BaseModel
 from pydantic_ai.models import Model
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.agents.providers import AgentModels
 from tandem.agents.runner import run_agent
@@ -26,7 +27,7 @@ from tandem.db import READ_ONLY
 from tandem.jobs.registry import TaskContext
 from tandem.jobs.registry import registry as tasks
 from tandem.review.models import ReviewDecision, ReviewRevision, ReviewThread
-from tandem.review.service import fail_generation, save_revision
+from tandem.review.service import fail_generation, revive_generation, save_revision
 from tandem.review.states import GENERATING
 from tandem.settings import Settings
 
@@ -121,12 +122,18 @@ async def _read_brief(context: TaskContext, job: GeneratePayload) -> Brief | Non
     return brief
 
 
+async def _revive_thread(session: AsyncSession, job_id: uuid.UUID, payload: dict[str, Any]) -> None:
+    job = GeneratePayload.model_validate(payload)
+    await revive_generation(session, job.thread_id, revision=job.revision, job_id=job_id)
+
+
 @tasks.task(
     GENERATE_TASK,
     description="Writes a content thread's drafts with the content-writer agent "
     "(`thread_id`, `revision`).",
     payload_model=GeneratePayload,
     public=False,
+    on_retry=_revive_thread,
 )
 async def generate(context: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     job = GeneratePayload.model_validate(payload)

@@ -30,6 +30,10 @@ class TaskContext:
 
 
 TaskFunction = Callable[[TaskContext, dict[str, Any]], Awaitable[Any]]
+# Called with (session, job id, payload) in the transaction that takes a dead or cancelled
+# job back to pending: what the job works for (a review thread, a schedule) was given up with
+# the job, and comes back with it.
+RetryHook = Callable[[AsyncSession, uuid.UUID, dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class TaskDefinition:
     # Internal tasks belong to a domain row (an agent run, a review thread, a schedule) and
     # are started by that domain's endpoints only, never through POST /api/v1/jobs.
     public: bool = True
+    on_retry: RetryHook | None = None
 
     def validated_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The payload, checked against the task's model when it has one (422 otherwise)."""
@@ -70,11 +75,14 @@ class TaskRegistry:
         description: str,
         payload_model: type[BaseModel] | None = None,
         public: bool = True,
+        on_retry: RetryHook | None = None,
     ) -> Callable[[TaskFunction], TaskFunction]:
         def register(function: TaskFunction) -> TaskFunction:
             if name in self._tasks:
                 raise ValueError(f"Task {name!r} is already registered")
-            self._tasks[name] = TaskDefinition(name, description, function, payload_model, public)
+            self._tasks[name] = TaskDefinition(
+                name, description, function, payload_model, public, on_retry
+            )
             return function
 
         return register

@@ -307,3 +307,23 @@ async def fail_generation(
         .execution_options(synchronize_session=False)
     )
     return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def revive_generation(
+    session: AsyncSession, thread_id: uuid.UUID, *, revision: int, job_id: uuid.UUID
+) -> bool:
+    """The generation job that failed the thread (writing `revision`) is retried: the thread
+    waits for its drafts again. A thread failed otherwise, or gone, stays as it is."""
+    after = states.generation_retried(ReviewState(ThreadStatus.failed, revision - 1))
+    moved = await session.execute(
+        update(ReviewThread)
+        .where(
+            ReviewThread.id == thread_id,
+            ReviewThread.status == ThreadStatus.failed,
+            ReviewThread.revision == revision - 1,
+            ReviewThread.job_id == job_id,
+        )
+        .values(status=after.status, error=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]

@@ -7,10 +7,12 @@ leads to, then writes it with an update guarded on the state (and revision) it r
          |                        edit  drafts ready
          |                          v   |
          |                       regenerating
-         \\----- generation failed -----\\--> failed
+         \\----- generation failed -----\\--> failed --its job retried--> (re)generating
 
-published, rejected and failed are final. An approval the thread's kind cannot carry out
-(a swap that no longer keeps the rules) ends the thread `failed`: asking again cannot help.
+published and rejected are final; so is failed, except that a thread whose generation job
+died comes back when that job is retried from the dead-letter queue. An approval the
+thread's kind cannot carry out (a swap that no longer keeps the rules) ends the thread
+`failed` for good: asking again cannot help.
 Each review round is one revision: a decision names the revision it was made on, so a round
 takes exactly one decision.
 """
@@ -83,3 +85,12 @@ def generation_failed(state: ReviewState) -> ReviewState:
     if state.status not in GENERATING:
         raise IllegalTransition(f"Thread is {state.status.value}: no drafts are being written")
     return replace(state, status=ThreadStatus.failed)
+
+
+def generation_retried(state: ReviewState) -> ReviewState:
+    """The job whose failure failed the thread runs again: the thread waits for its drafts
+    (the first ones, or those an edit asked for)."""
+    if state.status is not ThreadStatus.failed:
+        raise IllegalTransition(f"Thread is {state.status.value}, not failed")
+    status = ThreadStatus.generating if state.revision == 0 else ThreadStatus.regenerating
+    return replace(state, status=status)

@@ -204,11 +204,35 @@ async def _save(
     return True
 
 
+async def _revive_schedule(
+    session: AsyncSession, job_id: uuid.UUID, payload: dict[str, Any]
+) -> None:
+    """The generation job that failed the schedule is retried: the schedule is `generating`
+    again. One failed otherwise (by its solver's answer, or since generated again) stays."""
+    schedule_id = GeneratePayload.model_validate(payload).schedule_id
+    await session.execute(
+        update(Schedule)
+        .where(
+            Schedule.id == schedule_id,
+            Schedule.status == ScheduleStatus.FAILED,
+            Schedule.job_id == job_id,
+        )
+        .values(
+            status=ScheduleStatus.GENERATING,
+            error=None,
+            progress={"phase": "queued"},
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
 @tasks.task(
     GENERATE_TASK,
     description="Generates a schedule with CP-SAT (`schedule_id`, `timeout_seconds`).",
     payload_model=GeneratePayload,
     public=False,
+    on_retry=_revive_schedule,
 )
 async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     request = GeneratePayload.model_validate(payload)

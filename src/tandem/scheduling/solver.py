@@ -99,14 +99,14 @@ class Cancellation:
         solver: cp_model.CpSolver,
         model: cp_model.CpModel,
         callback: cp_model.CpSolverSolutionCallback | None = None,
-    ) -> int:
+    ) -> cp_model.CpSolverStatus:
         """`solver.solve(model, callback)`, stoppable by `cancel`. A cancel in the instant
         before CP-SAT's search exists is not lost: `_Watcher` stops at the next solution."""
         with self._lock:
             self.check()
             self._running = solver
         try:
-            return int(solver.solve(model, callback))
+            return solver.solve(model, callback)
         finally:
             with self._lock:
                 self._running = None

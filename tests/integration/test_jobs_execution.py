@@ -139,6 +139,19 @@ async def test_cancelling_a_running_job_stops_it(live: LiveApp) -> None:
     assert outcomes(cancelled) == ["cancelled"]
 
 
+async def test_a_job_running_in_the_same_process_stops_without_waiting_for_a_heartbeat(
+    committed_db: CommittedDatabase, tmp_path: Path, wait_until: WaitUntil
+) -> None:
+    # A 60 s lease: the heartbeat, which would notice the request otherwise, comes at 20 s.
+    settings = fast_settings(committed_db, tmp_path, job_lease_seconds=60)
+    async with live_app(settings, wait_until) as live:
+        job = await live.submit(payload={"duration_seconds": 50})
+        await live.until(job["id"], "running")
+        await live.client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=live.headers)
+        cancelled = await live.until(job["id"], "cancelled", timeout=10)
+    assert outcomes(cancelled) == ["cancelled"]
+
+
 async def test_an_expired_lease_is_a_failed_attempt_and_the_job_runs_again(
     live: LiveApp, committed_db: CommittedDatabase
 ) -> None:

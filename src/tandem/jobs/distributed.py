@@ -104,6 +104,9 @@ class ProcrastinateDispatch:
             },
         )
 
+    async def cancel(self, session: AsyncSession, job_id: uuid.UUID) -> None:
+        """Nothing to send: the worker running the job notices at its next heartbeat."""
+
 
 async def _run_job(context: JobContext, job_id: str) -> str | None:
     """The one procrastinate task: look at our job `job_id` and run it if it is ours to run."""

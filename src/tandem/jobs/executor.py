@@ -201,9 +201,17 @@ class EmbeddedExecutor:
     def wake(self) -> None:
         self._wake.set()
 
+    def stop_job(self, job_id: uuid.UUID) -> None:
+        """A cancellation was requested for `job_id` (committed): if it runs here, stop it
+        now rather than at the next heartbeat."""
+        entry = self._running.get(job_id)
+        if entry is not None and entry.stop_reason is None and not entry.task.done():
+            entry.stop_reason = StopReason.cancel_requested
+            entry.task.cancel()
+
     def start(self) -> None:
         if self.dispatch is not None:
-            self.dispatch.subscribe(self.wake)
+            self.dispatch.subscribe(self.wake, self.stop_job)
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop(), name="jobs-heartbeat"),
             asyncio.create_task(self._reaper_loop(), name="jobs-reaper"),
@@ -217,7 +225,7 @@ class EmbeddedExecutor:
         self._stopping = True
         self._slot_freed.set()
         if self.dispatch is not None:
-            self.dispatch.unsubscribe(self.wake)
+            self.dispatch.unsubscribe(self.wake, self.stop_job)
         self.wake()
         grace = self.lease / 2 if grace_seconds is None else grace_seconds
         running = [entry.task for entry in self._running.values()]

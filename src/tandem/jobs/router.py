@@ -100,6 +100,8 @@ async def retry_job(
 
 
 @router.post("/{job_id}/cancel", responses=error_responses(404, 409))
-async def cancel_job(job_id: uuid.UUID, principal: JobsWriter, session: SessionDep) -> JobDetailOut:
-    job = await service.cancel_job(session, principal, job_id)
+async def cancel_job(
+    job_id: uuid.UUID, principal: JobsWriter, session: SessionDep, queue: JobQueueDep
+) -> JobDetailOut:
+    job = await service.cancel_job(session, queue, principal, job_id)
     return await _detail(session, job)

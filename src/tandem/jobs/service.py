@@ -176,11 +176,17 @@ async def retry_job(
     return job
 
 
-async def cancel_job(session: AsyncSession, principal: Principal, job_id: uuid.UUID) -> Job:
-    """Pending: cancelled now. Running: cancellation requested; the executor stops it."""
+async def cancel_job(
+    session: AsyncSession, queue: JobQueue, principal: Principal, job_id: uuid.UUID
+) -> Job:
+    """Pending: cancelled now. Running: cancellation requested; the executor stops it (one
+    in this process as soon as the request commits, others at their next heartbeat)."""
     job = await get_job(session, principal, job_id)
     finishing = {"finished_at": utcnow()} if job.status is JobStatus.pending else {}
-    return await _transition(session, job, states.cancel, finishing)
+    job = await _transition(session, job, states.cancel, finishing)
+    if job.status is JobStatus.running:
+        await queue.dispatch.cancel(session, job.id)
+    return job
 
 
 async def count_jobs_by_status(

@@ -225,14 +225,15 @@ async def test_edit_then_approve_publishes_the_latest_revision(live: Live) -> No
     ]
 
 
-async def test_a_generation_that_keeps_failing_fails_the_thread(
+async def test_a_generation_that_keeps_failing_fails_the_thread_until_its_job_is_retried(
     live: Live, writer: ScriptedWriter
 ) -> None:
     writer.fail = True
     thread_id = await live.create(count=2)
     thread = await live.until(thread_id, "failed")
     assert thread["error"] == "The model endpoint answered HTTP 503: overloaded"
-    job = (await live.client.get(f"/api/v1/jobs/{thread['job_id']}", headers=live.headers)).json()
+    job_url = f"/api/v1/jobs/{thread['job_id']}"
+    job = (await live.client.get(job_url, headers=live.headers)).json()
     assert job["status"] == "dead"
     assert job["attempts"] == 3
     assert thread["drafts"] == []
@@ -242,15 +243,7 @@ async def test_a_generation_that_keeps_failing_fails_the_thread(
         "is failed, not pending_review: it takes no decision now"
     )
 
-
-async def test_retrying_the_dead_generation_job_brings_the_thread_back(
-    live: Live, writer: ScriptedWriter
-) -> None:
-    writer.fail = True
-    thread_id = await live.create(count=2)
-    failed = await live.until(thread_id, "failed")
     writer.fail = False  # the model endpoint is back
-    job_url = f"/api/v1/jobs/{failed['job_id']}"
     retried = await live.client.post(f"{job_url}/retry", headers=live.headers)
     assert retried.status_code == 200, retried.text
     # Only a generating thread takes drafts: reaching review proves it came back.

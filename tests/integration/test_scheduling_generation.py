@@ -293,37 +293,7 @@ async def test_a_solver_result_that_breaks_a_rule_is_not_saved(
     assert listed["count"] == 0
 
 
-async def test_a_crashing_generation_ends_failed_not_generating(
-    live: SchedulingApi, wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    api = live
-    await api.blocks(MONDAY, MONDAY)
-
-    def crash(problem: ScheduleProblem, **_: Any) -> solver.SolveResult:
-        raise RuntimeError("solver exploded")
-
-    monkeypatch.setattr(solver, "solve", crash)
-    schedule = await api.schedule(MONDAY, MONDAY)
-    accepted = await api.client.post(
-        f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
-    )
-    failed = await _finished(api, schedule["id"], wait_until)
-    assert failed["status"] == "failed"
-    assert failed["error"] == "Generation stopped: RuntimeError: solver exploded"
-
-    async def job_done() -> dict[str, Any] | None:
-        job = (
-            await api.client.get(f"/api/v1/jobs/{accepted.json()['job_id']}", headers=api.headers)
-        ).json()
-        return job if job["status"] in {"succeeded", "dead"} else None
-
-    job = await wait_until(job_done, timeout=30)
-    # The first crash was retried; only the last attempt's failure failed the schedule.
-    assert job["status"] == "dead"
-    assert [a["error"] for a in job["attempt_history"]] == ["RuntimeError: solver exploded"] * 2
-
-
-async def test_retrying_the_dead_generation_job_generates_the_schedule(
+async def test_a_crashing_generation_ends_failed_and_retrying_its_job_generates_it(
     live: SchedulingApi, wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api = live
@@ -341,14 +311,20 @@ async def test_retrying_the_dead_generation_job_generates_the_schedule(
     accepted = await api.client.post(
         f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
     )
+    failed = await _finished(api, schedule["id"], wait_until)
+    assert failed["status"] == "failed"
+    assert failed["error"] == "Generation stopped: RuntimeError: solver exploded"
     job_url = f"/api/v1/jobs/{accepted.json()['job_id']}"
-    assert (await _finished(api, schedule["id"], wait_until))["status"] == "failed"
 
-    async def dead() -> bool:
+    async def job_done() -> dict[str, Any] | None:
         job = (await api.client.get(job_url, headers=api.headers)).json()
-        return bool(job["status"] == "dead")
+        return job if job["status"] in {"succeeded", "dead"} else None
 
-    await wait_until(dead, timeout=30)
+    job = await wait_until(job_done, timeout=30)
+    # The first crash was retried; only the last attempt's failure failed the schedule.
+    assert job["status"] == "dead"
+    assert [a["error"] for a in job["attempt_history"]] == ["RuntimeError: solver exploded"] * 2
+
     broken[0] = False
     retried = await api.client.post(f"{job_url}/retry", headers=api.headers)
     assert retried.status_code == 200, retried.text

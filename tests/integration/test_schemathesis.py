@@ -1,5 +1,5 @@
-"""Schemathesis against the app's own OpenAPI schema: the identity, review, content and
-scheduling APIs and /health.
+"""Schemathesis against the app's own OpenAPI schema: the identity, jobs, agents, review,
+content and scheduling APIs and /health.
 
 The app runs on a migrated SQLite file of its own (module fixture); schemathesis calls it
 over ASGI, in its own event loop, starting and stopping the lifespan around each test. Every
@@ -43,7 +43,7 @@ pytestmark = pytest.mark.slow
 
 FUZZED_PATHS = (
     r"^/(health$"
-    r"|api/v1/(auth|users|organizations|projects|api-keys)(/|$)"
+    r"|api/v1/(auth|users|organizations|projects|api-keys|jobs|agents)(/|$)"
     r"|api/(hitl|content)(/|$)"
     r"|api/v1/(people|blocks|rotations|schedules|swaps)(/|$))"
 )
@@ -92,6 +92,19 @@ SCHEDULING_OPERATIONS = {
     "GET /api/v1/schedules/{schedule_id}/validation",
     "POST /api/v1/swaps",
 }
+JOBS_AND_AGENTS_OPERATIONS = {
+    "POST /api/v1/jobs",
+    "GET /api/v1/jobs",
+    "GET /api/v1/jobs/tasks",
+    "GET /api/v1/jobs/{job_id}",
+    "POST /api/v1/jobs/{job_id}/retry",
+    "POST /api/v1/jobs/{job_id}/cancel",
+    "GET /api/v1/agents",
+    "GET /api/v1/agents/{agent_id}",
+    "POST /api/v1/agents/run",
+    "GET /api/v1/agents/runs",
+    "GET /api/v1/agents/runs/{run_id}",
+}
 CHECKS: list[schemathesis.CheckFunction] = [
     not_a_server_error,
     status_code_conformance,
@@ -125,7 +138,8 @@ async def migrate(database_url: str) -> None:
 @pytest.fixture(scope="module")
 def identity_app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
     """The app on a migrated SQLite file; limits high enough never to answer 429; no executor
-    (jobs are not under test: the generation jobs submitted stay pending)."""
+    (jobs are not under test: the jobs submitted stay pending, and a synchronous agent run
+    answers 202 after a short wait)."""
     data_dir = tmp_path_factory.mktemp("schemathesis")
     database_url = f"sqlite+aiosqlite:///{data_dir / 's.db'}"
     asyncio.run(migrate(database_url))
@@ -136,6 +150,8 @@ def identity_app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
             data_dir=data_dir,
             rate_limit_login="10000/minute",
             rate_limit_register="10000/minute",
+            rate_limit_agents="10000/minute",
+            agent_sync_timeout_seconds=0.2,
             worker_enabled=False,
         )
     )
@@ -170,6 +186,7 @@ def test_the_fuzzed_schema_is_the_one_the_app_serves(
     assert fuzzed >= IDENTITY_OPERATIONS, "every identity operation of API.md is fuzzed"
     assert fuzzed >= REVIEW_OPERATIONS, "every review and content operation is fuzzed"
     assert fuzzed >= SCHEDULING_OPERATIONS, "the scheduling operations are fuzzed"
+    assert fuzzed >= JOBS_AND_AGENTS_OPERATIONS, "every jobs and agents operation is fuzzed"
     assert not {label.split()[1] for label in fuzzed} & {"/metrics", "/health/ready"}
 
 

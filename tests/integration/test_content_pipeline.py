@@ -75,6 +75,17 @@ class Live:
         result: dict[str, Any] = await self.wait_until(reached, timeout=timeout)
         return result
 
+    async def job_once(self, job_id: str, status: str) -> dict[str, Any]:
+        """The job once it is `status`: its outcome is recorded just after the thread moved."""
+
+        async def reached() -> dict[str, Any] | None:
+            response = await self.client.get(f"/api/v1/jobs/{job_id}", headers=self.headers)
+            job: dict[str, Any] = response.json()
+            return job if job["status"] == status else None
+
+        result: dict[str, Any] = await self.wait_until(reached, timeout=20)
+        return result
+
     async def resume(
         self,
         thread_id: str,
@@ -232,9 +243,7 @@ async def test_a_generation_that_keeps_failing_fails_the_thread_until_its_job_is
     thread_id = await live.create(count=2)
     thread = await live.until(thread_id, "failed")
     assert thread["error"] == "The model endpoint answered HTTP 503: overloaded"
-    job_url = f"/api/v1/jobs/{thread['job_id']}"
-    job = (await live.client.get(job_url, headers=live.headers)).json()
-    assert job["status"] == "dead"
+    job = await live.job_once(thread["job_id"], "dead")
     assert job["attempts"] == 3
     assert thread["drafts"] == []
     decide = await live.resume(thread_id, "approve")
@@ -244,13 +253,13 @@ async def test_a_generation_that_keeps_failing_fails_the_thread_until_its_job_is
     )
 
     writer.fail = False  # the model endpoint is back
-    retried = await live.client.post(f"{job_url}/retry", headers=live.headers)
+    retried = await live.client.post(f"/api/v1/jobs/{job['id']}/retry", headers=live.headers)
     assert retried.status_code == 200, retried.text
     # Only a generating thread takes drafts: reaching review proves it came back.
     thread = await live.until(thread_id, "pending_review", revision=1)
     assert thread["error"] is None
     assert thread["drafts"] == [expected_draft(n, TOPICS) for n in range(2)]
-    job = (await live.client.get(job_url, headers=live.headers)).json()
+    job = await live.job_once(job["id"], "succeeded")
     assert [a["outcome"] for a in job["attempt_history"]][-1] == "succeeded"
 
 
@@ -277,8 +286,33 @@ async def test_a_model_that_recovers_within_the_retries_still_delivers(
     thread = await live.until(thread_id, "pending_review")
     assert thread["drafts"] == [expected_draft(0, TOPICS)]
     assert thread["error"] is None
-    job = (await live.client.get(f"/api/v1/jobs/{thread['job_id']}", headers=live.headers)).json()
+    job = await live.job_once(thread["job_id"], "succeeded")
     assert [a["outcome"] for a in job["attempt_history"]] == ["failed", "succeeded"]
+
+
+async def test_a_decision_on_the_revision_the_reviewer_saw_is_refused_once_it_was_revised(
+    live: Live,
+) -> None:
+    thread_id = await live.create(count=1)
+    await live.until(thread_id, "pending_review", revision=1)
+    assert (await live.resume(thread_id, "edit", "shorter")).status_code == 200
+    await live.until(thread_id, "pending_review", revision=2)
+    stale = await live.client.post(
+        "/api/hitl/resume",
+        json={"thread_id": thread_id, "decision": "approve", "revision": 1},
+        headers=live.headers,
+    )
+    assert stale.status_code == 409
+    assert stale.json() == {
+        "detail": f"Thread {thread_id} is at revision 2, not 1: read its new drafts before deciding"
+    }
+    current = await live.client.post(
+        "/api/hitl/resume",
+        json={"thread_id": thread_id, "decision": "approve", "revision": 2},
+        headers=live.headers,
+    )
+    assert current.status_code == 200, current.text
+    assert current.json()["final_content"] == [expected_draft(0, TOPICS, "shorter")]
 
 
 @pytest.mark.parametrize(
@@ -290,7 +324,7 @@ async def test_a_model_that_recovers_within_the_retries_still_delivers(
     ],
 )
 async def test_two_reviewers_at_once_get_one_200_and_one_409(
-    live: Live, committed_db: CommittedDatabase, first: str, second: str
+    live: Live, committed_db: CommittedDatabase, writer: ScriptedWriter, first: str, second: str
 ) -> None:
     created = await live.client.post(
         "/api/v1/users",
@@ -309,6 +343,9 @@ async def test_two_reviewers_at_once_get_one_200_and_one_409(
     other = {"Authorization": f"Bearer {login.json()['access_token']}"}
     thread_id = await live.create(count=2)
     await live.until(thread_id, "pending_review")
+    # An edit's regeneration must not finish between the two requests, or the later one
+    # would decide on revision 2: both decisions are to meet revision 1.
+    writer.delay_seconds = 60
     answers: dict[str, httpx.Response] = {}
 
     async def decide(name: str, decision: str, headers: dict[str, str]) -> None:
@@ -370,12 +407,10 @@ async def test_a_regeneration_whose_worker_died_completes_when_its_job_runs_agai
         # The doomed worker never finishes; a live one reaps its lease and runs the job again.
         async with running(create_app(with_worker)):
             second = await live.until(thread_id, "pending_review", revision=2)
+            job = await live.job_once(second["job_id"], "succeeded")
         assert second["drafts"] == [expected_draft(i, TOPICS, "Less jargon") for i in range(2)]
         assert [r["drafts"] for r in second["revisions"]] == [first["drafts"], second["drafts"]]
         assert writer.calls - calls_before == 2
-        job = (
-            await live.client.get(f"/api/v1/jobs/{second['job_id']}", headers=live.headers)
-        ).json()
         assert [a["outcome"] for a in job["attempt_history"]] == ["lease_expired", "succeeded"]
     assert await revisions_of(committed_db, thread_id) == [1, 2]
 

@@ -441,3 +441,36 @@ async def test_generations_beyond_the_solver_limit_wait_their_turn(
     for schedule in (first, second):
         generated = await _finished(api, schedule["id"], wait_until)
         assert generated["status"] == "generated", generated["error"]
+
+
+async def test_a_member_cannot_stop_or_restart_a_generation_through_its_job(
+    live: SchedulingApi, wait_until: WaitUntil
+) -> None:
+    """jobs:write is not schedule:write: a generation job is controlled like the schedule."""
+    api = live
+    await api.blocks(MONDAY, MONDAY)
+    schedule = await api.schedule(MONDAY, MONDAY)
+    accepted = await api.client.post(
+        f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
+    )
+    await _finished(api, schedule["id"], wait_until)
+    member = {"email": "m@example.com", "password": "a long enough password", "full_name": "M"}
+    created = await api.client.post(
+        "/api/v1/users", json=member | {"role": "member"}, headers=api.headers
+    )
+    assert created.status_code == 201, created.text
+    login = await api.client.post(
+        "/api/v1/auth/login", json={"email": member["email"], "password": member["password"]}
+    )
+    as_member = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    job_url = f"/api/v1/jobs/{accepted.json()['job_id']}"
+    for action in ("cancel", "retry"):
+        refused = await api.client.post(f"{job_url}/{action}", headers=as_member)
+        assert refused.status_code == 403, action
+        assert refused.json() == {"detail": "Missing required scope: schedule:write"}
+
+    async def succeeded() -> bool:
+        job = (await api.client.get(job_url, headers=as_member)).json()
+        return bool(job["status"] == "succeeded")
+
+    await wait_until(succeeded, timeout=30)  # neither refusal changed the job

@@ -19,6 +19,7 @@ from tandem.db import READ_ONLY, utcnow
 from tandem.errors import Invalid, NotFound
 from tandem.identity.models import Project
 from tandem.identity.principal import Principal
+from tandem.identity.scopes import Scope
 from tandem.jobs.registry import TaskContext
 from tandem.jobs.registry import registry as tasks
 from tandem.jobs.service import JobQueue, submit_job
@@ -129,7 +130,10 @@ async def list_runs(
 
 
 @tasks.task(
-    RUN_TASK, description="Runs an agent for a recorded agent run (`run_id`).", public=False
+    RUN_TASK,
+    description="Runs an agent for a recorded agent run (`run_id`).",
+    public=False,
+    control_scopes=frozenset({Scope.agent_run}),
 )
 async def execute_run(context: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Idempotent: a run already finished (a re-run after a crash) is not run again."""

@@ -24,6 +24,7 @@ from tandem.agents.spec import AgentFailed
 from tandem.content.schemas import ContentRequest
 from tandem.content.service import GENERATE_TASK
 from tandem.db import READ_ONLY
+from tandem.identity.scopes import Scope
 from tandem.jobs.registry import TaskContext
 from tandem.jobs.registry import registry as tasks
 from tandem.review.models import ReviewDecision, ReviewRevision, ReviewThread
@@ -134,6 +135,7 @@ async def _revive_thread(session: AsyncSession, job_id: uuid.UUID, payload: dict
     payload_model=GeneratePayload,
     public=False,
     on_retry=_revive_thread,
+    control_scopes=frozenset({Scope.agent_run}),
 )
 async def generate(context: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     job = GeneratePayload.model_validate(payload)

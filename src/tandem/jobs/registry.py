@@ -46,6 +46,10 @@ class TaskDefinition:
     # are started by that domain's endpoints only, never through POST /api/v1/jobs.
     public: bool = True
     on_retry: RetryHook | None = None
+    # Retrying or cancelling an internal task's job changes its domain row (a schedule's
+    # generation starts or stops): beyond jobs:write it takes the scopes of the endpoint that
+    # starts the task.
+    control_scopes: frozenset[str] = frozenset()
 
     def validated_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The payload, checked against the task's model when it has one (422 otherwise)."""
@@ -76,12 +80,13 @@ class TaskRegistry:
         payload_model: type[BaseModel] | None = None,
         public: bool = True,
         on_retry: RetryHook | None = None,
+        control_scopes: frozenset[str] = frozenset(),
     ) -> Callable[[TaskFunction], TaskFunction]:
         def register(function: TaskFunction) -> TaskFunction:
             if name in self._tasks:
                 raise ValueError(f"Task {name!r} is already registered")
             self._tasks[name] = TaskDefinition(
-                name, description, function, payload_model, public, on_retry
+                name, description, function, payload_model, public, on_retry, control_scopes
             )
             return function
 

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tandem.db import READ_ONLY, utcnow
-from tandem.errors import Conflict, Invalid, NotFound
+from tandem.errors import Conflict, Forbidden, Invalid, NotFound
 from tandem.identity.principal import Principal
 from tandem.jobs import states
 from tandem.jobs.dispatch import Dispatch
@@ -167,6 +167,7 @@ async def retry_job(
 ) -> Job:
     """A dead or cancelled job goes back to pending with a fresh budget; history is kept."""
     job = await get_job(session, principal, job_id)
+    _require_control(queue, principal, job)
     now = utcnow()
     job = await _transition(session, job, states.retry, {"next_run_at": now, "finished_at": None})
     with contextlib.suppress(UnknownTask):  # a task no longer in the code fails when it runs
@@ -176,12 +177,20 @@ async def retry_job(
     return job
 
 
+def _require_control(queue: JobQueue, principal: Principal, job: Job) -> None:
+    with contextlib.suppress(UnknownTask):
+        needed = queue.registry.get(job.task).control_scopes
+        if missing := sorted(needed - {scope.value for scope in principal.scopes}):
+            raise Forbidden(f"Missing required scope: {', '.join(missing)}")
+
+
 async def cancel_job(
     session: AsyncSession, queue: JobQueue, principal: Principal, job_id: uuid.UUID
 ) -> Job:
     """Pending: cancelled now. Running: cancellation requested; the executor stops it (one
     in this process as soon as the request commits, others at their next heartbeat)."""
     job = await get_job(session, principal, job_id)
+    _require_control(queue, principal, job)
     finishing = {"finished_at": utcnow()} if job.status is JobStatus.pending else {}
     job = await _transition(session, job, states.cancel, finishing)
     if job.status is JobStatus.running:

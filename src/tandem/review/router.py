@@ -61,7 +61,13 @@ async def resume(
 ) -> ResumeOut:
     """approve publishes, reject closes with the feedback, edit writes the drafts again."""
     resumed = await service.resume(
-        session, queue, principal, body.thread_id, body.decision, body.feedback
+        session,
+        queue,
+        principal,
+        body.thread_id,
+        body.decision,
+        body.feedback,
+        seen_revision=body.revision,
     )
     return ResumeOut(
         thread_id=resumed.thread.id,

@@ -16,6 +16,14 @@ class ResumeIn(BaseModel):
     thread_id: uuid.UUID
     decision: Decision
     feedback: Annotated[str, Field(max_length=4000), NoNul] = ""
+    revision: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="The revision the reviewer saw. If the thread has been revised since "
+        "(another reviewer sent it back and new drafts are ready), the answer is 409 instead "
+        "of a decision on drafts nobody here has read.",
+    )
 
 
 class ResumeOut(BaseModel):

@@ -199,8 +199,11 @@ async def resume(
     thread_id: uuid.UUID,
     decision: Decision,
     feedback: str | None,
+    *,
+    seen_revision: int | None = None,
 ) -> Resumed:
-    """Applies one decision to the thread's current review round (see the module doc)."""
+    """Applies one decision to the thread's current review round (see the module doc), or,
+    when the reviewer names the revision they saw, to that round only."""
     feedback = (feedback or "").strip() or None
     if decision is Decision.edit and feedback is None:
         raise Invalid("edit needs feedback: say what should change", loc=("body", "feedback"))
@@ -213,6 +216,11 @@ async def resume(
             f"Thread {thread_id} is {seen.status.value}, not pending_review: "
             "it takes no decision now"
         ) from None
+    if seen_revision is not None and seen_revision != seen.revision:
+        raise Conflict(
+            f"Thread {thread_id} is at revision {seen.revision}, not {seen_revision}: "
+            "read its new drafts before deciding"
+        )
     claimed = await session.execute(
         update(ReviewThread)
         .where(

@@ -24,6 +24,7 @@ from sqlalchemy import delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tandem.db import utcnow
+from tandem.identity.scopes import Scope
 from tandem.jobs.registry import TaskContext
 from tandem.jobs.registry import registry as tasks
 from tandem.scheduling import domain, rules, solver
@@ -233,6 +234,7 @@ async def _revive_schedule(
     payload_model=GeneratePayload,
     public=False,
     on_retry=_revive_schedule,
+    control_scopes=frozenset({Scope.schedule_write}),
 )
 async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     request = GeneratePayload.model_validate(payload)

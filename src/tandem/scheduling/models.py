@@ -1,7 +1,7 @@
 """Scheduling data: people, absences, blocks, rotations, schedules, assignments and swaps.
 
 The enums are the shared vocabulary of `domain.py`, stored as their plain values, so a row
-turns into a domain object without translation (`service.load_problem`).
+turns into a domain object without translation (`problem.load_problem`).
 """
 
 import uuid

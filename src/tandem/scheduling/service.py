@@ -2,7 +2,7 @@
 
 Every function takes the acting principal and works inside its organization (another
 tenant's object is reported as not found). Rule checks go through the one rule engine
-(`rules.py`) on a `ScheduleProblem` built by `load_problem`.
+(`rules.py`) on a `ScheduleProblem` built by `problem.load_problem`.
 """
 
 import math
@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +35,7 @@ from tandem.scheduling.models import (
     Schedule,
     ScheduleStatus,
 )
+from tandem.scheduling.problem import load_problem, to_domain_assignment
 from tandem.scheduling.schemas import (
     AbsenceIn,
     AssignmentIn,
@@ -47,12 +48,6 @@ from tandem.scheduling.schemas import (
 
 OwnedT = TypeVar("OwnedT", Person, Block, Rotation, Schedule, Assignment)
 GENERATE_TASK = "schedule.generate"
-# Rolling windows are 28 days: a window touching the first day of a schedule starts 27 days
-# before it, so those days' assignments count too.
-LOOKBACK_DAYS = 27
-# Schedules whose assignments are facts for the others: a draft is still somebody's work in
-# progress, a failed one has none.
-SETTLED = (ScheduleStatus.GENERATED, ScheduleStatus.PUBLISHED)
 DEFAULT_GENERATE_TIMEOUT_SECONDS = 10.0
 
 
@@ -411,113 +406,6 @@ async def request_generation(
     await session.execute(update(Schedule).where(Schedule.id == schedule.id).values(job_id=job.id))
     await session.refresh(schedule)
     return job.id
-
-
-# --- the problem the rules and the solver see ---------------------------------------------------
-
-
-def to_domain_person(row: Person) -> domain.Person:
-    return domain.Person(
-        id=row.id, type=row.type, pgy_level=row.pgy_level, specialty=row.specialty, name=row.name
-    )
-
-
-def to_domain_assignment(row: Assignment) -> domain.Assignment:
-    return domain.Assignment(
-        person_id=row.person_id,
-        block_id=row.block_id,
-        rotation_id=row.rotation_id,
-        role=row.role,
-        id=row.id,
-    )
-
-
-async def load_problem(
-    session: AsyncSession, schedule: Schedule, *, own_assignments: bool = True
-) -> domain.ScheduleProblem:
-    """The schedule's period with what the rules need to judge it.
-
-    Assignments: this schedule's own (unless `own_assignments` is False, for a generation
-    that replaces them) and those of the organization's generated or published schedules,
-    from 27 days before the start to the end, so every 28-day window touching the period
-    sees every duty. Blocks: the period's, plus the earlier ones that carry one of those
-    assignments. See docs/decisions.md.
-    """
-    organization_id = schedule.organization_id
-    since = schedule.start_date - timedelta(days=LOOKBACK_DAYS)
-    people = (
-        await session.scalars(select(Person).where(Person.organization_id == organization_id))
-    ).all()
-    rotations = (
-        await session.scalars(select(Rotation).where(Rotation.organization_id == organization_id))
-    ).all()
-    blocks = (
-        await session.scalars(
-            select(Block).where(
-                Block.organization_id == organization_id,
-                Block.date.between(since, schedule.end_date),
-            )
-        )
-    ).all()
-    others = and_(
-        Assignment.schedule_id != schedule.id,
-        Assignment.schedule_id.in_(
-            select(Schedule.id).where(
-                Schedule.organization_id == organization_id, Schedule.status.in_(SETTLED)
-            )
-        ),
-    )
-    which = or_(Assignment.schedule_id == schedule.id, others) if own_assignments else others
-    block_ids = [block.id for block in blocks]
-    assignments = (
-        await session.scalars(
-            select(Assignment).where(
-                Assignment.organization_id == organization_id,
-                Assignment.block_id.in_(block_ids),
-                which,
-            )
-        )
-    ).all()
-    absences = (
-        await session.scalars(
-            select(Absence).where(
-                Absence.organization_id == organization_id,
-                Absence.end_date >= since,
-                Absence.start_date <= schedule.end_date,
-            )
-        )
-    ).all()
-    carrying = {assignment.block_id for assignment in assignments}
-    return domain.ScheduleProblem(
-        start_date=schedule.start_date,
-        end_date=schedule.end_date,
-        people={row.id: to_domain_person(row) for row in people},
-        blocks={
-            block.id: domain.Block(id=block.id, date=block.date, time_of_day=block.time_of_day)
-            for block in blocks
-            if block.date >= schedule.start_date or block.id in carrying
-        },
-        rotations={
-            row.id: domain.Rotation(
-                id=row.id,
-                name=row.name,
-                kind=row.kind,
-                min_residents=row.min_residents,
-                max_residents=row.max_residents,
-                requires_supervision=row.requires_supervision,
-                hours_per_block=row.hours_per_block,
-                specialty=row.specialty,
-            )
-            for row in rotations
-        },
-        assignments=tuple(to_domain_assignment(row) for row in assignments),
-        absences=tuple(
-            domain.Absence(
-                person_id=row.person_id, start_date=row.start_date, end_date=row.end_date
-            )
-            for row in absences
-        ),
-    )
 
 
 async def validate_schedule(

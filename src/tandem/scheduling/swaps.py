@@ -36,6 +36,7 @@ from tandem.scheduling.models import (
     Swap,
     SwapStatus,
 )
+from tandem.scheduling.problem import load_problem
 from tandem.scheduling.schemas import SwapIn, ViolationOut
 
 SWAP_KIND = "swap"
@@ -108,7 +109,7 @@ async def request_swap(session: AsyncSession, principal: Principal, body: SwapIn
             f"A {to_person.type.value} cannot take a {assignment.role.value} assignment",
             loc=("body", "to_person_id"),
         )
-    problem = await service.load_problem(session, schedule)
+    problem = await load_problem(session, schedule)
     violations = swap_violations(problem, assignment.id, to_person.id)
     if violations:
         raise SwapBreaksRules(violations)
@@ -175,7 +176,7 @@ async def _execute(decision: DecisionContext, swap: Swap) -> str | None:
     if schedule.status is ScheduleStatus.GENERATING:
         return "the schedule is being generated again"
     violations = swap_violations(
-        await service.load_problem(session, schedule), assignment.id, swap.to_person_id
+        await load_problem(session, schedule), assignment.id, swap.to_person_id
     )
     if violations:
         return "; ".join(v.message for v in violations)

@@ -29,7 +29,8 @@ from tandem.jobs.registry import TaskContext
 from tandem.jobs.registry import registry as tasks
 from tandem.scheduling import domain, rules, solver
 from tandem.scheduling.models import Assignment, Schedule, ScheduleStatus
-from tandem.scheduling.service import GENERATE_TASK, load_problem, statistics_json
+from tandem.scheduling.problem import load_problem
+from tandem.scheduling.service import GENERATE_TASK, statistics_json
 from tandem.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,133 @@
+"""Rows -> `ScheduleProblem`: what the rule engine and the solver see of a schedule.
+
+The one place that decides which rows count when a schedule is judged or generated: its own
+assignments, the settled schedules' duty in the 27 days before it, people, rotations and
+absences (docs/decisions.md).
+"""
+
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tandem.scheduling import domain
+from tandem.scheduling.models import (
+    Absence,
+    Assignment,
+    Block,
+    Person,
+    Rotation,
+    Schedule,
+    ScheduleStatus,
+)
+
+# Rolling windows are 28 days: a window touching the first day of a schedule starts 27 days
+# before it, so those days' assignments count too.
+LOOKBACK_DAYS = 27
+# Schedules whose assignments are facts for the others: a draft is still somebody's work in
+# progress, a failed one has none.
+SETTLED = (ScheduleStatus.GENERATED, ScheduleStatus.PUBLISHED)
+
+
+def to_domain_person(row: Person) -> domain.Person:
+    return domain.Person(
+        id=row.id, type=row.type, pgy_level=row.pgy_level, specialty=row.specialty, name=row.name
+    )
+
+
+def to_domain_assignment(row: Assignment) -> domain.Assignment:
+    return domain.Assignment(
+        person_id=row.person_id,
+        block_id=row.block_id,
+        rotation_id=row.rotation_id,
+        role=row.role,
+        id=row.id,
+    )
+
+
+async def load_problem(
+    session: AsyncSession, schedule: Schedule, *, own_assignments: bool = True
+) -> domain.ScheduleProblem:
+    """The schedule's period with what the rules need to judge it.
+
+    Assignments: this schedule's own (unless `own_assignments` is False, for a generation
+    that replaces them) and those of the organization's generated or published schedules,
+    from 27 days before the start to the end, so every 28-day window touching the period
+    sees every duty. Blocks: the period's, plus the earlier ones that carry one of those
+    assignments. See docs/decisions.md.
+    """
+    organization_id = schedule.organization_id
+    since = schedule.start_date - timedelta(days=LOOKBACK_DAYS)
+    people = (
+        await session.scalars(select(Person).where(Person.organization_id == organization_id))
+    ).all()
+    rotations = (
+        await session.scalars(select(Rotation).where(Rotation.organization_id == organization_id))
+    ).all()
+    blocks = (
+        await session.scalars(
+            select(Block).where(
+                Block.organization_id == organization_id,
+                Block.date.between(since, schedule.end_date),
+            )
+        )
+    ).all()
+    others = and_(
+        Assignment.schedule_id != schedule.id,
+        Assignment.schedule_id.in_(
+            select(Schedule.id).where(
+                Schedule.organization_id == organization_id, Schedule.status.in_(SETTLED)
+            )
+        ),
+    )
+    which = or_(Assignment.schedule_id == schedule.id, others) if own_assignments else others
+    block_ids = [block.id for block in blocks]
+    assignments = (
+        await session.scalars(
+            select(Assignment).where(
+                Assignment.organization_id == organization_id,
+                Assignment.block_id.in_(block_ids),
+                which,
+            )
+        )
+    ).all()
+    absences = (
+        await session.scalars(
+            select(Absence).where(
+                Absence.organization_id == organization_id,
+                Absence.end_date >= since,
+                Absence.start_date <= schedule.end_date,
+            )
+        )
+    ).all()
+    carrying = {assignment.block_id for assignment in assignments}
+    return domain.ScheduleProblem(
+        start_date=schedule.start_date,
+        end_date=schedule.end_date,
+        people={row.id: to_domain_person(row) for row in people},
+        blocks={
+            block.id: domain.Block(id=block.id, date=block.date, time_of_day=block.time_of_day)
+            for block in blocks
+            if block.date >= schedule.start_date or block.id in carrying
+        },
+        rotations={
+            row.id: domain.Rotation(
+                id=row.id,
+                name=row.name,
+                kind=row.kind,
+                min_residents=row.min_residents,
+                max_residents=row.max_residents,
+                requires_supervision=row.requires_supervision,
+                hours_per_block=row.hours_per_block,
+                specialty=row.specialty,
+            )
+            for row in rotations
+        },
+        assignments=tuple(to_domain_assignment(row) for row in assignments),
+        absences=tuple(
+            domain.Absence(
+                person_id=row.person_id, start_date=row.start_date, end_date=row.end_date
+            )
+            for row in absences
+        ),
+    )

@@ -47,6 +47,12 @@ class Principal:
     def has(self, scope: Scope) -> bool:
         return scope in self.scopes
 
+    def require(self, *scopes: Scope) -> None:
+        """403 naming what is missing unless this principal holds every one of `scopes`."""
+        missing = sorted(scope.value for scope in scopes if not self.has(scope))
+        if missing:
+            raise Forbidden(f"Missing required scope: {', '.join(missing)}")
+
 
 def _effective_scopes(granted: list[str] | frozenset[str], role: str) -> frozenset[Scope]:
     """What a token or key carries, never more than its user's role grants today."""
@@ -138,9 +144,7 @@ def require_scopes(*required: Scope) -> Callable[[Principal], Awaitable[Principa
     """A dependency that returns the principal when it holds every scope in `required`."""
 
     async def check(principal: CurrentPrincipal) -> Principal:
-        missing = [scope.value for scope in required if not principal.has(scope)]
-        if missing:
-            raise Forbidden(f"Missing required scope: {', '.join(missing)}")
+        principal.require(*required)
         return principal
 
     return check

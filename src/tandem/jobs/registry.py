@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tandem.errors import Invalid
+from tandem.identity.scopes import Scope
 from tandem.settings import Settings
 
 
@@ -49,7 +50,7 @@ class TaskDefinition:
     # Retrying or cancelling an internal task's job changes its domain row (a schedule's
     # generation starts or stops): beyond jobs:write it takes the scopes of the endpoint that
     # starts the task.
-    control_scopes: frozenset[str] = frozenset()
+    control_scopes: frozenset[Scope] = frozenset()
 
     def validated_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The payload, checked against the task's model when it has one (422 otherwise)."""
@@ -80,7 +81,7 @@ class TaskRegistry:
         payload_model: type[BaseModel] | None = None,
         public: bool = True,
         on_retry: RetryHook | None = None,
-        control_scopes: frozenset[str] = frozenset(),
+        control_scopes: frozenset[Scope] = frozenset(),
     ) -> Callable[[TaskFunction], TaskFunction]:
         def register(function: TaskFunction) -> TaskFunction:
             if name in self._tasks:

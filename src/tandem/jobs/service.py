@@ -1,6 +1,5 @@
 """Jobs as the API sees them: submit, read, list, retry from the dead-letter queue, cancel."""
 
-import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,13 +11,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tandem.db import READ_ONLY, utcnow
-from tandem.errors import Conflict, Forbidden, Invalid, NotFound
+from tandem.errors import Conflict, Invalid, NotFound
 from tandem.identity.principal import Principal
 from tandem.jobs import states
 from tandem.jobs.dispatch import Dispatch
 from tandem.jobs.models import Job, JobAttempt, JobStatus
 from tandem.jobs.notify import notify_submitted
-from tandem.jobs.registry import TaskRegistry, UnknownTask
+from tandem.jobs.registry import TaskDefinition, TaskRegistry, UnknownTask
 from tandem.pagination import PageParams, paginate
 
 
@@ -167,21 +166,23 @@ async def retry_job(
 ) -> Job:
     """A dead or cancelled job goes back to pending with a fresh budget; history is kept."""
     job = await get_job(session, principal, job_id)
-    _require_control(queue, principal, job)
+    task = _task_of(queue, job)
+    if task is not None:
+        principal.require(*task.control_scopes)
     now = utcnow()
     job = await _transition(session, job, states.retry, {"next_run_at": now, "finished_at": None})
-    with contextlib.suppress(UnknownTask):  # a task no longer in the code fails when it runs
-        if (on_retry := queue.registry.get(job.task).on_retry) is not None:
-            await on_retry(session, job.id, job.payload)
+    if task is not None and task.on_retry is not None:
+        await task.on_retry(session, job.id, job.payload)
     await queue.dispatch.enqueue(session, job.id, now)
     return job
 
 
-def _require_control(queue: JobQueue, principal: Principal, job: Job) -> None:
-    with contextlib.suppress(UnknownTask):
-        needed = queue.registry.get(job.task).control_scopes
-        if missing := sorted(needed - {scope.value for scope in principal.scopes}):
-            raise Forbidden(f"Missing required scope: {', '.join(missing)}")
+def _task_of(queue: JobQueue, job: Job) -> TaskDefinition | None:
+    """The job's task, or None for one no longer in the code (the job fails when it runs)."""
+    try:
+        return queue.registry.get(job.task)
+    except UnknownTask:
+        return None
 
 
 async def cancel_job(
@@ -190,7 +191,8 @@ async def cancel_job(
     """Pending: cancelled now. Running: cancellation requested; the executor stops it (one
     in this process as soon as the request commits, others at their next heartbeat)."""
     job = await get_job(session, principal, job_id)
-    _require_control(queue, principal, job)
+    if (task := _task_of(queue, job)) is not None:
+        principal.require(*task.control_scopes)
     finishing = {"finished_at": utcnow()} if job.status is JobStatus.pending else {}
     job = await _transition(session, job, states.cancel, finishing)
     if job.status is JobStatus.running:

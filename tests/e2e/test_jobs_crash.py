@@ -151,6 +151,19 @@ def outcomes(job: dict[str, Any]) -> list[str]:
     return [attempt["outcome"] for attempt in job["attempt_history"]]
 
 
+def assert_completed_once_after_the_crash(
+    done: dict[str, Any], crashed_pid: int, recovered_pid: int
+) -> None:
+    """The killed process's attempt is recorded as a failed one; the next process ran it."""
+    assert done["result"] == {"duration_seconds": 3, "note": "crash me"}
+    assert outcomes(done) == ["lease_expired", "succeeded"]
+    assert done["attempts"] == 2, "the crash used up an attempt"
+    crashed, succeeded = done["attempt_history"]
+    assert crashed["error"].startswith("Lease expired")
+    assert f":{crashed_pid}:" in crashed["worker"]
+    assert f":{recovered_pid}:" in succeeded["worker"]
+
+
 async def test_embedded_executor_on_sqlite_survives_kill_9(
     start_server: StartServer, wait_until: WaitUntil
 ) -> None:
@@ -171,13 +184,8 @@ async def test_embedded_executor_on_sqlite_survives_kill_9(
     await wait_until_serving(second, wait_until)
     async with api(second, token) as client:
         done = await client.until(job_id, "succeeded", wait_until, timeout=30)
-    assert done["result"] == {"duration_seconds": 3, "note": "crash me"}
-    assert outcomes(done) == ["lease_expired", "succeeded"]
-    assert done["attempts"] == 2, "the crash used up an attempt"
-    crashed, succeeded = done["attempt_history"]
-    assert crashed["worker"] == crashed_worker
-    assert crashed["error"].startswith("Lease expired")
-    assert f":{second.process.pid}:" in succeeded["worker"]
+    assert_completed_once_after_the_crash(done, first.process.pid, second.process.pid)
+    assert done["attempt_history"][0]["worker"] == crashed_worker
 
 
 async def test_tandem_worker_on_postgresql_survives_kill_9(
@@ -213,12 +221,8 @@ async def test_tandem_worker_on_postgresql_survives_kill_9(
         scraped = await client.client.get(f"http://127.0.0.1:{metrics_port}/metrics")
     assert scraped.status_code == 200
     assert 'tandem_jobs_finished_total{status="succeeded",task="echo"} 1.0' in scraped.text
-    assert done["result"] == {"duration_seconds": 3, "note": "crash me"}
-    assert outcomes(done) == ["lease_expired", "succeeded"]
-    assert done["attempts"] == 2
-    crashed, succeeded = done["attempt_history"]
-    assert f":{first.pid}:" in crashed["worker"]
-    assert f":{second.pid}:" in succeeded["worker"]
+    assert_completed_once_after_the_crash(done, first.pid, second.pid)
+    succeeded = done["attempt_history"][1]
     assert f":{server.process.pid}:" not in succeeded["worker"], "--no-worker runs no jobs"
 
 

@@ -271,6 +271,7 @@ async def test_retrying_a_dead_regeneration_job_asks_for_the_revision_again(
     writer.fail = True
     assert (await live.resume(thread_id, "edit", "shorter")).status_code == 200
     failed = await live.until(thread_id, "failed")
+    await live.job_once(failed["job_id"], "dead")  # recorded just after the thread failed
     writer.fail = False
     retried = await live.client.post(f"/api/v1/jobs/{failed['job_id']}/retry", headers=live.headers)
     assert retried.status_code == 200, retried.text

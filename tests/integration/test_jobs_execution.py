@@ -310,6 +310,8 @@ async def test_notify_emails_the_submitter_at_submit_and_at_the_end(
         job_mails = [m for m in smtp_server.received if m.subject.startswith("Job ")]
         assert len(job_mails) == 4
         assert all(m.recipients == ["notify@example.com"] for m in job_mails)
+        (dead_letter,) = [m for m in job_mails if m.subject == f"Job {bad['id']} failed"]
+        assert f"retry it with POST /api/v1/jobs/{bad['id']}/retry." in dead_letter.body
 
 
 async def test_group_commit_records_a_burst_together_and_isolates_a_bad_result(

@@ -447,24 +447,36 @@ async def test_an_api_key_reads_and_decides(
     }
 
 
-async def test_a_thread_whose_job_died_reads_as_failed(
+async def test_a_thread_whose_generation_job_is_cancelled_fails_with_it(
     client: httpx.AsyncClient, login_as: LoginAs, reviewer: User
 ) -> None:
-    """The job's last attempt never reported (its worker died): the thread does not stay
-    generating; it fails with the job's error when read."""
+    """The job is given up before it ran: the thread fails in the same transaction (the
+    task's `on_give_up`), not when someone next reads it."""
+    thread = await make_thread(reviewer.organization_id, status=ThreadStatus.generating, revision=0)
     job = await JobFactory.create_async(
         organization_id=reviewer.organization_id,
         task="content.generate",
-        status=JobStatus.dead,
-        attempts=3,
-        last_error="Lease expired: the worker running this attempt stopped responding",
+        payload={"thread_id": str(thread.id), "revision": 1},
+        status=JobStatus.pending,
     )
+    thread.job_id = job.id
+    headers = await login_as(reviewer)
+    cancelled = await client.post(f"/api/v1/jobs/{job.id}/cancel", headers=headers)
+    assert cancelled.json()["status"] == "cancelled", cancelled.text
+    stored = (await client.get(f"/api/hitl/{thread.id}", headers=headers)).json()
+    assert (stored["status"], stored["error"]) == ("failed", "The job was cancelled")
+
+
+async def test_reading_a_generating_thread_changes_nothing(
+    client: httpx.AsyncClient, login_as: LoginAs, reviewer: User
+) -> None:
+    """Only a job recorded as given up fails its thread; a read never does, even when the
+    job row is not what the thread expects (here: missing)."""
     thread = await make_thread(
-        reviewer.organization_id, status=ThreadStatus.generating, revision=0, job_id=job.id
+        reviewer.organization_id, status=ThreadStatus.generating, revision=0, job_id=None
     )
     stored = (await client.get(f"/api/hitl/{thread.id}", headers=await login_as(reviewer))).json()
-    assert stored["status"] == "failed"
-    assert stored["error"] == job.last_error
+    assert (stored["status"], stored["error"]) == ("generating", None)
 
 
 async def test_another_kind_opens_pending_and_supplies_its_decisions(

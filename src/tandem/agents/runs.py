@@ -15,7 +15,7 @@ from tandem.agents.providers import AgentModels
 from tandem.agents.registry import registry
 from tandem.agents.runner import run_agent
 from tandem.agents.spec import AgentFailed
-from tandem.db import READ_ONLY, utcnow
+from tandem.db import READ_ONLY, call_after_commit, utcnow
 from tandem.errors import Invalid, NotFound
 from tandem.identity.models import Project
 from tandem.identity.principal import Principal
@@ -129,10 +129,47 @@ async def list_runs(
     return await paginate(session, query.order_by(AgentRun.created_at.desc(), AgentRun.id), params)
 
 
+def _wake_waiter(session: AsyncSession, run_id: uuid.UUID) -> None:
+    """A waiter in this process sees the run finished as soon as the change commits."""
+    if (waiter := _finished_here.get(run_id)) is not None:
+        call_after_commit(session, waiter.set)
+
+
+async def _fail_run(
+    session: AsyncSession, job_id: uuid.UUID, payload: dict[str, Any], error: str
+) -> None:
+    """The run's job gave up (it died, or was cancelled): the run will not finish, it fails."""
+    run_id = uuid.UUID(payload["run_id"])
+    now = utcnow()
+    await session.execute(
+        update(AgentRun)
+        .where(AgentRun.id == run_id, AgentRun.status.not_in(FINISHED))
+        .values(status=RunStatus.failed, error=error, finished_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    _wake_waiter(session, run_id)
+
+
+async def _revive_run(session: AsyncSession, job_id: uuid.UUID, payload: dict[str, Any]) -> None:
+    """The job that failed the run is retried: the run is queued again."""
+    await session.execute(
+        update(AgentRun)
+        .where(
+            AgentRun.id == uuid.UUID(payload["run_id"]),
+            AgentRun.status == RunStatus.failed,
+            AgentRun.job_id == job_id,
+        )
+        .values(status=RunStatus.queued, error=None, finished_at=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
 @tasks.task(
     RUN_TASK,
     description="Runs an agent for a recorded agent run (`run_id`).",
     public=False,
+    on_retry=_revive_run,
+    on_give_up=_fail_run,
     control_scopes=frozenset({Scope.agent_run}),
 )
 async def execute_run(context: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:

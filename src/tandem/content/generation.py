@@ -4,8 +4,8 @@ Drafts are written concurrently, at most TANDEM_CONTENT_CONCURRENCY model calls 
 the whole process (one semaphore shared by every generation job), and saved as the next
 revision with one guarded update: a job that runs again after a crash finds the revision
 written (or the thread decided) and writes nothing. A generation that fails on its last
-attempt fails its thread; one whose last attempt never reported (its worker died) is settled
-when the thread is next read (`tandem.review.service.get_thread`).
+attempt fails its thread; so does a job given up otherwise (its last lease expired, or it was
+cancelled), through the task's `on_give_up`.
 """
 
 import asyncio
@@ -123,6 +123,15 @@ async def _read_brief(context: TaskContext, job: GeneratePayload) -> Brief | Non
     return brief
 
 
+async def _fail_thread(
+    session: AsyncSession, job_id: uuid.UUID, payload: dict[str, Any], error: str
+) -> None:
+    """The job gave up without the task failing the thread itself (its last lease expired,
+    or it was cancelled): the drafts will not come."""
+    job = GeneratePayload.model_validate(payload)
+    await fail_generation(session, job.thread_id, revision=job.revision, error=error)
+
+
 async def _revive_thread(session: AsyncSession, job_id: uuid.UUID, payload: dict[str, Any]) -> None:
     job = GeneratePayload.model_validate(payload)
     await revive_generation(session, job.thread_id, revision=job.revision, job_id=job_id)
@@ -135,6 +144,7 @@ async def _revive_thread(session: AsyncSession, job_id: uuid.UUID, payload: dict
     payload_model=GeneratePayload,
     public=False,
     on_retry=_revive_thread,
+    on_give_up=_fail_thread,
     control_scopes=frozenset({Scope.agent_run}),
 )
 async def generate(context: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:

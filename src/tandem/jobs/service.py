@@ -197,6 +197,8 @@ async def cancel_job(
     job = await _transition(session, job, states.cancel, finishing)
     if job.status is JobStatus.running:
         await queue.dispatch.cancel(session, job.id)
+    else:
+        await queue.registry.gave_up(session, job)
     return job
 
 

@@ -20,16 +20,12 @@ from tandem.db import utcnow
 from tandem.errors import Conflict, Invalid, NotFound
 from tandem.identity.models import Project
 from tandem.identity.principal import Principal
-from tandem.jobs.models import Job, JobStatus
 from tandem.jobs.service import JobQueue
 from tandem.pagination import PageParams, paginate
 from tandem.review import states
 from tandem.review.kinds import ApprovalNotCarriedOut, DecisionContext, Outcome, get_kind
 from tandem.review.models import ReviewDecision, ReviewRevision, ReviewThread
 from tandem.review.states import GENERATING, Decision, ReviewState, ThreadStatus
-
-# A generation whose job ended like this will never finish: the thread has failed.
-_JOB_GAVE_UP = frozenset({JobStatus.dead, JobStatus.cancelled})
 
 
 @dataclass(frozen=True)
@@ -111,21 +107,7 @@ async def get_thread(
     thread = await session.get(ReviewThread, thread_id)
     if thread is None or thread.organization_id != principal.organization_id:
         raise NotFound(f"Thread {thread_id} not found")
-    await _fail_if_job_gave_up(session, thread)
     return thread
-
-
-async def _fail_if_job_gave_up(session: AsyncSession, thread: ReviewThread) -> None:
-    """A job that dies without running task code (its last lease expired) cannot mark its
-    thread failed; the thread is settled here, when it is next read."""
-    if thread.status not in GENERATING or thread.job_id is None:
-        return
-    job = await session.get(Job, thread.job_id)
-    if job is None or job.status not in _JOB_GAVE_UP:
-        return
-    error = job.last_error or f"The generation job was {job.status.value}"
-    if await fail_generation(session, thread.id, revision=thread.revision + 1, error=error):
-        await session.refresh(thread)
 
 
 async def history(session: AsyncSession, thread: ReviewThread) -> History:

@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tandem.db import utcnow
 from tandem.errors import Conflict, Invalid, NotFound
 from tandem.identity.principal import Principal
-from tandem.jobs.models import Job, JobStatus
 from tandem.jobs.service import JobQueue, submit_job
 from tandem.pagination import PageParams, paginate
 from tandem.scheduling import domain, rules
@@ -74,26 +73,20 @@ async def get_person(session: AsyncSession, principal: Principal, person_id: uui
 async def get_schedule(
     session: AsyncSession, principal: Principal, schedule_id: uuid.UUID
 ) -> Schedule:
-    schedule = await _owned(session, principal, Schedule, schedule_id, "Schedule")
-    await _fail_if_job_gave_up(session, schedule)
-    return schedule
+    return await _owned(session, principal, Schedule, schedule_id, "Schedule")
 
 
-async def _fail_if_job_gave_up(session: AsyncSession, schedule: Schedule) -> None:
-    """A generation job that was cancelled, or died without running task code (its last
-    lease expired), cannot fail its schedule itself: the schedule is settled here."""
-    if schedule.status is not ScheduleStatus.GENERATING or schedule.job_id is None:
-        return
-    job = await session.get(Job, schedule.job_id)
-    if job is not None and job.status not in (JobStatus.dead, JobStatus.cancelled):
-        return
-    error = (job.last_error if job else None) or "The generation job was cancelled"
-    settled = await session.execute(
+async def fail_given_up_generation(
+    session: AsyncSession, job_id: uuid.UUID, payload: dict[str, Any], error: str
+) -> None:
+    """The generation job gave up without failing its schedule itself (it was cancelled, or
+    its last lease expired): the `on_give_up` hook of `schedule.generate`."""
+    await session.execute(
         update(Schedule)
         .where(
-            Schedule.id == schedule.id,
+            Schedule.id == uuid.UUID(payload["schedule_id"]),
             Schedule.status == ScheduleStatus.GENERATING,
-            Schedule.job_id == schedule.job_id,
+            Schedule.job_id == job_id,
         )
         .values(
             status=ScheduleStatus.FAILED,
@@ -103,8 +96,6 @@ async def _fail_if_job_gave_up(session: AsyncSession, schedule: Schedule) -> Non
         )
         .execution_options(synchronize_session=False)
     )
-    if settled.rowcount:  # type: ignore[attr-defined]
-        await session.refresh(schedule)
 
 
 async def get_assignment(

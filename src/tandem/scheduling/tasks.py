@@ -30,7 +30,7 @@ from tandem.jobs.registry import registry as tasks
 from tandem.scheduling import domain, rules, solver
 from tandem.scheduling.models import Assignment, Schedule, ScheduleStatus
 from tandem.scheduling.problem import load_problem
-from tandem.scheduling.service import GENERATE_TASK, statistics_json
+from tandem.scheduling.service import GENERATE_TASK, fail_given_up_generation, statistics_json
 from tandem.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -235,6 +235,7 @@ async def _revive_schedule(
     payload_model=GeneratePayload,
     public=False,
     on_retry=_revive_schedule,
+    on_give_up=fail_given_up_generation,
     control_scopes=frozenset({Scope.schedule_write}),
 )
 async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -297,7 +298,7 @@ async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> di
         # Before the last attempt the retry starts again from scratch. A cancellation (a
         # hand-back at shutdown, or a cancelled job) leaves the schedule `generating`: a
         # handed-back job runs again, and a schedule whose job was cancelled or died is
-        # settled when it is next read (`service.get_schedule`).
+        # failed by the task's `on_give_up`.
         if not context.last_attempt:
             raise
         with anyio.CancelScope(shield=True):

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.errors import Conflict, Invalid
 from tandem.identity.principal import Principal
-from tandem.jobs.service import JobQueue
+from tandem.jobs.service import JobControl
 from tandem.review.models import ReviewThread
 
 PREVIEW_CHARS = 200
@@ -44,7 +44,7 @@ class DecisionContext:
     edit, the new edit count); `drafts` are those of the revision decided on."""
 
     session: AsyncSession
-    queue: JobQueue
+    jobs: JobControl
     principal: Principal
     thread: ReviewThread
     drafts: list[Any]

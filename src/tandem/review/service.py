@@ -9,27 +9,28 @@ time.
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tandem.db import utcnow
-from tandem.errors import Conflict, Invalid, NotFound
-from tandem.identity.models import Project
+from tandem.db import compare_and_set, utcnow
+from tandem.errors import Conflict, Invalid
 from tandem.identity.principal import Principal
-from tandem.jobs.service import JobQueue
+from tandem.identity.projects import get_project
+from tandem.jobs.service import JobControl
 from tandem.pagination import PageParams, paginate
 from tandem.review import states
 from tandem.review.kinds import ApprovalNotCarriedOut, DecisionContext, Outcome, get_kind
 from tandem.review.models import ReviewDecision, ReviewRevision, ReviewThread
-from tandem.review.states import GENERATING, Decision, ReviewState, ThreadStatus
+from tandem.review.states import Decision, ReviewState, ThreadStatus
+from tandem.tenancy import owned
 
 
 @dataclass(frozen=True)
-class Resumed:
+class Decided:
     thread: ReviewThread
     message: str
     final_content: list[Any] | None
@@ -44,11 +45,8 @@ class History:
 async def check_project(
     session: AsyncSession, principal: Principal, project_id: uuid.UUID | None
 ) -> None:
-    if project_id is None:
-        return
-    project = await session.get(Project, project_id)
-    if project is None or project.organization_id != principal.organization_id:
-        raise NotFound(f"Project {project_id} not found")
+    if project_id is not None:
+        await get_project(session, principal, project_id)
 
 
 async def start_thread(
@@ -104,10 +102,7 @@ async def open_thread(
 async def get_thread(
     session: AsyncSession, principal: Principal, thread_id: uuid.UUID
 ) -> ReviewThread:
-    thread = await session.get(ReviewThread, thread_id)
-    if thread is None or thread.organization_id != principal.organization_id:
-        raise NotFound(f"Thread {thread_id} not found")
-    return thread
+    return await owned(session, principal, ReviewThread, thread_id, "Thread")
 
 
 async def history(session: AsyncSession, thread: ReviewThread) -> History:
@@ -174,16 +169,16 @@ _DEFAULT_MESSAGES = {
 }
 
 
-async def resume(
+async def decide(
     session: AsyncSession,
-    queue: JobQueue,
+    jobs: JobControl,
     principal: Principal,
     thread_id: uuid.UUID,
     decision: Decision,
     feedback: str | None,
     *,
     seen_revision: int | None = None,
-) -> Resumed:
+) -> Decided:
     """Applies one decision to the thread's current review round (see the module doc), or,
     when the reviewer names the revision they saw, to that round only."""
     feedback = (feedback or "").strip() or None
@@ -203,17 +198,17 @@ async def resume(
             f"Thread {thread_id} is at revision {seen.revision}, not {seen_revision}: "
             "read its new drafts before deciding"
         )
-    claimed = await session.execute(
+    claimed = await compare_and_set(
+        session,
         update(ReviewThread)
         .where(
             ReviewThread.id == thread_id,
             ReviewThread.status == ThreadStatus.pending_review,
             ReviewThread.revision == seen.revision,
         )
-        .values(status=after.status, edit_count=after.edit_count, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
+        .values(status=after.status, edit_count=after.edit_count, updated_at=utcnow()),
     )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+    if not claimed:
         raise Conflict(
             f"Thread {thread_id} was decided by someone else while this request was handled"
         )
@@ -231,7 +226,7 @@ async def resume(
     await session.flush()
     await session.refresh(thread)
     drafts = await drafts_of(session, thread_id, seen.revision)
-    context = DecisionContext(session, queue, principal, thread, drafts, feedback)
+    context = DecisionContext(session, jobs, principal, thread, drafts, feedback)
     kind = get_kind(thread.kind)
     outcome: Outcome
     if decision is Decision.approve:
@@ -255,7 +250,43 @@ async def resume(
     message = outcome.message or _DEFAULT_MESSAGES[decision].format(
         count=len(drafts), next=seen.revision + 1
     )
-    return Resumed(thread, message, thread.final_content)
+    return Decided(thread, message, thread.final_content)
+
+
+async def _generation_ends(
+    session: AsyncSession,
+    thread_id: uuid.UUID,
+    revision: int,
+    change: Callable[[ReviewState], ReviewState],
+    **values: Any,
+) -> bool:
+    """Asks the state machine what the end of the generation writing `revision` leads to,
+    and writes it guarded on the state read; False (nothing written) when that revision is
+    not being written any more (already saved, failed, or the thread is gone)."""
+    row = (
+        await session.execute(
+            select(ReviewThread.status, ReviewThread.revision, ReviewThread.edit_count).where(
+                ReviewThread.id == thread_id
+            )
+        )
+    ).one_or_none()
+    if row is None or row.revision != revision - 1:
+        return False
+    before = ReviewState(row.status, row.revision, row.edit_count)
+    try:
+        after = change(before)
+    except states.IllegalTransition:
+        return False
+    return await compare_and_set(
+        session,
+        update(ReviewThread)
+        .where(
+            ReviewThread.id == thread_id,
+            ReviewThread.status == before.status,
+            ReviewThread.revision == before.revision,
+        )
+        .values(status=after.status, revision=after.revision, updated_at=utcnow(), **values),
+    )
 
 
 async def save_revision(
@@ -263,19 +294,7 @@ async def save_revision(
 ) -> bool:
     """Stores `drafts` as `revision` and puts the thread up for review; False (and nothing
     written) when that revision is no longer being written (already saved, or failed)."""
-    moved = await session.execute(
-        update(ReviewThread)
-        .where(
-            ReviewThread.id == thread_id,
-            ReviewThread.status.in_(GENERATING),
-            ReviewThread.revision == revision - 1,
-        )
-        .values(
-            status=ThreadStatus.pending_review, revision=revision, error=None, updated_at=utcnow()
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
+    if not await _generation_ends(session, thread_id, revision, states.drafts_ready, error=None):
         return False
     session.add(ReviewRevision(thread_id=thread_id, number=revision, drafts=drafts))
     await session.flush()
@@ -286,17 +305,9 @@ async def fail_generation(
     session: AsyncSession, thread_id: uuid.UUID, *, revision: int, error: str
 ) -> bool:
     """The drafts of `revision` will not come: the thread fails with `error`."""
-    moved = await session.execute(
-        update(ReviewThread)
-        .where(
-            ReviewThread.id == thread_id,
-            ReviewThread.status.in_(GENERATING),
-            ReviewThread.revision == revision - 1,
-        )
-        .values(status=ThreadStatus.failed, error=error[:4000], updated_at=utcnow())
-        .execution_options(synchronize_session=False)
+    return await _generation_ends(
+        session, thread_id, revision, states.generation_failed, error=error[:4000]
     )
-    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
 
 
 async def revive_generation(
@@ -305,7 +316,8 @@ async def revive_generation(
     """The generation job that failed the thread (writing `revision`) is retried: the thread
     waits for its drafts again. A thread failed otherwise, or gone, stays as it is."""
     after = states.generation_retried(ReviewState(ThreadStatus.failed, revision - 1))
-    moved = await session.execute(
+    return await compare_and_set(
+        session,
         update(ReviewThread)
         .where(
             ReviewThread.id == thread_id,
@@ -313,7 +325,5 @@ async def revive_generation(
             ReviewThread.revision == revision - 1,
             ReviewThread.job_id == job_id,
         )
-        .values(status=after.status, error=None, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
+        .values(status=after.status, error=None, updated_at=utcnow()),
     )
-    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]

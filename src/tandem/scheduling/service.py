@@ -10,18 +10,17 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tandem.db import utcnow
+from tandem.db import compare_and_set, unique_or_conflict, utcnow
 from tandem.errors import Conflict, Invalid, NotFound
 from tandem.identity.principal import Principal
-from tandem.jobs.service import JobQueue, submit_job
+from tandem.jobs.service import JobControl, submit_job
 from tandem.pagination import PageParams, paginate
 from tandem.scheduling import domain, rules
 from tandem.scheduling.domain import AssignmentRole, PersonType, TimeOfDay
@@ -44,8 +43,8 @@ from tandem.scheduling.schemas import (
     ScheduleIn,
     check_person_fields,
 )
+from tandem.tenancy import owned
 
-OwnedT = TypeVar("OwnedT", Person, Block, Rotation, Schedule, Assignment)
 GENERATE_TASK = "schedule.generate"
 DEFAULT_GENERATE_TIMEOUT_SECONDS = 10.0
 
@@ -53,27 +52,14 @@ DEFAULT_GENERATE_TIMEOUT_SECONDS = 10.0
 # --- loading ------------------------------------------------------------------------------------
 
 
-async def _owned(
-    session: AsyncSession,
-    principal: Principal,
-    model: type[OwnedT],
-    object_id: uuid.UUID,
-    what: str,
-) -> OwnedT:
-    row = await session.get(model, object_id)
-    if row is None or row.organization_id != principal.organization_id:
-        raise NotFound(f"{what} {object_id} not found")
-    return row
-
-
 async def get_person(session: AsyncSession, principal: Principal, person_id: uuid.UUID) -> Person:
-    return await _owned(session, principal, Person, person_id, "Person")
+    return await owned(session, principal, Person, person_id, "Person")
 
 
 async def get_schedule(
     session: AsyncSession, principal: Principal, schedule_id: uuid.UUID
 ) -> Schedule:
-    return await _owned(session, principal, Schedule, schedule_id, "Schedule")
+    return await owned(session, principal, Schedule, schedule_id, "Schedule")
 
 
 async def fail_given_up_generation(
@@ -101,7 +87,7 @@ async def fail_given_up_generation(
 async def get_assignment(
     session: AsyncSession, principal: Principal, assignment_id: uuid.UUID
 ) -> Assignment:
-    return await _owned(session, principal, Assignment, assignment_id, "Assignment")
+    return await owned(session, principal, Assignment, assignment_id, "Assignment")
 
 
 # --- people and absences ------------------------------------------------------------------------
@@ -109,11 +95,10 @@ async def get_assignment(
 
 async def _flush_unique_email(session: AsyncSession) -> None:
     """Flush in a savepoint: the unique constraint, not a prior SELECT, decides races."""
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError as exc:
-        raise Conflict("A person with this e-mail already exists in the organization") from exc
+    async with unique_or_conflict(
+        session, "A person with this e-mail already exists in the organization"
+    ):
+        await session.flush()
 
 
 async def create_person(session: AsyncSession, principal: Principal, body: PersonIn) -> Person:
@@ -332,13 +317,13 @@ async def publish_schedule(
 ) -> Schedule:
     """A generated schedule becomes the published one: final, and a fact for the others."""
     schedule = await get_schedule(session, principal, schedule_id)
-    published = await session.execute(
+    published = await compare_and_set(
+        session,
         update(Schedule)
         .where(Schedule.id == schedule.id, Schedule.status == ScheduleStatus.GENERATED)
-        .values(status=ScheduleStatus.PUBLISHED, updated_at=utcnow())
-        .returning(Schedule.id)
+        .values(status=ScheduleStatus.PUBLISHED, updated_at=utcnow()),
     )
-    if published.one_or_none() is None:
+    if not published:
         raise Conflict(f"Schedule is {schedule.status.value}; only a generated one is published")
     await session.refresh(schedule)
     return schedule
@@ -346,7 +331,7 @@ async def publish_schedule(
 
 async def request_generation(
     session: AsyncSession,
-    queue: JobQueue,
+    jobs: JobControl,
     principal: Principal,
     schedule_id: uuid.UUID,
     *,
@@ -368,7 +353,8 @@ async def request_generation(
             loc=("path", "schedule_id"),
         )
     # Guarded on the status read: of two concurrent requests, one starts a generation.
-    claimed = await session.execute(
+    claimed = await compare_and_set(
+        session,
         update(Schedule)
         .where(
             Schedule.id == schedule.id,
@@ -379,14 +365,13 @@ async def request_generation(
             error=None,
             progress={"phase": "queued"},
             updated_at=utcnow(),
-        )
-        .returning(Schedule.id)
+        ),
     )
-    if claimed.one_or_none() is None:
+    if not claimed:
         raise Conflict(f"Schedule is {schedule.status.value}; it cannot be generated now")
     job, _ = await submit_job(
         session,
-        queue,
+        jobs,
         task=GENERATE_TASK,
         payload={"schedule_id": str(schedule.id), "timeout_seconds": timeout_seconds},
         organization_id=principal.organization_id,
@@ -443,9 +428,9 @@ async def create_assignment(
     schedule = await get_schedule(session, principal, schedule_id)
     if schedule.status is ScheduleStatus.GENERATING:
         raise Conflict("Schedule is being generated; wait until it is done")
-    person = await _owned(session, principal, Person, body.person_id, "Person")
-    block = await _owned(session, principal, Block, body.block_id, "Block")
-    rotation = await _owned(session, principal, Rotation, body.rotation_id, "Rotation")
+    person = await owned(session, principal, Person, body.person_id, "Person")
+    block = await owned(session, principal, Block, body.block_id, "Block")
+    rotation = await owned(session, principal, Rotation, body.rotation_id, "Rotation")
     if body.role is not role_for(person):
         raise Invalid(
             f"A {person.type.value} can only be assigned as {role_for(person).value}",
@@ -465,12 +450,8 @@ async def create_assignment(
         rotation_id=rotation.id,
         role=body.role,
     )
-    session.add(assignment)
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError as exc:
-        raise Conflict("This person already has an assignment in this block") from exc
+    async with unique_or_conflict(session, "This person already has an assignment in this block"):
+        session.add(assignment)
     # warnings_for compares the schedule without the assignment and with it.
     problem = await load_problem(session, schedule)
     without = replace(

@@ -64,16 +64,16 @@ async def list_projects(
 
 
 async def update_project(
-    session: AsyncSession, principal: Principal, project_id: uuid.UUID, changes: ProjectUpdateIn
+    session: AsyncSession, principal: Principal, project_id: uuid.UUID, body: ProjectUpdateIn
 ) -> Project:
     project = await get_project(session, principal, project_id)
-    slug = _slug_for(changes.name) if changes.name is not None else project.slug
+    changes = body.changes()
+    if "name" in changes:
+        changes["slug"] = _slug_for(changes["name"])
     # The changes are made inside the savepoint: begin_nested() flushes what is pending.
-    async with unique_or_conflict(session, _slug_taken(slug)):
-        if changes.name is not None:
-            project.name, project.slug = changes.name, slug
-        if "description" in changes.model_fields_set:
-            project.description = changes.description
+    async with unique_or_conflict(session, _slug_taken(changes.get("slug", project.slug))):
+        for field, value in changes.items():
+            setattr(project, field, value)
     return project
 
 

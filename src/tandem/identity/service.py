@@ -130,22 +130,19 @@ async def _ensure_another_active_admin(session: AsyncSession, user: User) -> Non
 
 
 async def update_user(
-    session: AsyncSession, principal: Principal, user_id: uuid.UUID, changes: UserUpdateIn
+    session: AsyncSession, principal: Principal, user_id: uuid.UUID, body: UserUpdateIn
 ) -> User:
     user = await get_user(session, principal, user_id)
+    changes = body.changes()
     loses_admin = user.role == Role.admin.value and user.is_active
-    demoted = changes.role is not None and changes.role is not Role.admin
-    deactivated = changes.is_active is False
+    demoted = changes.get("role", Role.admin) is not Role.admin
+    deactivated = changes.get("is_active") is False
     if loses_admin and (demoted or deactivated):
         await _ensure_another_active_admin(session, user)
-    if changes.full_name is not None:
-        user.full_name = changes.full_name
-    if changes.role is not None:
-        user.role = changes.role.value
-    if changes.is_active is not None:
-        if user.is_active and not changes.is_active:
-            await revoke_all_logins(session, user.id, "deactivated")
-        user.is_active = changes.is_active
+    if deactivated and user.is_active:
+        await revoke_all_logins(session, user.id, "deactivated")
+    for field, value in changes.items():
+        setattr(user, field, value.value if isinstance(value, Role) else value)
     await session.flush()
     return user
 

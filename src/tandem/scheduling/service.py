@@ -128,10 +128,7 @@ async def update_person(
     session: AsyncSession, principal: Principal, person_id: uuid.UUID, body: PersonPatch
 ) -> Person:
     person = await get_person(session, principal, person_id)
-    changes = body.model_dump(exclude_unset=True)
-    for field in ("name", "email", "type"):
-        if changes.get(field, "") is None:
-            raise Invalid(f"{field} cannot be null", loc=("body", field))
+    changes = body.changes()
     type_ = changes.get("type", person.type)
     pgy_level = changes.get("pgy_level", person.pgy_level)
     # Turning a resident into faculty drops the PGY level unless the client sent one.

@@ -20,8 +20,7 @@ from tandem.errors import Invalid
 from tandem.identity.principal import Principal
 from tandem.identity.projects import get_project
 from tandem.identity.scopes import Scope
-from tandem.jobs.registry import TaskContext
-from tandem.jobs.registry import registry as tasks
+from tandem.jobs.registry import TaskContext, task
 from tandem.jobs.service import JobControl, submit_job
 from tandem.pagination import PageParams, paginate
 from tandem.tenancy import owned
@@ -202,7 +201,7 @@ async def _revive_run(session: AsyncSession, job_id: uuid.UUID, payload: dict[st
     )
 
 
-@tasks.task(
+@task(
     RUN_TASK,
     description="Runs an agent for a recorded agent run (`run_id`).",
     public=False,

@@ -15,7 +15,6 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 from pydantic_ai.models import Model
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.agents.providers import AgentModels
@@ -25,10 +24,15 @@ from tandem.content.schemas import ContentRequest
 from tandem.content.service import GENERATE_TASK
 from tandem.db import READ_ONLY
 from tandem.identity.scopes import Scope
-from tandem.jobs.registry import TaskContext
-from tandem.jobs.registry import registry as tasks
-from tandem.review.models import ReviewDecision, ReviewRevision, ReviewThread
-from tandem.review.service import fail_generation, revive_generation, save_revision
+from tandem.jobs.registry import TaskContext, task
+from tandem.review.models import ReviewThread
+from tandem.review.service import (
+    drafts_of,
+    fail_generation,
+    feedback_on,
+    revive_generation,
+    save_revision,
+)
 from tandem.review.states import GENERATING
 from tandem.settings import Settings
 
@@ -107,19 +111,9 @@ async def _read_brief(context: TaskContext, job: GeneratePayload) -> Brief | Non
             return None
         brief = Brief(request=ContentRequest.model_validate(thread.payload))
         if thread.revision > 0:
-            previous = await session.scalar(
-                select(ReviewRevision.drafts).where(
-                    ReviewRevision.thread_id == thread.id,
-                    ReviewRevision.number == thread.revision,
-                )
-            )
-            brief.previous = [str(draft) for draft in previous or []]
-            brief.feedback = await session.scalar(
-                select(ReviewDecision.feedback).where(
-                    ReviewDecision.thread_id == thread.id,
-                    ReviewDecision.revision == thread.revision,
-                )
-            )
+            previous = await drafts_of(session, thread.id, thread.revision)
+            brief.previous = [str(draft) for draft in previous]
+            brief.feedback = await feedback_on(session, thread.id, thread.revision)
     return brief
 
 
@@ -137,7 +131,7 @@ async def _revive_thread(session: AsyncSession, job_id: uuid.UUID, payload: dict
     await revive_generation(session, job.thread_id, revision=job.revision, job_id=job_id)
 
 
-@tasks.task(
+@task(
     GENERATE_TASK,
     description="Writes a content thread's drafts with the content-writer agent "
     "(`thread_id`, `revision`).",

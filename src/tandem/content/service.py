@@ -13,7 +13,7 @@ from tandem.db import utcnow
 from tandem.identity.principal import Principal
 from tandem.jobs.service import JobControl, submit_job
 from tandem.pagination import PageParams, paginate
-from tandem.review.kinds import DecisionContext, Outcome, ReviewKind, register_kind
+from tandem.review.kinds import DecisionContext, Outcome, ReviewKind
 from tandem.review.models import ReviewThread
 from tandem.review.service import start_thread
 
@@ -120,4 +120,4 @@ class ContentReview(ReviewKind):
         )
 
 
-register_kind(ContentReview())
+content_review = ContentReview()

@@ -132,6 +132,15 @@ async def drafts_of(session: AsyncSession, thread_id: uuid.UUID, revision: int) 
     return list(drafts or [])
 
 
+async def feedback_on(session: AsyncSession, thread_id: uuid.UUID, revision: int) -> str | None:
+    """What the reviewer asked for when they decided on `revision` (None: nothing)."""
+    return await session.scalar(
+        select(ReviewDecision.feedback).where(
+            ReviewDecision.thread_id == thread_id, ReviewDecision.revision == revision
+        )
+    )
+
+
 async def list_pending(
     session: AsyncSession, principal: Principal, params: PageParams, *, kind: str | None = None
 ) -> tuple[list[tuple[ReviewThread, list[Any]]], int]:

@@ -22,7 +22,6 @@ from tandem.review.kinds import (
     DecisionContext,
     Outcome,
     ReviewKind,
-    register_kind,
 )
 from tandem.review.service import open_thread
 from tandem.scheduling import domain, rules, service
@@ -220,4 +219,4 @@ class SwapReview(ReviewKind):
     # edit: the default refuses with 422; a swap is approved or rejected as asked.
 
 
-register_kind(SwapReview())
+swap_review = SwapReview()

@@ -25,8 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tandem.db import utcnow
 from tandem.identity.scopes import Scope
-from tandem.jobs.registry import TaskContext
-from tandem.jobs.registry import registry as tasks
+from tandem.jobs.registry import TaskContext, task
 from tandem.scheduling import domain, rules, solver
 from tandem.scheduling.models import Assignment, Schedule, ScheduleStatus
 from tandem.scheduling.problem import load_problem
@@ -229,7 +228,7 @@ async def _revive_schedule(
     )
 
 
-@tasks.task(
+@task(
     GENERATE_TASK,
     description="Generates a schedule with CP-SAT (`schedule_id`, `timeout_seconds`).",
     payload_model=GeneratePayload,

@@ -74,10 +74,7 @@ async def run(
         request.app.state.sessionmaker,
         jobs,
         principal,
-        agent_id=body.agent_id,
-        input_text=body.input_text,
-        parameters=body.parameters,
-        project_id=body.project_id,
+        body,
         max_input_chars=settings.agent_max_input_chars,
         wait_seconds=None if body.background else settings.agent_sync_timeout_seconds,
     )

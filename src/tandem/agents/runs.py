@@ -14,6 +14,7 @@ from tandem.agents.models import AgentRun, RunStatus
 from tandem.agents.providers import AgentModels
 from tandem.agents.registry import registry
 from tandem.agents.runner import run_agent
+from tandem.agents.schemas import RunIn
 from tandem.agents.spec import AgentFailed
 from tandem.db import READ_ONLY, call_after_commit, utcnow
 from tandem.errors import Invalid
@@ -37,13 +38,13 @@ async def submit_run(
     session: AsyncSession,
     jobs: JobControl,
     principal: Principal,
+    request: RunIn,
     *,
-    agent_id: str,
-    input_text: str,
-    parameters: dict[str, Any],
-    project_id: uuid.UUID | None,
     max_input_chars: int,
 ) -> AgentRun:
+    """Records the run and submits its job, in the caller's transaction."""
+    agent_id, input_text, parameters = request.agent_id, request.input_text, request.parameters
+    project_id = request.project_id
     spec = registry.get(agent_id)  # 404 for an unknown agent
     if len(input_text) > max_input_chars:
         raise Invalid(
@@ -89,11 +90,8 @@ async def run_or_defer(
     sessionmaker: async_sessionmaker[AsyncSession],
     jobs: JobControl,
     principal: Principal,
+    request: RunIn,
     *,
-    agent_id: str,
-    input_text: str,
-    parameters: dict[str, Any],
-    project_id: uuid.UUID | None,
     max_input_chars: int,
     wait_seconds: float | None,
 ) -> tuple[AgentRun, bool]:
@@ -106,16 +104,7 @@ async def run_or_defer(
     commit happens after every check (a refused run writes nothing); the request's own
     commit at its end then has nothing left to write.
     """
-    run = await submit_run(
-        session,
-        jobs,
-        principal,
-        agent_id=agent_id,
-        input_text=input_text,
-        parameters=parameters,
-        project_id=project_id,
-        max_input_chars=max_input_chars,
-    )
+    run = await submit_run(session, jobs, principal, request, max_input_chars=max_input_chars)
     await session.commit()
     if wait_seconds is None:
         return run, False

@@ -53,6 +53,7 @@ class Registry(Generic[T]):
     given (a test's own registry)."""
 
     what = "Item"  # how an error names one
+    key_attribute = "name"  # the attribute objects are known by
 
     def __init__(self, items: Iterable[T] = (), *, group: str | None = None) -> None:
         self._group = group
@@ -61,7 +62,7 @@ class Registry(Generic[T]):
             self.register(item)
 
     def key(self, item: T) -> str:
-        raise NotImplementedError
+        return str(getattr(item, self.key_attribute))
 
     def unknown(self, name: str) -> Exception:
         return LookupError(f"No {self.what.lower()} {name!r} is registered")

@@ -30,7 +30,7 @@ class Named(Registry[str]):
     what = "Word"
 
     def key(self, item: str) -> str:
-        return item
+        return item  # strings are their own name
 
 
 def test_a_registry_refuses_a_second_object_with_a_taken_name() -> None:

@@ -25,9 +25,7 @@ class UnknownAgent(NotFound, KeyError):
 
 class AgentRegistry(Registry[AnySpec]):
     what = "Agent"
-
-    def key(self, item: AnySpec) -> str:
-        return item.agent_id
+    key_attribute = "agent_id"
 
     def unknown(self, name: str) -> Exception:
         return UnknownAgent(name)

@@ -109,9 +109,6 @@ class UnknownTask(LookupError):
 class TaskRegistry(Registry[TaskDefinition]):
     what = "Task"
 
-    def key(self, item: TaskDefinition) -> str:
-        return item.name
-
     def unknown(self, name: str) -> Exception:
         return UnknownTask(name)
 

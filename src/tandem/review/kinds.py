@@ -85,9 +85,6 @@ class ReviewKind:
 class KindRegistry(Registry[ReviewKind]):
     what = "Review kind"
 
-    def key(self, item: ReviewKind) -> str:
-        return item.name
-
 
 kinds = KindRegistry(group=REVIEW_KINDS)
 register_kind = kinds.register

@@ -3,9 +3,9 @@
 A decision is claimed with one guarded UPDATE (compare-and-set on status `pending_review`
 and the revision the reviewer saw), never with a lock held across awaits: of two reviewers
 deciding at once, exactly one update matches and the other gets a 409. The generation side
-(`save_revision`, `fail_generation`) is guarded the same way, on a generating status and the
-revision before the one being written, so a job that runs twice changes nothing the second
-time.
+(`save_revision`, `fail_generation`) asks the state machine (`states.py`) what the end of a
+generation leads to and writes it guarded the same way, on the status read and the revision
+before the one being written, so a job that runs twice changes nothing the second time.
 """
 
 import uuid

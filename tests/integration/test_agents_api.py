@@ -210,6 +210,11 @@ async def test_a_run_whose_job_gives_up_ends_failed_with_the_jobs_error(
         assert died["finished_at"] is not None
         stopped = await run_of(cancelled)
         assert (stopped["status"], stopped["error"]) == ("failed", "The job was cancelled")
+        # Retrying the dead job from the dead-letter queue queues its run again.
+        retried = await client.post(f"/api/v1/jobs/{dying['job_id']}/retry", headers=headers)
+        assert retried.status_code == 200, retried.text
+        again = await run_of(dying)
+        assert (again["status"], again["error"], again["finished_at"]) == ("queued", None, None)
 
 
 async def test_a_failing_model_marks_the_run_failed_never_a_500(

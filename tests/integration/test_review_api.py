@@ -17,7 +17,7 @@ from tandem.identity.scopes import Role, scopes_for
 from tandem.jobs.models import Job, JobStatus
 from tandem.review.kinds import DecisionContext, Outcome, ReviewKind, register_kind
 from tandem.review.models import ReviewDecision
-from tandem.review.service import open_thread
+from tandem.review.service import fail_generation, open_thread, save_revision
 from tandem.review.states import ThreadStatus
 from tests.conftest import LoginAs
 from tests.factories import JobFactory, ProjectFactory, make_thread, make_user
@@ -477,6 +477,25 @@ async def test_reading_a_generating_thread_changes_nothing(
     )
     stored = (await client.get(f"/api/hitl/{thread.id}", headers=await login_as(reviewer))).json()
     assert (stored["status"], stored["error"]) == ("generating", None)
+
+
+@pytest.mark.parametrize(
+    ("status", "revision"),
+    [
+        pytest.param(ThreadStatus.pending_review, 1, id="already-saved"),
+        pytest.param(ThreadStatus.generating, 1, id="another-revision"),
+        pytest.param(ThreadStatus.published, 0, id="decided"),
+    ],
+)
+async def test_a_generation_ending_for_a_revision_not_being_written_changes_nothing(
+    db_session: AsyncSession, reviewer: User, status: ThreadStatus, revision: int
+) -> None:
+    thread = await make_thread(reviewer.organization_id, status=status, revision=revision)
+    assert not await fail_generation(db_session, thread.id, revision=1, error="late")
+    assert not await save_revision(db_session, thread.id, revision=1, drafts=["late"])
+    assert not await fail_generation(db_session, uuid.uuid4(), revision=1, error="gone")
+    await db_session.refresh(thread)
+    assert (thread.status, thread.revision, thread.error) == (status, revision, None)
 
 
 async def test_another_kind_opens_pending_and_supplies_its_decisions(

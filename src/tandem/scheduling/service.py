@@ -82,7 +82,7 @@ async def get_schedule(
 async def _fail_if_job_gave_up(session: AsyncSession, schedule: Schedule) -> None:
     """A generation job that was cancelled, or died without running task code (its last
     lease expired), cannot fail its schedule itself: the schedule is settled here."""
-    if schedule.status is not ScheduleStatus.GENERATING or schedule.job_id is None:
+    if schedule.status is not ScheduleStatus.generating or schedule.job_id is None:
         return
     job = await session.get(Job, schedule.job_id)
     if job is not None and job.status not in (JobStatus.dead, JobStatus.cancelled):
@@ -92,11 +92,11 @@ async def _fail_if_job_gave_up(session: AsyncSession, schedule: Schedule) -> Non
         update(Schedule)
         .where(
             Schedule.id == schedule.id,
-            Schedule.status == ScheduleStatus.GENERATING,
+            Schedule.status == ScheduleStatus.generating,
             Schedule.job_id == schedule.job_id,
         )
         .values(
-            status=ScheduleStatus.FAILED,
+            status=ScheduleStatus.failed,
             error=f"Generation stopped: {error}",
             progress={"phase": "stopped"},
             updated_at=utcnow(),
@@ -312,7 +312,7 @@ async def create_schedule(
         name=body.name,
         start_date=body.start_date,
         end_date=body.end_date,
-        status=ScheduleStatus.DRAFT,
+        status=ScheduleStatus.draft,
         created_by_id=principal.user_id,
     )
     session.add(schedule)
@@ -343,8 +343,8 @@ async def publish_schedule(
     schedule = await get_schedule(session, principal, schedule_id)
     published = await session.execute(
         update(Schedule)
-        .where(Schedule.id == schedule.id, Schedule.status == ScheduleStatus.GENERATED)
-        .values(status=ScheduleStatus.PUBLISHED, updated_at=utcnow())
+        .where(Schedule.id == schedule.id, Schedule.status == ScheduleStatus.generated)
+        .values(status=ScheduleStatus.published, updated_at=utcnow())
         .returning(Schedule.id)
     )
     if published.one_or_none() is None:
@@ -381,10 +381,10 @@ async def request_generation(
         update(Schedule)
         .where(
             Schedule.id == schedule.id,
-            Schedule.status.not_in([ScheduleStatus.GENERATING, ScheduleStatus.PUBLISHED]),
+            Schedule.status.not_in([ScheduleStatus.generating, ScheduleStatus.published]),
         )
         .values(
-            status=ScheduleStatus.GENERATING,
+            status=ScheduleStatus.generating,
             error=None,
             progress={"phase": "queued"},
             updated_at=utcnow(),
@@ -450,7 +450,7 @@ async def create_assignment(
 ) -> tuple[Assignment, tuple[domain.Violation, ...]]:
     """Adds a manual assignment and returns it with the violations it causes (warnings)."""
     schedule = await get_schedule(session, principal, schedule_id)
-    if schedule.status is ScheduleStatus.GENERATING:
+    if schedule.status is ScheduleStatus.generating:
         raise Conflict("Schedule is being generated; wait until it is done")
     person = await _owned(session, principal, Person, body.person_id, "Person")
     block = await _owned(session, principal, Block, body.block_id, "Block")

@@ -7,7 +7,7 @@ tenant's object is reported as not found). Rule checks go through the one rule e
 
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -24,7 +24,7 @@ from tandem.identity.principal import Principal
 from tandem.jobs.models import Job, JobStatus
 from tandem.jobs.service import JobQueue, submit_job
 from tandem.pagination import PageParams, paginate
-from tandem.scheduling import domain, rules
+from tandem.scheduling import domain, rules, states
 from tandem.scheduling.domain import AssignmentRole, PersonType, TimeOfDay
 from tandem.scheduling.models import (
     Absence,
@@ -111,6 +111,16 @@ async def get_assignment(
     session: AsyncSession, principal: Principal, assignment_id: uuid.UUID
 ) -> Assignment:
     return await _owned(session, principal, Assignment, assignment_id, "Assignment")
+
+
+def _ask(
+    change: Callable[[states.ScheduleState], states.ScheduleState], state: states.ScheduleState
+) -> states.ScheduleState:
+    """What `change` leads to from `state`; a change the state does not allow is a 409."""
+    try:
+        return change(state)
+    except states.IllegalTransition as exc:
+        raise Conflict(str(exc)) from exc
 
 
 # --- people and absences ------------------------------------------------------------------------
@@ -341,13 +351,15 @@ async def publish_schedule(
 ) -> Schedule:
     """A generated schedule becomes the published one: final, and a fact for the others."""
     schedule = await get_schedule(session, principal, schedule_id)
+    seen = states.state_of(schedule)
+    after = _ask(states.publish, seen)
     published = await session.execute(
         update(Schedule)
-        .where(Schedule.id == schedule.id, Schedule.status == ScheduleStatus.generated)
-        .values(status=ScheduleStatus.published, updated_at=utcnow())
+        .where(Schedule.id == schedule.id, Schedule.status == seen.status)
+        .values(status=after.status, updated_at=utcnow())
         .returning(Schedule.id)
     )
-    if published.one_or_none() is None:
+    if published.one_or_none() is None:  # a concurrent request changed it first
         raise Conflict(f"Schedule is {schedule.status.value}; only a generated one is published")
     await session.refresh(schedule)
     return schedule
@@ -376,19 +388,13 @@ async def request_generation(
             "The schedule's dates have no blocks: POST /api/v1/blocks/generate first",
             loc=("path", "schedule_id"),
         )
+    seen = states.state_of(schedule)
+    after = _ask(states.generate, seen)
     # Guarded on the status read: of two concurrent requests, one starts a generation.
     claimed = await session.execute(
         update(Schedule)
-        .where(
-            Schedule.id == schedule.id,
-            Schedule.status.not_in([ScheduleStatus.generating, ScheduleStatus.published]),
-        )
-        .values(
-            status=ScheduleStatus.generating,
-            error=None,
-            progress={"phase": "queued"},
-            updated_at=utcnow(),
-        )
+        .where(Schedule.id == schedule.id, Schedule.status == seen.status)
+        .values(status=after.status, error=None, progress={"phase": "queued"}, updated_at=utcnow())
         .returning(Schedule.id)
     )
     if claimed.one_or_none() is None:
@@ -403,7 +409,10 @@ async def request_generation(
         # The solver is deterministic: a retry only helps when the worker died.
         max_attempts=2,
     )
-    await session.execute(update(Schedule).where(Schedule.id == schedule.id).values(job_id=job.id))
+    after = states.assign_job(after, job.id)
+    await session.execute(
+        update(Schedule).where(Schedule.id == schedule.id).values(job_id=after.job_id)
+    )
     await session.refresh(schedule)
     return job.id
 
@@ -450,8 +459,7 @@ async def create_assignment(
 ) -> tuple[Assignment, tuple[domain.Violation, ...]]:
     """Adds a manual assignment and returns it with the violations it causes (warnings)."""
     schedule = await get_schedule(session, principal, schedule_id)
-    if schedule.status is ScheduleStatus.generating:
-        raise Conflict("Schedule is being generated; wait until it is done")
+    _ask(states.edit_assignments, states.state_of(schedule))
     person = await _owned(session, principal, Person, body.person_id, "Person")
     block = await _owned(session, principal, Block, body.block_id, "Block")
     rotation = await _owned(session, principal, Rotation, body.rotation_id, "Rotation")

@@ -25,14 +25,13 @@ from tandem.review.kinds import (
     register_kind,
 )
 from tandem.review.service import open_thread
-from tandem.scheduling import domain, rules, service
+from tandem.scheduling import domain, rules, service, states
 from tandem.scheduling.models import (
     Assignment,
     Block,
     Person,
     Rotation,
     Schedule,
-    ScheduleStatus,
     Swap,
     SwapStatus,
 )
@@ -100,8 +99,10 @@ async def request_swap(session: AsyncSession, principal: Principal, body: SwapIn
     assignment = await service.get_assignment(session, principal, body.assignment_id)
     to_person = await service.get_person(session, principal, body.to_person_id)
     schedule = await session.get_one(Schedule, assignment.schedule_id)
-    if schedule.status is ScheduleStatus.generating:
-        raise Conflict("Schedule is being generated; wait until it is done")
+    try:
+        states.edit_assignments(states.state_of(schedule))
+    except states.IllegalTransition as exc:
+        raise Conflict(str(exc)) from exc
     if to_person.id == assignment.person_id:
         raise Invalid("The assignment already belongs to this person", loc=("body", "to_person_id"))
     if service.role_for(to_person) is not assignment.role:
@@ -173,7 +174,9 @@ async def _execute(decision: DecisionContext, swap: Swap) -> str | None:
     if assignment.person_id != swap.from_person_id:
         return "the assignment was given to someone else in the meantime"
     schedule = await session.get_one(Schedule, assignment.schedule_id)
-    if schedule.status is ScheduleStatus.generating:
+    try:
+        states.edit_assignments(states.state_of(schedule))
+    except states.IllegalTransition:
         return "the schedule is being generated again"
     violations = swap_violations(
         await load_problem(session, schedule), assignment.id, swap.to_person_id

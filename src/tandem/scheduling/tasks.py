@@ -15,7 +15,7 @@ import asyncio
 import logging
 import threading
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -27,7 +27,7 @@ from tandem.db import utcnow
 from tandem.identity.scopes import Scope
 from tandem.jobs.registry import TaskContext
 from tandem.jobs.registry import registry as tasks
-from tandem.scheduling import domain, rules, solver
+from tandem.scheduling import domain, rules, solver, states
 from tandem.scheduling.models import Assignment, Schedule, ScheduleStatus
 from tandem.scheduling.problem import load_problem
 from tandem.scheduling.service import GENERATE_TASK, statistics_json
@@ -229,6 +229,32 @@ async def _revive_schedule(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a finished solve means for the schedule."""
+
+    valid: bool  # a schedule that keeps every rule: it is saved, the schedule is `generated`
+    error: str | None  # why not, otherwise
+    statistics: dict[str, Any]
+
+
+def judge(problem: domain.ScheduleProblem, result: solver.SolveResult) -> Verdict:
+    """The solver's answer checked by the rule engine: a schedule is kept only if it keeps
+    every rule, together with the fixed assignments (`problem.assignments`, history)."""
+    statistics = statistics_json(dict(result.statistics()))
+    error: str | None
+    if result.status not in ("optimal", "feasible"):
+        error = result.explanation or f"The solver ended {result.status}"
+        return Verdict(valid=False, error=error, statistics=statistics)
+    check = rules.validate(
+        replace(problem, assignments=(*problem.assignments, *result.assignments))
+    )
+    statistics["validation_violations"] = check.total_violations
+    statistics["coverage_rate"] = check.coverage_rate
+    error = None if check.valid else _explain_violations(check)
+    return Verdict(valid=check.valid, error=error, statistics=statistics)
+
+
 @tasks.task(
     GENERATE_TASK,
     description="Generates a schedule with CP-SAT (`schedule_id`, `timeout_seconds`).",
@@ -242,12 +268,9 @@ async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> di
     schedule_id = request.schedule_id
     async with context.sessionmaker() as session, session.begin():
         schedule = await session.get(Schedule, schedule_id)
-        if (
-            schedule is None
-            or schedule.status is not ScheduleStatus.generating
-            or schedule.job_id != context.job_id
-        ):
+        if schedule is None or not states.generating_by(states.state_of(schedule), context.job_id):
             return {"schedule_id": str(schedule_id), "status": "nothing to do"}
+        seen = states.state_of(schedule)
         organization_id = schedule.organization_id
         # This schedule's own assignments are what the generation replaces.
         problem = await load_problem(session, schedule, own_assignments=False)
@@ -267,31 +290,19 @@ async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> di
             result = await _solve_with_progress(
                 context, schedule_id, problem, request.timeout_seconds
             )
-        statistics = statistics_json(dict(result.statistics()))
-        values: dict[str, Any]
-        if result.status in ("optimal", "feasible"):
-            check = rules.validate(
-                replace(problem, assignments=(*problem.assignments, *result.assignments))
-            )
-            statistics["validation_violations"] = check.total_violations
-            statistics["coverage_rate"] = check.coverage_rate
-            if check.valid:
-                values = {"status": ScheduleStatus.generated, "error": None}
-            else:
-                values = {"status": ScheduleStatus.failed, "error": _explain_violations(check)}
-        else:
-            values = {
-                "status": ScheduleStatus.failed,
-                "error": result.explanation or f"The solver ended {result.status}",
-            }
-        saved = values["status"] is ScheduleStatus.generated
-        values |= {"statistics": statistics, "progress": _progress(None, "done")}
+        verdict = judge(problem, result)
+        after = states.generation_ended(seen, context.job_id, valid=verdict.valid)
         stored = await _save(
             context,
             schedule_id,
             organization_id,
-            values,
-            result.assignments if saved else (),
+            {
+                "status": after.status,
+                "error": verdict.error,
+                "statistics": verdict.statistics,
+                "progress": _progress(None, "done"),
+            },
+            result.assignments if verdict.valid else (),
         )
     except Exception as exc:
         # Before the last attempt the retry starts again from scratch. A cancellation (a
@@ -305,7 +316,7 @@ async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> di
                 context.sessionmaker,
                 schedule_id,
                 context.job_id,
-                status=ScheduleStatus.failed,
+                status=states.generation_ended(seen, context.job_id, valid=False).status,
                 error=f"Generation stopped: {type(exc).__name__}: {exc}".rstrip(": "),
                 progress=_progress(None, "stopped"),
             )
@@ -314,7 +325,7 @@ async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> di
         return {"schedule_id": str(schedule_id), "status": "superseded"}
     return {
         "schedule_id": str(schedule_id),
-        "status": values["status"].value,
+        "status": after.status.value,
         "solver_status": result.status,
-        "assignments": len(result.assignments) if saved else 0,
+        "assignments": len(result.assignments) if verdict.valid else 0,
     }

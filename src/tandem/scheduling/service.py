@@ -48,7 +48,6 @@ from tandem.scheduling.schemas import (
 
 OwnedT = TypeVar("OwnedT", Person, Block, Rotation, Schedule, Assignment)
 GENERATE_TASK = "schedule.generate"
-DEFAULT_GENERATE_TIMEOUT_SECONDS = 10.0
 
 
 # --- loading ------------------------------------------------------------------------------------

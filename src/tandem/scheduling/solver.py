@@ -45,6 +45,7 @@ from tandem.scheduling.solver_model import (
 
 __all__ = [
     "CHUNK_DAYS",
+    "DEFAULT_TIMEOUT_SECONDS",
     "Cancellation",
     "ChunkStatistics",
     "SolveCancelled",
@@ -57,6 +58,8 @@ __all__ = [
 SolveStatus = Literal["optimal", "feasible", "infeasible", "timeout"]
 
 CHUNK_DAYS: Final = WINDOW_DAYS  # one 4-week block per CP-SAT model
+# How long a generation searches unless told otherwise (the setting's default says the same).
+DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 # The diagnosis pass only has to find where the slack goes, not prove its minimum.
 _DIAGNOSIS_SECONDS: Final = 1.0
 _MIN_CHUNK_SECONDS: Final = 0.05
@@ -152,7 +155,7 @@ class SolveResult:
     explanation: str | None = None
     seed: int = 0
     workers: int = 2
-    timeout_seconds: float = 10.0
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     chunks: tuple[ChunkStatistics, ...] = field(default=())
 
     def statistics(self) -> dict[str, object]:
@@ -257,7 +260,7 @@ def _params(seconds: float, seed: int, workers: int, *, keep: bool = True) -> cp
 def solve(
     problem: ScheduleProblem,
     *,
-    timeout_seconds: float = 10.0,
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     seed: int = 0,
     workers: int = 2,
     on_progress: Callable[[SolveProgress], None] | None = None,

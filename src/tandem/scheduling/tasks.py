@@ -57,7 +57,7 @@ def resources(settings: Settings) -> dict[str, Any]:
 
 class GeneratePayload(BaseModel):
     schedule_id: uuid.UUID
-    timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    timeout_seconds: float = Field(default=solver.DEFAULT_TIMEOUT_SECONDS, gt=0, le=600)
 
 
 def _still_ours(schedule_id: uuid.UUID, job_id: uuid.UUID) -> Any:

@@ -30,9 +30,10 @@ from ortools.sat.python import cp_model
 
 from tandem.scheduling.domain import Assignment, AssignmentRole, Block, ScheduleProblem
 from tandem.scheduling.solver_checks import explain_slack, quick_checks
-from tandem.scheduling.solver_greedy import Choice, greedy
+from tandem.scheduling.solver_greedy import greedy
 from tandem.scheduling.solver_model import (
     WINDOW_DAYS,
+    Choice,
     Prepared,
     block_days,
     build_chunk,

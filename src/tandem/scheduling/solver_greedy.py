@@ -21,6 +21,7 @@ from tandem.scheduling.solver_model import (
     RUN,
     SPAN,
     WINDOW_DAYS,
+    Choice,
     Prepared,
     available_faculty,
     fairness,
@@ -28,8 +29,6 @@ from tandem.scheduling.solver_model import (
     present_residents,
     supervision_units,
 )
-
-Choice = tuple[int, int, int]  # (resident index, block index, rotation index)
 
 
 def _window_max(row: list[int], day: int, length: int) -> int:

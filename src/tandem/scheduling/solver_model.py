@@ -42,6 +42,7 @@ __all__ = [
     "RUN",
     "SPAN",
     "WINDOW_DAYS",
+    "Choice",
     "ChunkModel",
     "Prepared",
     "available_faculty",
@@ -66,6 +67,9 @@ _TIME_ORDER: Final = {TimeOfDay.AM: 0, TimeOfDay.PM: 1}
 # also a duty block, so a weekend imbalance already shows in the first term).
 DUTY_WEIGHT: Final = 2
 WEEKEND_WEIGHT: Final = 1
+
+
+Choice = tuple[int, int, int]  # (resident index, block index, rotation index)
 
 
 def block_key(block: Block) -> tuple[date, int, str]:
@@ -169,7 +173,7 @@ class ChunkModel:
     last: date
     blocks: list[Block]
     # (resident index, block index, rotation index) -> bool "works this rotation this block"
-    x: dict[tuple[int, int, int], cp_model.IntVar]
+    x: dict[Choice, cp_model.IntVar]
     # Diagnosis only: missing residents per (block index, rotation index), missing faculty
     # per block index.
     coverage_slack: dict[tuple[int, int], cp_model.IntVar] = field(default_factory=dict)
@@ -214,7 +218,7 @@ def build_chunk(
     last: date,
     *,
     diagnose: bool = False,
-    hint: set[tuple[int, int, int]] | None = None,
+    hint: set[Choice] | None = None,
 ) -> ChunkModel:
     """The model of days [first, last]; duty before `first` is read from `prep.fixed_hours`.
 
@@ -223,164 +227,36 @@ def build_chunk(
     (the chosen (resident, block, rotation) triples of a valid schedule) becomes a complete
     solution hint: every variable, auxiliaries included, so CP-SAT can use it as is.
     """
-    m = cp_model.CpModel()
-    days = _days(first, last)
-    n_days = len(days)
-    blocks = block_days(prep, first, last)
-    rotations = prep.rotations
-    hours = [millihours(rot) for rot in rotations]
-    max_day_hours = max((len(bs) for bs in prep.blocks_by_day.values()), default=0) * max(
-        hours, default=0
-    )
-    x: dict[tuple[int, int, int], cp_model.IntVar] = {}
-    # Per (block, rotation): the residents' variables, for coverage and supervision.
-    slot: dict[tuple[int, int], list[tuple[int, cp_model.IntVar]]] = defaultdict(list)
-    counts: list[list[cp_model.IntVar]] = []
-    weekend_counts: list[list[cp_model.IntVar]] = []
-    n_vars = 0
-    hinted_count = [0] * len(prep.residents)
-    hinted_weekend = [0] * len(prep.residents)
-    # Days are indexed from `origin` = first-27, so the fixed days are 0..26 and the block's
-    # days 27..27+n_days-1; windows are slices of these arrays.
-    origin = first - timedelta(days=SPAN)
-    for ri, r in enumerate(prep.residents):
-        fixed = prep.fixed_hours.get(r.id, {})
-        fixed_duty = [0] * (SPAN + n_days)
-        fixed_hours = [0] * (SPAN + n_days)
-        for d, h in fixed.items():
-            i = (d - origin).days
-            if 0 <= i < SPAN:
-                fixed_duty[i], fixed_hours[i] = 1, h
-        # The 80-hour windows are implied by the 24-duty-day limit when no day can hold more
-        # than 320/24 h (6-hour blocks: 24 x 12 h = 288 h); then they are left out.
-        hours_needed = (
-            max(max_day_hours, *fixed_hours) * MAX_WINDOW_DUTY_DAYS > MAX_WINDOW_MILLIHOURS
-        )
-        duty: list[cp_model.IntVar | None] = [None] * (SPAN + n_days)
-        day_hours: list[cp_model.LinearExprT | None] = [None] * (SPAN + n_days)
-        mine: list[cp_model.IntVar] = []
-        weekend: list[cp_model.IntVar] = []
-        bi = 0
-        for di, day in enumerate(days):
-            day_blocks = prep.blocks_by_day.get(day, ())
-            if prep.is_absent(r.id, day) or not day_blocks:
-                bi += len(day_blocks)
-                continue
-            dd = m.new_bool_var("")
-            duty[SPAN + di] = dd
-            hinted_duty, hinted_hours = False, 0
-            n_vars += 1
-            day_vars: list[cp_model.IntVar] = []
-            for _ in day_blocks:
-                here = [m.new_bool_var("") for _ in rotations]
-                for ki, v in enumerate(here):
-                    x[(ri, bi, ki)] = v
-                    slot[(bi, ki)].append((ri, v))
-                    if hint is not None:
-                        on = (ri, bi, ki) in hint
-                        m.add_hint(v, on)
-                        if on:
-                            hinted_duty = True
-                            hinted_hours += hours[ki]
-                            hinted_count[ri] += 1
-                            if day.weekday() >= 5:
-                                hinted_weekend[ri] += 1
-                n_vars += len(here)
-                day_vars.extend(here)
-                # At most one rotation per block, and only on a duty day: one constraint
-                # does both (the duty bool may be 1 on a free day: that only tightens the
-                # day-off limits, so no reverse link is needed).
-                m.add(cp_model.LinearExpr.sum(here) <= dd)
-                bi += 1
-            if hint is not None:
-                m.add_hint(dd, hinted_duty)
-            mine.extend(day_vars)
-            if day.weekday() >= 5:
-                weekend.extend(day_vars)
-            if hours_needed:
-                # One integer per duty day keeps each 28-day window at 28 terms instead of
-                # every block variable in it (10x fewer terms, a faster presolve).
-                hv = m.new_int_var(0, max_day_hours, "")
-                m.add(hv >= cp_model.LinearExpr.weighted_sum(day_vars, hours * len(day_blocks)))
-                day_hours[SPAN + di] = hv
-                if hint is not None:
-                    m.add_hint(hv, hinted_hours)
-        counts.append(mine)
-        weekend_counts.append(weekend)
-        if not mine:
-            continue
-        # 1 in 7 averaged: at most 24 duty days in every 28-day window holding a day of the
-        # block; never more than 6 in a row (every 7 consecutive days hold a day off).
-        for length, limit in ((WINDOW_DAYS, MAX_WINDOW_DUTY_DAYS), (RUN, RUN - 1)):
-            for w in range(SPAN + 1 - length, SPAN + n_days):
-                lo, hi = max(w, 0), min(w + length, SPAN + n_days)
-                const = sum(fixed_duty[lo:hi])
-                here = [v for v in duty[lo:hi] if v is not None]
-                if here and const + len(here) > limit:
-                    m.add(cp_model.LinearExpr.sum(here) <= limit - const)
-        # 80 hours a week averaged: at most 320 h in every 28-day window. Skipped when no
-        # window can exceed it (e.g. 6-hour blocks: 24 duty days x 12 h = 288 h).
-        if hours_needed:
-            for w in range(0, SPAN + n_days):
-                hi = min(w + WINDOW_DAYS, SPAN + n_days)
-                const = sum(fixed_hours[w:hi])
-                terms = [v for v in day_hours[w:hi] if v is not None]
-                cap = min(len(terms), MAX_WINDOW_DUTY_DAYS) * max_day_hours
-                if terms and const + cap > MAX_WINDOW_MILLIHOURS:
-                    m.add(cp_model.LinearExpr.sum(terms) <= MAX_WINDOW_MILLIHOURS - const)
-
-    # Coverage and supervision per block.
+    build = _Build.start(prep, first, last, hint)
+    for ri, resident in enumerate(prep.residents):
+        _resident_limits(build, ri, resident)
     coverage_slack: dict[tuple[int, int], cp_model.IntVar] = {}
     faculty_slack: dict[int, cp_model.IntVar] = {}
-    for bi, b in enumerate(blocks):
-        n_faculty = available_faculty(prep, b.date)
-        needs: list[cp_model.IntVar] = []
-        hinted_faculty = 0
-        for ki, rot in enumerate(rotations):
-            members = slot.get((bi, ki), [])
-            total = cp_model.LinearExpr.sum([v for _, v in members])
-            if rot.min_residents > 0:
-                if diagnose:
-                    s = m.new_int_var(0, rot.min_residents, "")
-                    m.add(total + s >= rot.min_residents)
-                    coverage_slack[(bi, ki)] = s
-                    if hint is not None:
-                        hinted_n = sum(1 for ri, _ in members if (ri, bi, ki) in hint)
-                        m.add_hint(s, max(0, rot.min_residents - hinted_n))
-                else:
-                    m.add(total >= rot.min_residents)
-            if members:
-                m.add(total <= rot.max_residents)
-            if rot.requires_supervision and members:
-                y = m.new_int_var(0, max(n_faculty, len(members)), "")
-                n_vars += 1
-                weights = [supervision_units(rot, prep.residents[ri]) for ri, _ in members]
-                m.add(4 * y >= cp_model.LinearExpr.weighted_sum([v for _, v in members], weights))
-                if hint is not None:
-                    hinted_units = sum(
-                        w
-                        for w, (ri, _) in zip(weights, members, strict=True)
-                        if (ri, bi, ki) in hint
-                    )
-                    m.add_hint(y, -(-hinted_units // 4))
-                    hinted_faculty += -(-hinted_units // 4)
-                needs.append(y)
-        if needs:
-            if diagnose:
-                s = m.new_int_var(
-                    0, sum(len(slot.get((bi, k), [])) for k in range(len(rotations))), ""
-                )
-                faculty_slack[bi] = s
-                m.add(sum(needs) <= n_faculty + s)
-                if hint is not None:
-                    m.add_hint(s, max(0, hinted_faculty - n_faculty))
-            else:
-                m.add(sum(needs) <= n_faculty)
+    for bi, block in enumerate(build.blocks):
+        needs = []
+        for ki, rotation in enumerate(prep.rotations):
+            slack = _coverage(build, bi, ki, rotation, diagnose=diagnose)
+            if slack is not None:
+                coverage_slack[(bi, ki)] = slack
+            need = _supervision(build, bi, ki, rotation)
+            if need is not None:
+                needs.append(need)
+        slack = _faculty_headcount(build, bi, block, needs, diagnose=diagnose)
+        if slack is not None:
+            faculty_slack[bi] = slack
 
-    chunk = ChunkModel(model=m, first=first, last=last, blocks=blocks, x=x, variables=n_vars)
+    m = build.model
+    chunk = ChunkModel(
+        model=m,
+        first=first,
+        last=last,
+        blocks=build.blocks,
+        x=build.x,
+        coverage_slack=coverage_slack,  # empty unless `diagnose`
+        faculty_slack=faculty_slack,
+        variables=build.variables,
+    )
     if diagnose:
-        chunk.coverage_slack = coverage_slack
-        chunk.faculty_slack = faculty_slack
         # A missing resident weighs 2, a missing faculty member 1: when either explains the
         # gap, "add a faculty member" is the more actionable answer.
         chunk.objective = cp_model.LinearExpr.weighted_sum(
@@ -389,37 +265,285 @@ def build_chunk(
         )
         m.minimize(chunk.objective)
         return chunk
+    objective = _fairness(build)
+    if objective:
+        chunk.objective = cp_model.LinearExpr.sum(objective)
+        m.minimize(chunk.objective)
+    return chunk
 
-    # Fairness, count-based: the spread (max - min) of duty blocks and of weekend duty blocks
-    # over the residents, beyond 1 (a spread of 1 is as even as integer counts can be when
-    # the work does not divide, and accepting it makes the optimum far easier to reach).
-    # A resident absent during the block may work less (left out of the minimum), never more.
-    present = present_residents(prep, days)
+
+@dataclass(frozen=True, slots=True)
+class _Hint:
+    """A valid schedule's choices as a complete solution hint: the value of every variable,
+    auxiliaries included, follows from which (resident, block, rotation) triples it chose.
+    Without a schedule (`chosen` None) nothing is hinted."""
+
+    model: cp_model.CpModel
+    chosen: set[Choice] | None
+
+    def on(self, key: Choice) -> bool:
+        return self.chosen is not None and key in self.chosen
+
+    def count(self, keys: list[Choice]) -> int:
+        return sum(1 for key in keys if self.on(key))
+
+    def add(self, var: cp_model.IntVar, value: int) -> None:
+        if self.chosen is not None:
+            self.model.add_hint(var, value)
+
+
+@dataclass(slots=True)
+class _Build:
+    """A chunk's model while it is built, with the indexes its constraint families share."""
+
+    prep: Prepared
+    model: cp_model.CpModel
+    hint: _Hint
+    days: list[date]
+    blocks: list[Block]
+    hours: list[int]  # millihours per block of each rotation
+    max_day_hours: int  # the most millihours one day can hold
+    # (resident index, block index, rotation index) -> bool "works this rotation this block"
+    x: dict[Choice, cp_model.IntVar] = field(default_factory=dict)
+    # Per (block, rotation): the residents' variables, for coverage and supervision.
+    slot: dict[tuple[int, int], list[tuple[int, cp_model.IntVar]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    # Per resident: the keys of their block variables, all and on weekends (for fairness).
+    duty_blocks: list[list[Choice]] = field(default_factory=list)
+    weekend_blocks: list[list[Choice]] = field(default_factory=list)
+    variables: int = 0
+
+    @classmethod
+    def start(cls, prep: Prepared, first: date, last: date, chosen: set[Choice] | None) -> _Build:
+        model = cp_model.CpModel()
+        hours = [millihours(rot) for rot in prep.rotations]
+        most_blocks = max((len(bs) for bs in prep.blocks_by_day.values()), default=0)
+        return cls(
+            prep=prep,
+            model=model,
+            hint=_Hint(model, chosen),
+            days=_days(first, last),
+            blocks=block_days(prep, first, last),
+            hours=hours,
+            max_day_hours=most_blocks * max(hours, default=0),
+        )
+
+    @property
+    def length(self) -> int:
+        """Days are indexed from first-27, so the fixed days are 0..26 and the chunk's days
+        27..27+n-1; windows are slices of arrays of this length."""
+        return SPAN + len(self.days)
+
+
+def _resident_limits(build: _Build, ri: int, resident: Person) -> None:
+    """A resident's block variables and their duty-day and duty-hour limits."""
+    fixed_duty, fixed_hours = _fixed(build, resident)
+    # The 80-hour windows are implied by the 24-duty-day limit when no day can hold more
+    # than 320/24 h (6-hour blocks: 24 x 12 h = 288 h); then they are left out.
+    hours_needed = (
+        max(build.max_day_hours, *fixed_hours) * MAX_WINDOW_DUTY_DAYS > MAX_WINDOW_MILLIHOURS
+    )
+    duty, day_hours = _duty_days(build, ri, resident, hours_needed=hours_needed)
+    if not build.duty_blocks[ri]:
+        return
+    _duty_day_limits(build, fixed_duty, duty)
+    if hours_needed:
+        _duty_hour_limits(build, fixed_hours, day_hours)
+
+
+def _fixed(build: _Build, resident: Person) -> tuple[list[int], list[int]]:
+    """The duty days (0/1) and millihours fixed before the chunk, indexed from first-27."""
+    origin = build.days[0] - timedelta(days=SPAN)
+    fixed_duty = [0] * build.length
+    fixed_hours = [0] * build.length
+    for d, h in build.prep.fixed_hours.get(resident.id, {}).items():
+        i = (d - origin).days
+        if 0 <= i < SPAN:
+            fixed_duty[i], fixed_hours[i] = 1, h
+    return fixed_duty, fixed_hours
+
+
+def _duty_days(
+    build: _Build, ri: int, resident: Person, *, hours_needed: bool
+) -> tuple[list[cp_model.IntVar | None], list[cp_model.IntVar | None]]:
+    """The resident's block variables, at most one rotation per block, and per day of the
+    chunk a duty bool and (when the 80-hour windows are needed) the day's millihours."""
+    m, prep, rotations = build.model, build.prep, build.prep.rotations
+    duty: list[cp_model.IntVar | None] = [None] * build.length
+    day_hours: list[cp_model.IntVar | None] = [None] * build.length
+    mine: list[Choice] = []
+    weekend: list[Choice] = []
+    bi = 0
+    for di, day in enumerate(build.days):
+        day_blocks = prep.blocks_by_day.get(day, ())
+        if prep.is_absent(resident.id, day) or not day_blocks:
+            bi += len(day_blocks)
+            continue
+        dd = m.new_bool_var("")
+        duty[SPAN + di] = dd
+        build.variables += 1
+        day_keys: list[Choice] = []
+        for _ in day_blocks:
+            here = [m.new_bool_var("") for _ in rotations]
+            for ki, v in enumerate(here):
+                build.x[(ri, bi, ki)] = v
+                build.slot[(bi, ki)].append((ri, v))
+                build.hint.add(v, build.hint.on((ri, bi, ki)))
+                day_keys.append((ri, bi, ki))
+            build.variables += len(here)
+            # At most one rotation per block, and only on a duty day: one constraint
+            # does both (the duty bool may be 1 on a free day: that only tightens the
+            # day-off limits, so no reverse link is needed).
+            m.add(cp_model.LinearExpr.sum(here) <= dd)
+            bi += 1
+        build.hint.add(dd, build.hint.count(day_keys) > 0)
+        mine.extend(day_keys)
+        if day.weekday() >= 5:
+            weekend.extend(day_keys)
+        if hours_needed:
+            # One integer per duty day keeps each 28-day window at 28 terms instead of
+            # every block variable in it (10x fewer terms, a faster presolve).
+            hv = m.new_int_var(0, build.max_day_hours, "")
+            m.add(
+                hv
+                >= cp_model.LinearExpr.weighted_sum(
+                    [build.x[k] for k in day_keys], build.hours * len(day_blocks)
+                )
+            )
+            day_hours[SPAN + di] = hv
+            build.hint.add(hv, sum(build.hours[k[2]] for k in day_keys if build.hint.on(k)))
+    build.duty_blocks.append(mine)
+    build.weekend_blocks.append(weekend)
+    return duty, day_hours
+
+
+def _duty_day_limits(
+    build: _Build, fixed_duty: list[int], duty: list[cp_model.IntVar | None]
+) -> None:
+    """1 in 7 averaged: at most 24 duty days in every 28-day window holding a day of the
+    chunk; never more than 6 in a row (every 7 consecutive days hold a day off)."""
+    for length, limit in ((WINDOW_DAYS, MAX_WINDOW_DUTY_DAYS), (RUN, RUN - 1)):
+        for w in range(SPAN + 1 - length, build.length):
+            lo, hi = max(w, 0), min(w + length, build.length)
+            const = sum(fixed_duty[lo:hi])
+            here = [v for v in duty[lo:hi] if v is not None]
+            if here and const + len(here) > limit:
+                build.model.add(cp_model.LinearExpr.sum(here) <= limit - const)
+
+
+def _duty_hour_limits(
+    build: _Build, fixed_hours: list[int], day_hours: list[cp_model.IntVar | None]
+) -> None:
+    """80 hours a week averaged: at most 320 h in every 28-day window. Skipped when no
+    window can exceed it (e.g. 6-hour blocks: 24 duty days x 12 h = 288 h)."""
+    for w in range(0, build.length):
+        hi = min(w + WINDOW_DAYS, build.length)
+        const = sum(fixed_hours[w:hi])
+        terms = [v for v in day_hours[w:hi] if v is not None]
+        cap = min(len(terms), MAX_WINDOW_DUTY_DAYS) * build.max_day_hours
+        if terms and const + cap > MAX_WINDOW_MILLIHOURS:
+            build.model.add(cp_model.LinearExpr.sum(terms) <= MAX_WINDOW_MILLIHOURS - const)
+
+
+def _coverage(
+    build: _Build, bi: int, ki: int, rotation: Rotation, *, diagnose: bool
+) -> cp_model.IntVar | None:
+    """The rotation's minimum and maximum of residents in the block; with `diagnose` the
+    minimum is soft and its slack (the residents missing) is returned."""
+    m = build.model
+    members = build.slot.get((bi, ki), [])
+    total = cp_model.LinearExpr.sum([v for _, v in members])
+    slack = None
+    if rotation.min_residents > 0:
+        if diagnose:
+            slack = m.new_int_var(0, rotation.min_residents, "")
+            m.add(total + slack >= rotation.min_residents)
+            hinted = build.hint.count([(ri, bi, ki) for ri, _ in members])
+            build.hint.add(slack, max(0, rotation.min_residents - hinted))
+        else:
+            m.add(total >= rotation.min_residents)
+    if members:
+        m.add(total <= rotation.max_residents)
+    return slack
+
+
+def _supervision(
+    build: _Build, bi: int, ki: int, rotation: Rotation
+) -> tuple[cp_model.IntVar, int] | None:
+    """The faculty members the rotation's residents in the block need (whole members, of
+    `supervision_units` quarters), with its hinted value; None when it needs none."""
+    members = build.slot.get((bi, ki), [])
+    if not rotation.requires_supervision or not members:
+        return None
+    m = build.model
+    n_faculty = available_faculty(build.prep, build.blocks[bi].date)
+    need = m.new_int_var(0, max(n_faculty, len(members)), "")
+    build.variables += 1
+    weights = [supervision_units(rotation, build.prep.residents[ri]) for ri, _ in members]
+    m.add(4 * need >= cp_model.LinearExpr.weighted_sum([v for _, v in members], weights))
+    hinted_units = sum(
+        w for w, (ri, _) in zip(weights, members, strict=True) if build.hint.on((ri, bi, ki))
+    )
+    hinted = -(-hinted_units // 4)
+    build.hint.add(need, hinted)
+    return need, hinted
+
+
+def _faculty_headcount(
+    build: _Build,
+    bi: int,
+    block: Block,
+    needs: list[tuple[cp_model.IntVar, int]],
+    *,
+    diagnose: bool,
+) -> cp_model.IntVar | None:
+    """The faculty the block's rotations need fit in the faculty present; with `diagnose`
+    softly, and the slack (the faculty missing) is returned."""
+    if not needs:
+        return None
+    m = build.model
+    n_faculty = available_faculty(build.prep, block.date)
+    faculty_needed = sum(need for need, _ in needs)
+    if not diagnose:
+        m.add(faculty_needed <= n_faculty)
+        return None
+    residents_here = sum(len(build.slot.get((bi, k), [])) for k in range(len(build.prep.rotations)))
+    slack = m.new_int_var(0, residents_here, "")
+    m.add(faculty_needed <= n_faculty + slack)
+    build.hint.add(slack, max(0, sum(hinted for _, hinted in needs) - n_faculty))
+    return slack
+
+
+def _fairness(build: _Build) -> list[cp_model.LinearExprT]:
+    """Fairness, count-based: the spread (max - min) of duty blocks and of weekend duty
+    blocks over the residents, beyond 1 (a spread of 1 is as even as integer counts can be
+    when the work does not divide, and accepting it makes the optimum far easier to reach).
+    A resident absent during the chunk may work less (left out of the minimum), never more."""
+    m = build.model
+    present = present_residents(build.prep, build.days)
     objective: list[cp_model.LinearExprT] = []
-    for weight, per_resident, hinted in (
-        (DUTY_WEIGHT, counts, hinted_count),
-        (WEEKEND_WEIGHT, weekend_counts, hinted_weekend),
+    for weight, per_resident in (
+        (DUTY_WEIGHT, build.duty_blocks),
+        (WEEKEND_WEIGHT, build.weekend_blocks),
     ):
-        top = max((len(c) for c in per_resident), default=0)
+        top = max((len(keys) for keys in per_resident), default=0)
         if top == 0 or not present:
             continue
         most = m.new_int_var(0, top, "")
         least = m.new_int_var(0, top, "")
         excess = m.new_int_var(0, top, "")
-        for ri, c in enumerate(per_resident):
-            count = cp_model.LinearExpr.sum(c)
+        for ri, keys in enumerate(per_resident):
+            count = cp_model.LinearExpr.sum([build.x[k] for k in keys])
             m.add(count <= most)
             if ri in present:
                 m.add(count >= least)
         m.add(excess >= most - least - 1)
         objective.append(weight * excess)
-        if hint is not None:
-            h_hi = max(hinted)
-            h_lo = min(hinted[ri] for ri in present)
-            m.add_hint(most, h_hi)
-            m.add_hint(least, h_lo)
-            m.add_hint(excess, max(0, h_hi - h_lo - 1))
-    if objective:
-        chunk.objective = cp_model.LinearExpr.sum(objective)
-        m.minimize(chunk.objective)
-    return chunk
+        hinted = [build.hint.count(keys) for keys in per_resident]
+        h_hi = max(hinted)
+        h_lo = min(hinted[ri] for ri in present)
+        build.hint.add(most, h_hi)
+        build.hint.add(least, h_lo)
+        build.hint.add(excess, max(0, h_hi - h_lo - 1))
+    return objective

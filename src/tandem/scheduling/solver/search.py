@@ -1,19 +1,6 @@
-"""Schedule generation with OR-Tools CP-SAT.
-
-`solve(problem)` returns a `SolveResult`: the period's assignments (residents as `primary`,
-faculty as `supervising`) when a schedule exists, else why not. How (docs/decisions.md):
-
-- ACGME rules are hard constraints, with the rule engine's arithmetic (`solver_model.py`);
-- the period is solved one 4-week block at a time, each carrying the 27 days before it (the
-  history, then the blocks just solved) so every rolling window is right;
-- faculty are interchangeable, so the model only counts them per block and rotation; they
-  are named afterwards (`_name_faculty`), which is instant and spreads duty fairly;
-- fairness is count-based: the spread of duty blocks and weekend blocks among residents;
-- a greedy pass (`solver_greedy.py`) gives CP-SAT a complete starting schedule, and when
-  that schedule's objective is already 0 (the lower bound) CP-SAT is not needed at all;
-- infeasible inputs are caught by counting checks first (`solver_checks.py`), then by CP-SAT
-  with a diagnosis pass (slack on coverage minimums and on the faculty headcount) that names
-  the requirement that cannot be met. A partial schedule is never returned.
+"""`solve`: the period one 4-week block at a time, the greedy start, CP-SAT's search, the
+diagnosis of an infeasible block, the faculty named; stoppable through a `Cancellation`.
+The method is described in the package's docstring (`tandem.scheduling.solver`).
 """
 
 from __future__ import annotations
@@ -29,9 +16,9 @@ from typing import Final, Literal
 from ortools.sat.python import cp_model
 
 from tandem.scheduling.domain import Assignment, AssignmentRole, Block, ScheduleProblem
-from tandem.scheduling.solver_checks import explain_slack, quick_checks
-from tandem.scheduling.solver_greedy import greedy
-from tandem.scheduling.solver_model import (
+from tandem.scheduling.solver.checks import explain_slack, quick_checks
+from tandem.scheduling.solver.greedy import greedy
+from tandem.scheduling.solver.model import (
     WINDOW_DAYS,
     Choice,
     Prepared,
@@ -270,7 +257,7 @@ def solve(
 ) -> SolveResult:
     """Generate the period's schedule; see the module docstring for the method.
 
-    `hint=False` skips the greedy start (`solver_greedy.py`): CP-SAT alone, for benchmarks
+    `hint=False` skips the greedy start (`greedy.py`): CP-SAT alone, for benchmarks
     and tests of the model itself.
 
     `timeout_seconds` bounds the whole call (all 4-week blocks); each block gets an equal

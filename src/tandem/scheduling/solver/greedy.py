@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from tandem.scheduling.rules import is_critical_care
-from tandem.scheduling.solver_model import (
+from tandem.scheduling.solver.model import (
     MAX_WINDOW_DUTY_DAYS,
     MAX_WINDOW_MILLIHOURS,
     RUN,

@@ -13,7 +13,7 @@ from typing import Final
 
 from tandem.scheduling.domain import Block, Rotation
 from tandem.scheduling.rules import is_critical_care
-from tandem.scheduling.solver_model import (
+from tandem.scheduling.solver.model import (
     MAX_WINDOW_DUTY_DAYS,
     MAX_WINDOW_MILLIHOURS,
     MILLI,

@@ -1,4 +1,4 @@
-"""The CP-SAT model of one 4-week block of a schedule (used by `solver.py`).
+"""The CP-SAT model of one 4-week block of a schedule (used by `search.py`).
 
 `Prepared` indexes a `ScheduleProblem` once (people, period blocks by day, absences, the duty
 already fixed before each block); `build_chunk` turns one run of days into a CP-SAT model whose

@@ -24,6 +24,7 @@ from tandem.scheduling.solver.model import (
     Choice,
     Prepared,
     available_faculty,
+    dates,
     fairness,
     millihours,
     present_residents,
@@ -58,7 +59,7 @@ class _State:
 
     def __init__(self, prep: Prepared, first: date, last: date) -> None:
         self.prep = prep
-        self.days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        self.days = dates(first, last)
         n = SPAN + len(self.days)
         origin = first - timedelta(days=SPAN)
         self.duty: list[list[int]] = []

@@ -49,6 +49,7 @@ __all__ = [
     "block_days",
     "block_key",
     "build_chunk",
+    "dates",
     "fairness",
     "millihours",
     "prepare",
@@ -182,13 +183,14 @@ class ChunkModel:
     objective: cp_model.LinearExprT = 0  # what the model minimises (kept to restore it)
 
 
-def _days(first: date, last: date) -> list[date]:
+def dates(first: date, last: date) -> list[date]:
+    """The days first..last, both included."""
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def block_days(prep: Prepared, first: date, last: date) -> list[Block]:
     """The blocks of days [first, last] in order: block indices in a chunk refer to this."""
-    return [b for d in _days(first, last) for b in prep.blocks_by_day.get(d, ())]
+    return [b for d in dates(first, last) for b in prep.blocks_by_day.get(d, ())]
 
 
 def present_residents(prep: Prepared, days: list[date]) -> set[int]:
@@ -323,7 +325,7 @@ class _Build:
             prep=prep,
             model=model,
             hint=_Hint(model, chosen),
-            days=_days(first, last),
+            days=dates(first, last),
             blocks=block_days(prep, first, last),
             hours=hours,
             max_day_hours=most_blocks * max(hours, default=0),

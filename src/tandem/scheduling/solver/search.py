@@ -24,24 +24,13 @@ from tandem.scheduling.solver.model import (
     Prepared,
     block_days,
     build_chunk,
+    dates,
     fairness,
     millihours,
     prepare,
     present_residents,
     supervision_units,
 )
-
-__all__ = [
-    "CHUNK_DAYS",
-    "DEFAULT_TIMEOUT_SECONDS",
-    "Cancellation",
-    "ChunkStatistics",
-    "SolveCancelled",
-    "SolveProgress",
-    "SolveResult",
-    "SolveStatus",
-    "solve",
-]
 
 SolveStatus = Literal["optimal", "feasible", "infeasible", "timeout"]
 
@@ -495,8 +484,7 @@ def _objective_of(
     for ri, bi, _ in chosen:
         counts[ri] += 1
         weekends[ri] += blocks[bi].date.weekday() >= 5
-    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    return fairness(counts, weekends, present_residents(prep, days))
+    return fairness(counts, weekends, present_residents(prep, dates(first, last)))
 
 
 def _gap(objective: float, bound: float) -> float:

@@ -293,11 +293,8 @@ async def test_a_solver_result_that_breaks_a_rule_is_not_saved(
     assert listed["count"] == 0
 
 
-async def test_a_crashing_generation_ends_failed_and_retrying_its_job_generates_it(
-    live: SchedulingApi, wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    api = live
-    await api.blocks(MONDAY, MONDAY)
+def _solver_broken_until_repaired(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The solver raises until the returned flag is cleared (`broken[0] = False`)."""
     real_solve = solver.solve
     broken = [True]
 
@@ -307,6 +304,15 @@ async def test_a_crashing_generation_ends_failed_and_retrying_its_job_generates_
         return real_solve(problem, **options)
 
     monkeypatch.setattr(solver, "solve", until_repaired)
+    return broken
+
+
+async def test_a_crashing_generation_ends_failed_and_retrying_its_job_generates_it(
+    live: SchedulingApi, wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = live
+    await api.blocks(MONDAY, MONDAY)
+    broken = _solver_broken_until_repaired(monkeypatch)
     schedule = await api.schedule(MONDAY, MONDAY)
     accepted = await api.client.post(
         f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
@@ -341,15 +347,7 @@ async def test_retrying_a_superseded_generation_job_leaves_the_schedule_alone(
     await api.rotation(name="Clinic", min_residents=1, max_residents=1)
     await api.person("resident", pgy_level=2)
     await api.person("faculty")
-    real_solve = solver.solve
-    broken = [True]
-
-    def until_repaired(problem: ScheduleProblem, **options: Any) -> solver.SolveResult:
-        if broken[0]:
-            raise RuntimeError("solver exploded")
-        return real_solve(problem, **options)
-
-    monkeypatch.setattr(solver, "solve", until_repaired)
+    broken = _solver_broken_until_repaired(monkeypatch)
     schedule = await api.schedule(MONDAY, MONDAY)
     url = f"/api/v1/schedules/{schedule['id']}"
     first_job = (await api.client.post(f"{url}/generate", headers=api.headers)).json()["job_id"]

@@ -2,9 +2,10 @@
 
 The job loads the problem, runs the solver in a worker thread (CPU-bound for up to
 `timeout_seconds`: the event loop keeps serving requests meanwhile), writes the solver's
-progress to the schedule while it runs, re-validates what it returns with `rules.validate`
-and saves the assignments only if they keep every rule. Otherwise the schedule ends
-`failed` with the explanation: never a silent partial schedule.
+progress to the schedule while it runs, then `judge` (pure) re-validates what it returns
+with `rules.validate`: the assignments are saved only if they keep every rule. Otherwise the
+schedule ends `failed` with the explanation: never a silent partial schedule. Which status
+follows is the state machine's answer (`states.py`).
 
 Idempotent: the schedule is claimed by its status (`generating`) and its `job_id`; a re-run
 after a crash starts again from scratch, one after the end finds nothing to do. Only the

@@ -1,4 +1,4 @@
-"""The `tandem` command: serve, worker, migrate, create-admin, version."""
+"""The `tandem` command: serve, worker, migrate, create-admin, plugins, version."""
 
 import asyncio
 import logging
@@ -22,6 +22,7 @@ from tandem.jobs.distributed import DistributedWorker
 from tandem.jobs.executor import JobMetrics
 from tandem.migrations import current_revision, head_revision, upgrade_to_head
 from tandem.observability import configure_logging
+from tandem.plugins import Loaded, PluginError, load_all
 from tandem.settings import JobExecutor, Settings
 from tandem.tasks import TaskResources, task_registry
 
@@ -64,6 +65,15 @@ def _load_settings() -> Settings:
     return settings
 
 
+def _load_plugins_or_exit() -> list[Loaded]:
+    """Every agent, task and review kind, loaded now: a broken plugin stops start-up."""
+    try:
+        return load_all()
+    except PluginError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+
+
 def _prepare_or_exit(settings: Settings, *, migrate: bool) -> str | None:
     try:
         return asyncio.run(prepare_database(settings, migrate=migrate))
@@ -91,6 +101,7 @@ def serve(
 ) -> None:
     """Serve the HTTP API (SQLite schema is migrated automatically)."""
     settings = _load_settings()
+    _load_plugins_or_exit()
     if no_worker:
         settings = settings.model_copy(update={"worker_enabled": False})
     try:
@@ -155,6 +166,7 @@ def worker(
     `tandem serve --no-worker` and TANDEM_JOB_EXECUTOR=procrastinate.
     """
     settings = _load_settings()
+    _load_plugins_or_exit()
     if settings.is_sqlite:
         typer.echo(
             "Error: `tandem worker` needs PostgreSQL (TANDEM_DATABASE_URL=postgresql+psycopg://"
@@ -237,6 +249,13 @@ def create_admin(
         typer.echo(f"Error: {exc.detail}", err=True)
         raise typer.Exit(code=1) from exc
     typer.echo(message)
+
+
+@app.command()
+def plugins() -> None:
+    """List the agents, tasks and review kinds loaded, and the package of each."""
+    for loaded in _load_plugins_or_exit():
+        typer.echo(f"{loaded.group:<20} {loaded.name:<24} {loaded.package:<24} {loaded.value}")
 
 
 @app.command()

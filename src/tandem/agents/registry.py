@@ -25,6 +25,7 @@ class UnknownAgent(NotFound, KeyError):
 
 class AgentRegistry(Registry[AnySpec]):
     what = "Agent"
+    item_type = AgentSpec
     key_attribute = "agent_id"
 
     def unknown(self, name: str) -> Exception:

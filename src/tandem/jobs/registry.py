@@ -108,6 +108,7 @@ class UnknownTask(LookupError):
 
 class TaskRegistry(Registry[TaskDefinition]):
     what = "Task"
+    item_type = TaskDefinition
 
     def unknown(self, name: str) -> Exception:
         return UnknownTask(name)

@@ -84,6 +84,7 @@ class ReviewKind:
 
 class KindRegistry(Registry[ReviewKind]):
     what = "Review kind"
+    item_type = ReviewKind
 
 
 kinds = KindRegistry(group=REVIEW_KINDS)

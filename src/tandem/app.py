@@ -27,6 +27,7 @@ from tandem.review.router import router as review_router
 from tandem.scheduling.router import router as scheduling_router
 from tandem.settings import JobExecutor, Settings
 from tandem.tasks import TaskResources, task_registry
+from tandem.webhooks.router import router as webhooks_router
 
 
 def _embedded_executor(
@@ -119,4 +120,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(scheduling_router)
     app.include_router(content_router)
     app.include_router(review_router)
+    app.include_router(webhooks_router)
     return app

@@ -15,6 +15,7 @@ from tandem.jobs.models import Job, JobAttempt
 from tandem.notifications.models import OutboxMessage
 from tandem.review.models import ReviewDecision, ReviewRevision, ReviewThread
 from tandem.scheduling.models import Absence, Assignment, Block, Person, Rotation, Schedule, Swap
+from tandem.webhooks.models import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "Absence",
@@ -39,4 +40,6 @@ __all__ = [
     "Schedule",
     "Swap",
     "User",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]

@@ -32,6 +32,7 @@ BUILT_IN: dict[str, tuple[tuple[str, str], ...]] = {
         ("agent.run", "tandem.agents.runs:execute_run"),
         ("content.generate", "tandem.content.generation:generate"),
         ("schedule.generate", "tandem.scheduling.tasks:generate_schedule"),
+        ("webhook.deliver", "tandem.webhooks.tasks:deliver"),
     ),
     REVIEW_KINDS: (
         ("content", "tandem.content.service:content_review"),

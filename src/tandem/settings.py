@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     # False: this process serves the API and runs no jobs (`tandem serve --no-worker`).
     worker_enabled: bool = True
 
+    # Webhooks: each attempt's deadline; loopback/private/link-local targets refused unless allowed
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_allow_private: bool = False
+
     # Models: any OpenAI-compatible endpoint; none configured means the offline model
     llm_base_url: str | None = None
     llm_api_key: str | None = None

@@ -33,6 +33,7 @@ MEMBER = {
                 "schedule:admin",
                 "agent:admin",
                 "users:admin",
+                "webhooks:admin",
             },
             id="admin",
         ),
@@ -44,7 +45,7 @@ def test_role_grants_exactly_the_scopes_of_api_md(role: Role, expected: set[str]
 
 def test_admin_holds_every_scope_there_is() -> None:
     assert ROLE_SCOPES[Role.admin] == frozenset(Scope)
-    assert len(Scope) == 13
+    assert len(Scope) == 14
 
 
 @pytest.mark.parametrize(
@@ -55,6 +56,7 @@ def test_admin_holds_every_scope_there_is() -> None:
         pytest.param(Scope.schedule_write, Role.coordinator, id="schedule-write"),
         pytest.param(Scope.schedule_admin, Role.admin, id="schedule-admin"),
         pytest.param(Scope.users_admin, Role.admin, id="users-admin"),
+        pytest.param(Scope.webhooks_admin, Role.admin, id="webhooks-admin"),
     ],
 )
 def test_each_role_includes_the_one_below(scope: Scope, lowest_role: Role) -> None:

@@ -41,4 +41,5 @@ def test_every_task_module_is_registered() -> None:
         "content.generate",
         "echo",
         "schedule.generate",
+        "webhook.deliver",
     ]

@@ -17,6 +17,7 @@ class Scope(StrEnum):
     schedule_write = "schedule:write"
     schedule_admin = "schedule:admin"
     users_admin = "users:admin"
+    webhooks_admin = "webhooks:admin"
 
 
 class Role(StrEnum):

@@ -23,6 +23,7 @@ from tandem.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from tandem.jobs.notify import notify_finished
 from tandem.jobs.registry import registry as task_registry
 from tandem.retry import RetryPolicy
+from tandem.webhooks.service import emit_all, job_event
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +262,7 @@ async def _apply(
         await task_registry.gave_up(session, job)
     if after.status in (JobStatus.succeeded, JobStatus.dead):
         await notify_finished(session, job)
+        await emit_all(session, job_event(job.id, job.organization_id, job.task, after.status))
     return after.status
 
 
@@ -288,7 +290,9 @@ async def record_successes(
         held = {
             row.id: row
             for row in await session.execute(
-                select(Job.id, Job.notify).where(_still_held(claims)).with_for_update()
+                select(Job.id, Job.notify, Job.organization_id, Job.task)
+                .where(_still_held(claims))
+                .with_for_update()
             )
         }
         mine = [(claim, result) for claim, result in finished if claim.job_id in held]
@@ -321,6 +325,19 @@ async def record_successes(
             for claim, _ in mine:
                 if held[claim.job_id].notify:
                     await notify_finished(session, await session.get_one(Job, claim.job_id))
+            await emit_all(
+                session,
+                [
+                    event
+                    for claim, _ in mine
+                    for event in job_event(
+                        claim.job_id,
+                        held[claim.job_id].organization_id,
+                        held[claim.job_id].task,
+                        "succeeded",
+                    )
+                ],
+            )
     return [JobStatus.succeeded if claim.job_id in held else None for claim in claims]
 
 

@@ -27,6 +27,8 @@ from tandem.review.kinds import ApprovalNotCarriedOut, DecisionContext, Outcome,
 from tandem.review.models import ReviewDecision, ReviewRevision, ReviewThread
 from tandem.review.states import Decision, ReviewState, ThreadStatus
 from tandem.tenancy import owned
+from tandem.webhooks.schemas import Event
+from tandem.webhooks.service import emit
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,19 @@ async def open_thread(
     thread.status, thread.revision = ThreadStatus.pending_review, 1
     session.add(ReviewRevision(thread_id=thread.id, number=1, drafts=drafts))
     await session.flush()
+    await _waits(session, thread)
     return thread
+
+
+async def _waits(session: AsyncSession, thread: ReviewThread) -> None:
+    """The thread has started waiting for a reviewer: say so (webhooks `review.pending`)."""
+    data = {
+        "thread_id": str(thread.id),
+        "kind": thread.kind,
+        "revision": thread.revision,
+        "project_id": thread.project_id and str(thread.project_id),
+    }
+    await emit(session, thread.organization_id, Event.review_pending, data)
 
 
 async def get_thread(
@@ -256,6 +270,14 @@ async def decide(
     if outcome.job_id is not None:
         thread.job_id = outcome.job_id
     await session.flush()
+    data = {
+        "thread_id": str(thread.id),
+        "kind": thread.kind,
+        "revision": seen.revision,
+        "decision": decision.value,
+        "status": thread.status.value,
+    }
+    await emit(session, thread.organization_id, Event.review_decided, data)
     message = outcome.message or _DEFAULT_MESSAGES[decision].format(
         count=len(drafts), next=seen.revision + 1
     )
@@ -307,6 +329,7 @@ async def save_revision(
         return False
     session.add(ReviewRevision(thread_id=thread_id, number=revision, drafts=drafts))
     await session.flush()
+    await _waits(session, await session.get_one(ReviewThread, thread_id))
     return True
 
 

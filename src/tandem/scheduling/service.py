@@ -44,6 +44,7 @@ from tandem.scheduling.schemas import (
     check_person_fields,
 )
 from tandem.tenancy import owned
+from tandem.webhooks.service import schedule_ended
 
 GENERATE_TASK = "schedule.generate"
 
@@ -66,21 +67,29 @@ async def fail_given_up_generation(
 ) -> None:
     """The generation job gave up without failing its schedule itself (it was cancelled, or
     its last lease expired): the `on_give_up` hook of `schedule.generate`."""
-    await session.execute(
-        update(Schedule)
-        .where(
-            Schedule.id == uuid.UUID(payload["schedule_id"]),
-            Schedule.status == ScheduleStatus.generating,
-            Schedule.job_id == job_id,
+    schedule_id = uuid.UUID(payload["schedule_id"])
+    organization_id = (
+        await session.execute(
+            update(Schedule)
+            .where(
+                Schedule.id == schedule_id,
+                Schedule.status == ScheduleStatus.generating,
+                Schedule.job_id == job_id,
+            )
+            .values(
+                status=ScheduleStatus.failed,
+                error=f"Generation stopped: {error}",
+                progress={"phase": "stopped"},
+                updated_at=utcnow(),
+            )
+            .returning(Schedule.organization_id)
+            .execution_options(synchronize_session=False)
         )
-        .values(
-            status=ScheduleStatus.failed,
-            error=f"Generation stopped: {error}",
-            progress={"phase": "stopped"},
-            updated_at=utcnow(),
+    ).scalar_one_or_none()
+    if organization_id is not None:
+        await schedule_ended(
+            session, organization_id, schedule_id, "failed", f"Generation stopped: {error}"
         )
-        .execution_options(synchronize_session=False)
-    )
 
 
 async def get_assignment(

@@ -37,6 +37,8 @@ from tandem.scheduling.models import (
 from tandem.scheduling.problem import load_problem
 from tandem.scheduling.schemas import SwapIn, ViolationOut
 from tandem.tenancy import owned
+from tandem.webhooks.schemas import Event
+from tandem.webhooks.service import emit
 
 SWAP_KIND = "swap"
 
@@ -135,6 +137,14 @@ async def request_swap(session: AsyncSession, principal: Principal, body: SwapIn
     )
     swap.thread_id = thread.id
     await session.flush()
+    data = {
+        "swap_id": str(swap.id),
+        "assignment_id": str(assignment.id),
+        "from_person_id": str(swap.from_person_id),
+        "to_person_id": str(swap.to_person_id),
+        "thread_id": str(thread.id),
+    }
+    await emit(session, swap.organization_id, Event.swap_requested, data)
     return swap
 
 

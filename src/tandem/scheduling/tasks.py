@@ -32,6 +32,7 @@ from tandem.scheduling.models import Assignment, Schedule, ScheduleStatus
 from tandem.scheduling.problem import load_problem
 from tandem.scheduling.service import GENERATE_TASK, fail_given_up_generation, statistics_json
 from tandem.settings import Settings
+from tandem.webhooks.service import schedule_ended
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +78,19 @@ async def _set(
     **values: Any,
 ) -> bool:
     async with sessionmaker() as session, session.begin():
-        done = await session.execute(
-            update(Schedule)
-            .where(_still_ours(schedule_id, job_id))
-            .values(updated_at=utcnow(), **values)
-        )
-        return bool(done.rowcount)  # type: ignore[attr-defined]
+        organization_id = (
+            await session.execute(
+                update(Schedule)
+                .where(_still_ours(schedule_id, job_id))
+                .values(updated_at=utcnow(), **values)
+                .returning(Schedule.organization_id)
+            )
+        ).scalar_one_or_none()
+        if organization_id is not None and "status" in values:
+            await schedule_ended(
+                session, organization_id, schedule_id, values["status"], values.get("error")
+            )
+        return organization_id is not None
 
 
 def _progress(report: solver.SolveProgress | None, phase: str) -> dict[str, Any]:
@@ -184,6 +192,9 @@ async def _save(
         )
         if ours.one_or_none() is None:
             return False  # deleted, or taken over by another generation meanwhile
+        await schedule_ended(
+            session, organization_id, schedule_id, values["status"], values.get("error")
+        )
         if assignments:
             await session.execute(delete(Assignment).where(Assignment.schedule_id == schedule_id))
             now = utcnow()

@@ -33,6 +33,7 @@ BUILT_IN: dict[str, tuple[tuple[str, str], ...]] = {
         ("content.generate", "tandem.content.generation:generate"),
         ("schedule.generate", "tandem.scheduling.tasks:generate_schedule"),
         ("webhook.deliver", "tandem.webhooks.tasks:deliver"),
+        ("review.digest", "tandem.notifications.review_digest:send_digest"),
     ),
     REVIEW_KINDS: (
         ("content", "tandem.content.service:content_review"),

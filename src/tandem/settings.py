@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     # False: this process serves the API and runs no jobs (`tandem serve --no-worker`).
     worker_enabled: bool = True
 
+    # Where people reach the console: links in e-mails point there
+    public_url: str = "http://127.0.0.1:8000"
+    # Reviewers get at most one e-mail per person in this many seconds about threads waiting
+    review_digest_seconds: float = Field(default=900.0, gt=0)
+
     # Webhooks: each attempt's deadline; loopback/private/link-local targets refused unless allowed
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_allow_private: bool = False

@@ -40,6 +40,7 @@ def test_every_task_module_is_registered() -> None:
         "agent.run",
         "content.generate",
         "echo",
+        "review.digest",
         "schedule.generate",
         "webhook.deliver",
     ]

@@ -61,3 +61,15 @@ class InProcessDispatch:
                 stop(job_id)
 
         call_after_commit(session, stop_all)
+
+
+class PolledDispatch:
+    """For jobs submitted deep inside services that hold no dispatch (webhook deliveries,
+    review digests): embedded executors find them at their next poll
+    (TANDEM_JOB_POLL_SECONDS), distributed workers through the orphan sweep."""
+
+    async def enqueue(self, session: AsyncSession, job_id: uuid.UUID, run_at: datetime) -> None:
+        return None
+
+    async def cancel(self, session: AsyncSession, job_id: uuid.UUID) -> None:
+        return None

@@ -21,6 +21,7 @@ from tandem.errors import Conflict, Invalid
 from tandem.identity.principal import Principal
 from tandem.identity.projects import get_project
 from tandem.jobs.service import JobControl
+from tandem.notifications import review_digest
 from tandem.pagination import PageParams, paginate
 from tandem.review import states
 from tandem.review.kinds import ApprovalNotCarriedOut, DecisionContext, Outcome, get_kind
@@ -103,7 +104,8 @@ async def open_thread(
 
 
 async def _waits(session: AsyncSession, thread: ReviewThread) -> None:
-    """The thread has started waiting for a reviewer: say so (webhooks `review.pending`)."""
+    """The thread has started waiting for a reviewer: say so (webhooks `review.pending`,
+    reviewers' e-mail digest)."""
     data = {
         "thread_id": str(thread.id),
         "kind": thread.kind,
@@ -111,6 +113,7 @@ async def _waits(session: AsyncSession, thread: ReviewThread) -> None:
         "project_id": thread.project_id and str(thread.project_id),
     }
     await emit(session, thread.organization_id, Event.review_pending, data)
+    await review_digest.thread_waits(session, thread)
 
 
 async def get_thread(

@@ -5,7 +5,6 @@ import base64
 import secrets
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.db import utcnow
 from tandem.identity.principal import Principal
+from tandem.jobs.dispatch import PolledDispatch
 from tandem.jobs.registry import registry as task_registry
 from tandem.jobs.service import JobControl, submit_job
 from tandem.pagination import PageParams, paginate
@@ -22,18 +22,6 @@ from tandem.webhooks.schemas import PING, Event, WebhookIn, WebhookUpdateIn
 
 DELIVER_TASK = "webhook.deliver"
 DELIVERY_ATTEMPTS = 6  # the job's budget: retried with the job system's backoff
-
-
-class PolledDispatch:
-    """Deliveries are emitted deep inside services that hold no dispatch: their jobs are
-    found by the executors' poll (embedded, every TANDEM_JOB_POLL_SECONDS) or the
-    distributed workers' orphan sweep."""
-
-    async def enqueue(self, session: AsyncSession, job_id: uuid.UUID, run_at: datetime) -> None:
-        return None
-
-    async def cancel(self, session: AsyncSession, job_id: uuid.UUID) -> None:
-        return None
 
 
 _JOBS = JobControl(registry=task_registry, dispatch=PolledDispatch())

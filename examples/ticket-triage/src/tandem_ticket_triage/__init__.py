@@ -1,0 +1,1 @@
+"""An example Tandem plugin: ticket triage."""

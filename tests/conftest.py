@@ -6,7 +6,6 @@ test then runs inside one outer transaction that is rolled back at teardown, and
 sessions join it through savepoints, so code that commits still leaves nothing behind.
 """
 
-import inspect
 import os
 import shutil
 import uuid
@@ -15,9 +14,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio
 import httpx
 import psycopg
 import pytest
@@ -37,12 +35,12 @@ from tandem.identity.models import User
 from tandem.migrations import upgrade_to_head
 from tandem.models import Base
 from tandem.settings import Settings
+from tandem.testing import wait_for
 from tests import factories
 from tests.factories import make_user
 
 pytest_plugins = ["tests.smtp_server", "tests.redis_fixtures"]
 
-T = TypeVar("T")
 BACKENDS = ("sqlite", "postgresql")
 
 
@@ -295,21 +293,7 @@ def login_as(app: FastAPI, db_session: AsyncSession, client: httpx.AsyncClient) 
 # --- waiting for background work ------------------------------------------------------------
 
 
-async def _wait_until(
-    condition: Callable[[], T | Awaitable[T]], *, timeout: float = 10.0, interval: float = 0.02
-) -> T:
-    """Polls `condition` until it returns something truthy; fails after `timeout` seconds."""
-    with anyio.fail_after(timeout):
-        while True:
-            result: Any = condition()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return result  # type: ignore[no-any-return]
-            await anyio.sleep(interval)
-
-
 @pytest.fixture
 def wait_until() -> Callable[..., Awaitable[Any]]:
     """The one deadline helper: `await wait_until(lambda: ..., timeout=5)`."""
-    return _wait_until
+    return wait_for

@@ -45,14 +45,14 @@ from tandem.migrations import upgrade_to_head
 from tandem.plugins import load_all
 from tandem.settings import Settings
 
-__all__ = ["Principal", "scripted"]
+__all__ = ["Principal", "scripted", "wait_for"]
 
 T = TypeVar("T")
 PASSWORD = "tandem-testing password"
 WaitUntil = Callable[..., Awaitable[Any]]
 
 
-async def _wait_until(
+async def wait_for(
     condition: Callable[[], T | Awaitable[T]],
     *,
     timeout: float = 10.0,  # noqa: ASYNC109 (the deadline is the point)
@@ -76,7 +76,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def wait_until() -> WaitUntil:
-    return _wait_until
+    return wait_for
 
 
 @pytest.fixture

@@ -197,3 +197,18 @@ async def test_loopback_is_refused_unless_allowed(
         assert failed["status_code"] is None
         assert failed["error"].startswith("Refused: 127.0.0.1 resolves to 127.0.0.1, a loopback")
         assert live.receiver.received == []
+
+
+async def test_a_dead_job_is_announced(live: Live) -> None:
+    webhook = await live.subscribe(["job.dead"])
+    body = {"task": "echo", "payload": {"will_fail": True}, "max_attempts": 2}
+    submitted = await live.client.post("/api/v1/jobs", json=body, headers=live.headers)
+    assert submitted.status_code == 202, submitted.text
+    await live.delivery_ends(webhook["id"], "succeeded")
+    announced = verified(webhook["secret"], live.receiver.received[0])
+    assert announced["type"] == "job.dead"
+    assert announced["data"] == {
+        "job_id": submitted.json()["id"],
+        "task": "echo",
+        "status": "dead",
+    }

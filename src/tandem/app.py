@@ -7,7 +7,7 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from tandem import __version__, health
+from tandem import __version__, console, health
 from tandem.agents.router import router as agents_router
 from tandem.content.router import router as content_router
 from tandem.db import create_engine, create_sessionmaker
@@ -119,4 +119,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(scheduling_router)
     app.include_router(content_router)
     app.include_router(review_router)
+    console.install(app)
     return app

@@ -130,6 +130,20 @@ async def list_jobs(
     return await paginate(session, query.order_by(Job.created_at.desc(), Job.id), params)
 
 
+async def counts_by_status(session: AsyncSession, principal: Principal) -> dict[JobStatus, int]:
+    """How many of the organization's jobs are in each status (every status, zeros too)."""
+    counts = dict(
+        (
+            await session.execute(
+                select(Job.status, func.count())
+                .where(Job.organization_id == principal.organization_id)
+                .group_by(Job.status)
+            )
+        ).all()
+    )
+    return {job_status: counts.get(job_status, 0) for job_status in JobStatus}
+
+
 async def _transition(
     session: AsyncSession,
     job: Job,

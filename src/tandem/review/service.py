@@ -156,7 +156,12 @@ async def drafts_of(session: AsyncSession, thread_id: uuid.UUID, revision: int) 
 
 
 async def list_pending(
-    session: AsyncSession, principal: Principal, params: PageParams, *, kind: str | None = None
+    session: AsyncSession,
+    principal: Principal,
+    params: PageParams,
+    *,
+    kind: str | None = None,
+    platform: str | None = None,
 ) -> tuple[list[tuple[ReviewThread, list[Any]]], int]:
     """Threads waiting for a decision, oldest first, each with its current drafts."""
     query = select(ReviewThread).where(
@@ -165,6 +170,8 @@ async def list_pending(
     )
     if kind is not None:
         query = query.where(ReviewThread.kind == kind)
+    if platform is not None:
+        query = query.where(ReviewThread.platform == platform)
     threads, total = await paginate(
         session, query.order_by(ReviewThread.created_at, ReviewThread.id), params
     )

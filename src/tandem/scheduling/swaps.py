@@ -144,6 +144,27 @@ async def get_swap(session: AsyncSession, principal: Principal, swap_id: uuid.UU
     return swap
 
 
+async def check_now(
+    session: AsyncSession, principal: Principal, swap_id: uuid.UUID
+) -> tuple[Swap, tuple[domain.Violation, ...] | None]:
+    """The swap and the violations it would add to the schedule as it is now (what
+    approving checks), or None when it cannot be checked: no longer pending, or its
+    assignment is gone or has changed hands."""
+    swap = await get_swap(session, principal, swap_id)
+    assignment = (
+        None if swap.assignment_id is None else await session.get(Assignment, swap.assignment_id)
+    )
+    if (
+        swap.status is not SwapStatus.PENDING
+        or assignment is None
+        or assignment.person_id != swap.from_person_id
+    ):
+        return swap, None
+    schedule = await session.get_one(Schedule, assignment.schedule_id)
+    problem = await load_problem(session, schedule)
+    return swap, swap_violations(problem, assignment.id, swap.to_person_id)
+
+
 async def _swap_of(decision: DecisionContext) -> Swap | None:
     """The thread's swap; None when it is gone (a person in it was deleted)."""
     swap_id = uuid.UUID(decision.thread.payload["swap_id"])

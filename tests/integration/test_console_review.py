@@ -43,7 +43,8 @@ async def decisions_on(db_session: AsyncSession, thread_id: uuid.UUID) -> int:
 
 
 async def test_signed_out_requests_go_to_the_sign_in_page(client: httpx.AsyncClient) -> None:
-    for path in ("/ui/inbox", f"/ui/threads/{uuid.uuid4()}"):
+    paths = ("/ui/inbox", f"/ui/threads/{uuid.uuid4()}", "/ui/jobs", "/ui/schedules", "/ui/agents")
+    for path in paths:
         response = await client.get(path)
         assert response.status_code == 303, path
         assert response.headers["location"].startswith("/ui/login?next=%2Fui%2F")

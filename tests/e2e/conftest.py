@@ -88,3 +88,15 @@ async def wait_until_serving(
             return False
 
     await wait_until(answers, timeout=timeout)  # type: ignore[operator]
+
+
+# A test's outcome, for fixtures that keep evidence of a failure (browser screenshots).
+CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    report = yield
+    if call.when == "call":
+        item.stash[CALL_FAILED] = bool(getattr(report, "failed", False))
+    return report

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,12 +54,32 @@ class Cell:
     def severity(self) -> str | None:
         return worst(self.violations)
 
+    def html(self) -> Markup:
+        """The cell as HTML, built here rather than in the template: a 28-day grid of 40
+        people has 2,240 cells, and a template loop per cell costs most of the page."""
+        if not self.code and not self.violations:
+            return Markup("<td></td>")
+        severity = self.severity
+        css = f"cell sev-{severity}" if severity else "cell"
+        mark = (
+            Markup(
+                '<span class="mark" aria-hidden="true">!</span>'
+                '<span class="visually-hidden"> {}: {}</span>'
+            ).format(severity, ", ".join(v.rule.value for v in self.violations))
+            if self.violations
+            else Markup("")
+        )
+        return Markup('<td class="{}">{}{}</td>').format(css, self.code, mark)
+
 
 @dataclass
 class Row:
     person: domain.Person
     cells: list[Cell]
     violations: list[domain.Violation]
+
+    def cells_html(self) -> Markup:
+        return Markup("").join(cell.html() for cell in self.cells)
 
 
 def _codes(rotations: list[domain.Rotation]) -> dict[uuid.UUID, str]:

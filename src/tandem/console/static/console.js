@@ -26,7 +26,6 @@
     try {
       const response = await fetch(window.location.href, {
         credentials: "same-origin",
-        headers: { "X-Console-Refresh": "1" },
       });
       if (response.redirected && new URL(response.url).pathname === "/ui/login") {
         window.location.assign(response.url);

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from tandem.identity.models import User
 from tests.factories import TEST_PASSWORD
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -50,3 +51,10 @@ async def sign_in(client: httpx.AsyncClient, email: str, password: str = TEST_PA
     assert response.status_code == 303, response.text
     home = await client.get("/ui/inbox")
     return csrf_of(home.text)
+
+
+@asynccontextmanager
+async def signed_in(app: FastAPI, user: User) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """A client signed in as `user`, and its CSRF token."""
+    async with browser(app) as page:
+        yield page, await sign_in(page, user.email)

@@ -15,7 +15,7 @@ from tandem.db import utcnow
 from tandem.identity.models import User
 from tandem.identity.scopes import Role
 from tandem.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
-from tests.console_support import assert_console_page, browser, sign_in
+from tests.console_support import assert_console_page, browser, sign_in, signed_in
 from tests.factories import JobFactory, make_user
 
 pytestmark = pytest.mark.anyio
@@ -30,8 +30,8 @@ async def admin(db_session: AsyncSession) -> User:
 async def as_admin(
     app: FastAPI, client: httpx.AsyncClient, admin: User
 ) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
-    async with browser(app) as page:
-        yield page, await sign_in(page, admin.email)
+    async with signed_in(app, admin) as signed:
+        yield signed
 
 
 async def dead_job(organization_id: uuid.UUID, task: str = "echo", **fields: Any) -> Job:

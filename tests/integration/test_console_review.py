@@ -16,7 +16,7 @@ from tandem.identity.models import User
 from tandem.identity.scopes import Role
 from tandem.review.models import ReviewDecision, ReviewThread
 from tandem.review.states import ThreadStatus
-from tests.console_support import assert_console_page, browser, csrf_of, sign_in
+from tests.console_support import assert_console_page, browser, csrf_of, sign_in, signed_in
 from tests.factories import ReviewRevisionFactory, make_thread, make_user
 
 pytestmark = pytest.mark.anyio
@@ -31,8 +31,8 @@ async def reviewer(db_session: AsyncSession) -> User:
 async def as_reviewer(
     app: FastAPI, client: httpx.AsyncClient, reviewer: User
 ) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
-    async with browser(app) as page:
-        yield page, await sign_in(page, reviewer.email)
+    async with signed_in(app, reviewer) as signed:
+        yield signed
 
 
 async def decisions_on(db_session: AsyncSession, thread_id: uuid.UUID) -> int:

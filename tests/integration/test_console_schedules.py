@@ -22,7 +22,7 @@ from tandem.identity.scopes import Role
 from tandem.jobs.models import Job
 from tandem.scheduling.models import Assignment, Schedule, ScheduleStatus
 from tests.conftest import LoginAs
-from tests.console_support import assert_console_page, browser, sign_in
+from tests.console_support import assert_console_page, browser, sign_in, signed_in
 from tests.factories import make_user
 from tests.integration.scheduling_setup import SchedulingApi
 
@@ -73,8 +73,8 @@ async def setup(api: SchedulingApi) -> dict[str, Any]:
 async def as_admin(
     app: FastAPI, client: httpx.AsyncClient, admin: User
 ) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
-    async with browser(app) as page:
-        yield page, await sign_in(page, admin.email)
+    async with signed_in(app, admin) as signed:
+        yield signed
 
 
 def cell(html: str, person: dict[str, Any], block: dict[str, Any]) -> str:
@@ -252,7 +252,7 @@ async def test_another_organizations_schedule_is_a_404(
 async def test_a_swap_thread_shows_who_gives_what_and_the_rule_check_now(
     as_admin: tuple[httpx.AsyncClient, str], api: SchedulingApi, setup: dict[str, Any]
 ) -> None:
-    page, _ = as_admin
+    page, token = as_admin
     requested = await api.client.post(
         "/api/v1/swaps",
         json={
@@ -278,3 +278,14 @@ async def test_a_swap_thread_shows_who_gives_what_and_the_rule_check_now(
     rechecked = await page.get(f"/ui/threads/{thread_id}")
     assert "Keeps every rule." not in rechecked.text
     assert "double_booking" in rechecked.text
+    # Approving it anyway: the service checks again and cannot carry it out.
+    approved = await page.post(
+        f"/ui/threads/{thread_id}/decision",
+        data={"csrf_token": token, "decision": "approve", "revision": "1"},
+    )
+    assert approved.headers["location"].endswith("?notice=not-carried-out")
+    after = await page.get(approved.headers["location"])
+    assert "could not be carried out" in after.text
+    assert "the swap no longer holds" in after.text
+    assert "badge-failed" in after.text
+    assert ">Approve<" not in after.text

@@ -3,7 +3,7 @@ cancel (one job, or several dead ones at once)."""
 
 import json
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 
@@ -117,30 +117,30 @@ async def job_page(
     )
 
 
-@router.post("/jobs/{job_id}/retry")
-async def retry(
-    job_id: uuid.UUID, user: CurrentUser, session: SessionDep, queue: QueueDep, _: CheckedForm
-) -> Response:
-    require(user, Scope.jobs_write)
-    try:
-        await service.retry_job(session, queue, user.principal, job_id)
-    except Conflict:
-        await session.rollback()
-        return redirect(f"/ui/jobs/{job_id}?notice=job-changed")
-    return redirect(f"/ui/jobs/{job_id}?notice=retried")
+_ACTIONS = {
+    "retry": (service.retry_job, "retried"),
+    "cancel": (service.cancel_job, "cancelled"),
+}
 
 
-@router.post("/jobs/{job_id}/cancel")
-async def cancel(
-    job_id: uuid.UUID, user: CurrentUser, session: SessionDep, queue: QueueDep, _: CheckedForm
+@router.post("/jobs/{job_id}/{action}")
+async def act(
+    job_id: uuid.UUID,
+    action: Literal["retry", "cancel"],
+    user: CurrentUser,
+    session: SessionDep,
+    queue: QueueDep,
+    _: CheckedForm,
 ) -> Response:
+    """ "Retry" or "Cancel" on a job's page; a job changed meanwhile is shown as it is now."""
     require(user, Scope.jobs_write)
+    change, notice = _ACTIONS[action]
     try:
-        await service.cancel_job(session, queue, user.principal, job_id)
+        await change(session, queue, user.principal, job_id)
     except Conflict:
         await session.rollback()
-        return redirect(f"/ui/jobs/{job_id}?notice=job-changed")
-    return redirect(f"/ui/jobs/{job_id}?notice=cancelled")
+        notice = "job-changed"
+    return redirect(f"/ui/jobs/{job_id}?notice={notice}")
 
 
 @router.post("/jobs/retry")

@@ -197,3 +197,23 @@ async def test_job_forms_need_the_csrf_token_and_another_orgs_job_is_a_404(
     assert retried.status_code == 404
     await db_session.refresh(theirs)
     assert theirs.status is JobStatus.dead
+
+
+async def test_the_jobs_list_is_paginated(
+    as_admin: tuple[httpx.AsyncClient, str], admin: User
+) -> None:
+    page, _ = as_admin
+    now = utcnow()
+    for n in range(55):
+        await JobFactory.create_async(
+            organization_id=admin.organization_id, created_at=now - timedelta(seconds=n)
+        )
+    first = await page.get("/ui/jobs")
+    assert "55 jobs, newest first." in first.text
+    assert "1\u201350 of 55" in first.text
+    assert 'href="/ui/jobs?offset=50" rel="next">Next page<' in first.text
+    assert "Previous page" not in first.text
+    second = await page.get("/ui/jobs", params={"offset": "50"})
+    assert "51\u201355 of 55" in second.text
+    assert second.text.count('href="/ui/jobs/') == 5
+    assert 'href="/ui/jobs?offset=0" rel="prev">Previous page<' in second.text

@@ -331,3 +331,33 @@ async def test_a_thread_being_written_says_so(
     assert 'data-poll="1000"' in shown.text
     assert ">Approve<" not in shown.text
     assert isinstance(await db_session.get(ReviewThread, thread.id), ReviewThread)
+
+
+async def test_sign_in_attempts_share_the_apis_rate_limit(
+    client: httpx.AsyncClient, reviewer: User
+) -> None:
+    statuses = []
+    for _ in range(6):
+        page = await client.get("/ui/login")
+        response = await client.post(
+            "/ui/login",
+            data={
+                "email": reviewer.email,
+                "password": "not the password",
+                "csrf_token": csrf_of(page.text),
+            },
+        )
+        statuses.append(response.status_code)
+    assert statuses == [401] * 5 + [429]
+    assert "Rate limit exceeded" in response.text
+    assert "tandem_console" not in client.cookies
+
+
+async def test_the_console_root_opens_the_inbox(
+    as_reviewer: tuple[httpx.AsyncClient, str],
+) -> None:
+    page, _ = as_reviewer
+    for path in ("/ui", "/ui/"):
+        response = await page.get(path)
+        assert response.status_code == 303
+        assert response.headers["location"] == "/ui/inbox"

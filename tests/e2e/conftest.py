@@ -76,8 +76,11 @@ def start_server(
 
 
 async def wait_until_serving(
-    server: ServerProcess, wait_until: Callable[..., object], timeout: float = 30.0
+    server: ServerProcess, wait_until: Callable[..., object], timeout: float = 90.0
 ) -> None:
+    """Up to 90 s: importing the app takes ~6 s, several times that under subprocess coverage
+    on a busy 2-core machine (the full suite with `-n 2` next to the browser tests)."""
+
     async def answers() -> bool:
         if server.process.poll() is not None:
             raise AssertionError(f"tandem serve exited early:\n{server.output()}")

@@ -9,6 +9,8 @@ TANDEM_CONSOLE_SCREENSHOTS=<dir>, the main pages are also saved there (docs/cons
 
 import os
 import re
+import socket
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,15 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from tests.conftest import _wait_until as wait_until_done
 from tests.conftest import skip_or_fail
-from tests.e2e.conftest import CALL_FAILED, ServerProcess, clean_environment, wait_until_serving
+from tests.e2e.conftest import (
+    CALL_FAILED,
+    ServerProcess,
+    clean_environment,
+    tandem_command,
+    wait_until_serving,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
@@ -121,12 +130,33 @@ async def serve(
     return started
 
 
-@pytest.fixture
-async def server(serve: Callable[..., Awaitable[ServerProcess]]) -> ServerProcess:
-    return await serve()
+@pytest.fixture(scope="module")
+async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServerProcess]:
+    """One `tandem serve` on defaults for the tests that need nothing special (each signs up
+    an organization of its own): a server start is the slowest step of these tests. Its log
+    goes to a file, since a pipe nobody reads would fill up with the pages' polling."""
+    workdir = tmp_path_factory.mktemp("console-serve")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with (workdir / "serve.log").open("w") as log:
+        process = subprocess.Popen(
+            tandem_command("serve", "--host", "127.0.0.1", "--port", str(port)),
+            cwd=workdir,
+            env=clean_environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    started = ServerProcess(process, f"http://127.0.0.1:{port}", workdir)
+    try:
+        await wait_until_serving(started, wait_until_done)
+        yield started
+    finally:
+        started.stop()
 
 
-async def register(base_url: str, email: str = "lead@example.com") -> Api:
+async def register(base_url: str, email: str) -> Api:
     client = httpx.AsyncClient(base_url=base_url, timeout=30.0)
     response = await client.post(
         "/api/v1/auth/register",
@@ -158,7 +188,7 @@ async def content_thread(api: Api, wait_until: WaitUntil) -> str:
 async def test_review_send_back_then_approve(
     server: ServerProcess, chromium: Browser, wait_until: WaitUntil
 ) -> None:
-    api = await register(server.base_url)
+    api = await register(server.base_url, "reviewer@review.example.com")
     await api.call(
         "POST",
         "/api/content/create",
@@ -166,7 +196,7 @@ async def test_review_send_back_then_approve(
         json={"topics": ["remote work", "rituals"], "platform": "linkedin", "count": 2},
     )
     page = await new_page(chromium)
-    await sign_in(page, server.base_url, "lead@example.com")
+    await sign_in(page, server.base_url, "reviewer@review.example.com")
     # The drafts are written in the background: the item appears without a reload.
     item = page.get_by_role("link", name=re.compile("linkedin"))
     await expect(item).to_be_visible(timeout=SLOW)
@@ -210,13 +240,13 @@ async def test_review_send_back_then_approve(
 async def test_two_reviewers_decide_the_same_thread_one_wins(
     server: ServerProcess, chromium: Browser, wait_until: WaitUntil
 ) -> None:
-    api = await register(server.base_url)
+    api = await register(server.base_url, "lead@two.example.com")
     await api.call(
         "POST",
         "/api/v1/users",
         201,
         json={
-            "email": "second@example.com",
+            "email": "second@two.example.com",
             "password": PASSWORD,
             "full_name": "Sam Second",
             "role": "reviewer",
@@ -225,8 +255,8 @@ async def test_two_reviewers_decide_the_same_thread_one_wins(
     thread_id = await content_thread(api, wait_until)
     first, second = await new_page(chromium), await new_page(chromium)
     url = f"/ui/threads/{thread_id}"
-    await sign_in(first, server.base_url, "lead@example.com", start=url)
-    await sign_in(second, server.base_url, "second@example.com", start=url)
+    await sign_in(first, server.base_url, "lead@two.example.com", start=url)
+    await sign_in(second, server.base_url, "second@two.example.com", start=url)
     for page in (first, second):
         await expect(page.get_by_role("button", name="Approve")).to_be_visible()
 
@@ -258,7 +288,7 @@ async def test_a_dead_job_retried_from_its_page_succeeds(
         TANDEM_LLM_MAX_RETRIES="0",
         TANDEM_JOB_RETRY_BASE_SECONDS="0.05",
     )
-    api = await register(broken.base_url)
+    api = await register(broken.base_url, "lead@example.com")
     accepted = await api.call(
         "POST", "/api/content/create", 202, json={"topics": ["tea"], "platform": "blog"}
     )
@@ -293,7 +323,7 @@ async def test_a_dead_job_retried_from_its_page_succeeds(
 async def test_generate_a_schedule_then_a_manual_assignment_is_marked(
     server: ServerProcess, chromium: Browser
 ) -> None:
-    api = await register(server.base_url)
+    api = await register(server.base_url, "lead@schedule.example.com")
     people = {
         name: await api.call(
             "POST",
@@ -327,7 +357,7 @@ async def test_generate_a_schedule_then_a_manual_assignment_is_marked(
     schedule = await api.call("POST", "/api/v1/schedules", 201, json={"name": "March"} | span)
 
     page = await new_page(chromium)
-    await sign_in(page, server.base_url, "lead@example.com", start="/ui/schedules")
+    await sign_in(page, server.base_url, "lead@schedule.example.com", start="/ui/schedules")
     await assert_accessible(page)
     await page.get_by_role("link", name="March").click()
     await expect(page.get_by_role("heading", name="March")).to_be_visible()
@@ -358,9 +388,9 @@ async def test_generate_a_schedule_then_a_manual_assignment_is_marked(
 async def test_agents_page_runs_an_agent_and_error_pages_are_accessible(
     server: ServerProcess, chromium: Browser
 ) -> None:
-    await register(server.base_url)
+    await register(server.base_url, "lead@agents.example.com")
     page = await new_page(chromium)
-    await sign_in(page, server.base_url, "lead@example.com", start="/ui/agents")
+    await sign_in(page, server.base_url, "lead@agents.example.com", start="/ui/agents")
     await page.get_by_label("Agent", exact=True).select_option("summarizer")
     await page.get_by_label("Input").fill(
         "Trams run every ten minutes. The city added night trams last year. "

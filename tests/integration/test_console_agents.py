@@ -61,6 +61,19 @@ async def test_a_member_runs_the_classifier_with_labels_and_sees_the_run(
             "/ui/agents/run", data={"agent_id": "summarizer", "input_text": "Text"}
         )
         assert refused.status_code == 403
+        blank = await page.post(
+            "/ui/agents/run",
+            data={"csrf_token": token, "agent_id": "summarizer", "input_text": "   "},
+        )
+        assert blank.status_code == 422
+        assert_console_page(blank)
+        assert "input_text" in blank.text
+        unknown = await page.post(
+            "/ui/agents/run",
+            data={"csrf_token": token, "agent_id": "oracle", "input_text": "Will it rain?"},
+        )
+        assert unknown.status_code == 404
+        assert "Agent &#39;oracle&#39; not found" in unknown.text
 
 
 async def test_a_finished_run_shows_output_model_and_tokens_and_other_orgs_runs_are_404(

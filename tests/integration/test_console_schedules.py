@@ -154,7 +154,7 @@ async def test_generate_starts_a_generation_job(
     )
     assert schedule is not None
     await db_session.refresh(schedule)
-    assert schedule.status is ScheduleStatus.GENERATING
+    assert schedule.status is ScheduleStatus.generating
     assert await db_session.get(Job, schedule.job_id) is not None
     shown = await page.get(response.headers["location"])
     assert "Generating…" in shown.text

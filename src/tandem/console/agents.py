@@ -5,16 +5,18 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
 
 from tandem.agents import runs
 from tandem.agents.models import AgentRun
 from tandem.agents.registry import registry
+from tandem.agents.schemas import RunIn
 from tandem.console.auth import CheckedForm, CurrentUser, require
-from tandem.console.deps import QueueDep
 from tandem.console.web import ConsoleRoute, redirect, render
 from tandem.db import SessionDep
-from tandem.errors import NotFound
+from tandem.errors import Invalid, NotFound
 from tandem.identity.scopes import Scope
+from tandem.jobs.deps import JobControlDep
 from tandem.pagination import PageParams
 from tandem.ratelimit import RateLimiter
 from tandem.settings import Settings
@@ -60,7 +62,11 @@ async def agents_page(request: Request, user: CurrentUser, session: SessionDep) 
 
 @router.post("/agents/run")
 async def run_agent(
-    request: Request, user: CurrentUser, session: SessionDep, queue: QueueDep, form: CheckedForm
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    control: JobControlDep,
+    form: CheckedForm,
 ) -> Response:
     require(user, Scope.agent_run)
     settings: Settings = request.app.state.settings
@@ -71,14 +77,17 @@ async def run_agent(
     labels = [part.strip() for part in str(form.get("labels", "")).split(",") if part.strip()]
     if labels and _takes_labels(agent_id):
         parameters["labels"] = labels
+    try:
+        request_in = RunIn(
+            agent_id=agent_id,
+            input_text=str(form.get("input_text", "")),
+            parameters=parameters,
+            background=True,
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise Invalid(f"{error['loc'][-1]}: {error['msg']}") from None
     run = await runs.submit_run(
-        session,
-        queue,
-        user.principal,
-        agent_id=agent_id,
-        input_text=str(form.get("input_text", "")),
-        parameters=parameters,
-        project_id=None,
-        max_input_chars=settings.agent_max_input_chars,
+        session, control, user.principal, request_in, max_input_chars=settings.agent_max_input_chars
     )
     return redirect(f"/ui/agents?run={run.id}")

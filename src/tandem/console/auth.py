@@ -27,7 +27,7 @@ from starlette.datastructures import FormData
 from tandem.console.web import ConsoleRoute, SignInRequired, redirect, render
 from tandem.db import SessionDep
 from tandem.errors import Forbidden, RateLimited, Unauthorized
-from tandem.identity import sessions
+from tandem.identity import logins
 from tandem.identity.models import LoginSession, RefreshToken, User
 from tandem.identity.principal import Principal, PrincipalKind, _effective_scopes
 from tandem.identity.scopes import Scope
@@ -183,7 +183,7 @@ async def login(request: Request, session: SessionDep) -> Response:
     limiter: RateLimiter = request.app.state.rate_limiter
     try:
         await limiter.hit(settings.rate_limit_login, "login", f"{client_address(request)}|{email}")
-        issued = await sessions.login_with_password(
+        issued = await logins.login_with_password(
             session,
             _signer(request),
             timedelta(days=settings.refresh_token_days),
@@ -210,7 +210,7 @@ async def login(request: Request, session: SessionDep) -> Response:
 async def logout(request: Request, session: SessionDep, _form: CheckedForm) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
-        await sessions.logout(session, token)
+        await logins.logout(session, token)
     response = redirect("/ui/login?notice=signed-out")
     response.delete_cookie(SESSION_COOKIE, path="/ui")
     return response

@@ -8,16 +8,16 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, Response
 
 from tandem.console.auth import CheckedForm, ConsoleUser, CurrentUser, require
-from tandem.console.deps import QueueDep
 from tandem.console.pages import Pager, pager_from
 from tandem.console.web import ConsoleRoute, redirect, render
 from tandem.db import SessionDep
 from tandem.errors import Conflict, Forbidden, NotFound
 from tandem.identity.scopes import Scope
 from tandem.jobs import service
+from tandem.jobs.deps import JobControlDep
 from tandem.jobs.models import Job, JobStatus
 from tandem.jobs.registry import UnknownTask
-from tandem.jobs.service import JobQueue
+from tandem.jobs.service import JobControl
 
 router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
 
@@ -26,12 +26,12 @@ CANCELLABLE = frozenset({JobStatus.pending, JobStatus.running})
 LIVE = frozenset({JobStatus.pending, JobStatus.running})
 
 
-def may_control(user: ConsoleUser, queue: JobQueue, job: Job) -> bool:
+def may_control(user: ConsoleUser, control: JobControl, job: Job) -> bool:
     """What the API allows: jobs:write, plus the scopes the job's task asks to be controlled."""
     if not user.can(Scope.jobs_write):
         return False
     try:
-        needed = queue.registry.get(job.task).control_scopes
+        needed = control.registry.get(job.task).control_scopes
     except UnknownTask:
         return True
     return all(user.can(scope) for scope in needed)
@@ -51,19 +51,19 @@ def _count(request: Request, name: str) -> int | None:
 
 @router.get("/jobs")
 async def jobs_page(
-    request: Request, user: CurrentUser, session: SessionDep, queue: QueueDep
+    request: Request, user: CurrentUser, session: SessionDep, control: JobControlDep
 ) -> Response:
     require(user, Scope.jobs_read)
     status = _status(request.query_params.get("status"))
     task = request.query_params.get("task") or None
-    tasks = queue.registry.names()
+    tasks = control.registry.names()
     if task not in tasks:
         task = None
     params = pager_from(request)
     jobs, total = await service.list_jobs(session, user.principal, params, status=status, task=task)
     counts = await service.counts_by_status(session, user.principal)
     retryable = [
-        job.id for job in jobs if job.status in RETRYABLE and may_control(user, queue, job)
+        job.id for job in jobs if job.status in RETRYABLE and may_control(user, control, job)
     ]
     return render(
         request,
@@ -94,12 +94,16 @@ def _json(value: Any) -> str:
 
 @router.get("/jobs/{job_id}")
 async def job_page(
-    job_id: uuid.UUID, request: Request, user: CurrentUser, session: SessionDep, queue: QueueDep
+    job_id: uuid.UUID,
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    control: JobControlDep,
 ) -> Response:
     require(user, Scope.jobs_read)
     job = await service.get_job(session, user.principal, job_id)
     attempts = await service.attempt_history(session, job.id)
-    control = may_control(user, queue, job)
+    allowed = may_control(user, control, job)
     return render(
         request,
         "job.html",
@@ -109,8 +113,8 @@ async def job_page(
             "attempts": attempts,
             "payload": _json(job.payload),
             "result": None if job.result is None else _json(job.result),
-            "can_retry": control and job.status in RETRYABLE,
-            "can_cancel": control and job.status in CANCELLABLE and not job.cancel_requested,
+            "can_retry": allowed and job.status in RETRYABLE,
+            "can_cancel": allowed and job.status in CANCELLABLE and not job.cancel_requested,
             "live": job.status in LIVE,
             "live_version": f"{job.status.value}:{job.runs}:{job.cancel_requested}",
         },
@@ -129,14 +133,14 @@ async def act(
     action: Literal["retry", "cancel"],
     user: CurrentUser,
     session: SessionDep,
-    queue: QueueDep,
+    control: JobControlDep,
     _: CheckedForm,
 ) -> Response:
     """ "Retry" or "Cancel" on a job's page; a job changed meanwhile is shown as it is now."""
     require(user, Scope.jobs_write)
     change, notice = _ACTIONS[action]
     try:
-        await change(session, queue, user.principal, job_id)
+        await change(session, control, user.principal, job_id)
     except Conflict:
         await session.rollback()
         notice = "job-changed"
@@ -145,7 +149,7 @@ async def act(
 
 @router.post("/jobs/retry")
 async def retry_selected(
-    user: CurrentUser, session: SessionDep, queue: QueueDep, form: CheckedForm
+    user: CurrentUser, session: SessionDep, control: JobControlDep, form: CheckedForm
 ) -> Response:
     """Each selected job in a savepoint of its own: one that cannot be retried (changed
     meanwhile, or not the user's to control) is skipped, the others go back to the queue."""
@@ -155,7 +159,7 @@ async def retry_selected(
         try:
             job_id = uuid.UUID(str(raw))
             async with session.begin_nested():
-                await service.retry_job(session, queue, user.principal, job_id)
+                await service.retry_job(session, control, user.principal, job_id)
         except (ValueError, Conflict, NotFound, Forbidden):
             skipped += 1
         else:

@@ -10,7 +10,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.console.auth import CheckedForm, CurrentUser, require
-from tandem.console.deps import QueueDep
 from tandem.console.diff import drafts_diff
 from tandem.console.pages import Pager, pager_from
 from tandem.console.web import ConsoleRoute, redirect, render
@@ -19,6 +18,7 @@ from tandem.errors import Conflict, Invalid
 from tandem.identity.models import User
 from tandem.identity.principal import Principal
 from tandem.identity.scopes import Scope
+from tandem.jobs.deps import JobControlDep
 from tandem.pagination import PageParams
 from tandem.review import service
 from tandem.review.kinds import ApprovalNotCarriedOut, get_kind
@@ -142,7 +142,7 @@ async def decide(
     thread_id: uuid.UUID,
     user: CurrentUser,
     session: SessionDep,
-    queue: QueueDep,
+    control: JobControlDep,
     form: CheckedForm,
 ) -> Response:
     require(user, Scope.review_write)
@@ -153,9 +153,9 @@ async def decide(
         raise Invalid("The form must say which decision, on which revision") from None
     page = f"/ui/threads/{thread_id}"
     try:
-        await service.resume(
+        await service.decide(
             session,
-            queue,
+            control,
             user.principal,
             thread_id,
             decision,

@@ -13,12 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.console.auth import CheckedForm, CurrentUser, require
-from tandem.console.deps import QueueDep
 from tandem.console.pages import Pager, pager_from
 from tandem.console.web import ConsoleRoute, redirect, render, templates
 from tandem.db import SessionDep
 from tandem.errors import Invalid
 from tandem.identity.scopes import Scope
+from tandem.jobs.deps import JobControlDep
 from tandem.scheduling import domain, rules, service
 from tandem.scheduling.domain import PersonType, Severity, TimeOfDay
 from tandem.scheduling.models import Assignment, Schedule, ScheduleStatus
@@ -167,7 +167,7 @@ async def schedule_page(
 ) -> Response:
     require(user, Scope.schedule_read)
     schedule = await service.get_schedule(session, user.principal, schedule_id)
-    generating = schedule.status is ScheduleStatus.GENERATING
+    generating = schedule.status is ScheduleStatus.generating
     can_write = user.can(Scope.schedule_write)
     return render(
         request,
@@ -177,7 +177,7 @@ async def schedule_page(
             "schedule": schedule,
             "generating": generating,
             "can_generate": can_write
-            and schedule.status not in (ScheduleStatus.GENERATING, ScheduleStatus.PUBLISHED),
+            and schedule.status not in (ScheduleStatus.generating, ScheduleStatus.published),
             "can_assign": can_write and not generating,
             "live_version": f"{schedule.status.value}:{schedule.updated_at.isoformat()}",
             **await _grid(session, schedule),
@@ -191,14 +191,14 @@ async def generate(
     request: Request,
     user: CurrentUser,
     session: SessionDep,
-    queue: QueueDep,
+    control: JobControlDep,
     _: CheckedForm,
 ) -> Response:
     require(user, Scope.schedule_write)
     settings: Settings = request.app.state.settings
     await service.request_generation(
         session,
-        queue,
+        control,
         user.principal,
         schedule_id,
         timeout_seconds=settings.schedule_solver_timeout_seconds,

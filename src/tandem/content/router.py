@@ -15,6 +15,7 @@ from tandem.identity.scopes import Scope
 from tandem.jobs.router import JobQueueDep
 from tandem.pagination import Page, PageParamsDep
 from tandem.ratelimit import PrincipalLimit, charge
+from tandem.settings import Settings
 
 router = APIRouter(prefix="/api/content", tags=["content"], responses=error_responses(401, 403))
 
@@ -41,7 +42,10 @@ async def create(
     review (`GET /api/hitl/{thread_id}`). Rate limited in drafts (`count`) per user."""
     await charge(http_request, response, principal, CONTENT_LIMIT, cost=body.count)
     request = ContentRequest.model_validate(body.model_dump(exclude={"project_id"}))
-    thread = await service.create_content(session, queue, principal, request, body.project_id)
+    settings: Settings = http_request.app.state.settings
+    thread = await service.create_content(
+        session, queue, principal, request, body.project_id, quota=settings.quota_waiting_threads
+    )
     assert thread.job_id is not None
     return ContentAcceptedOut(thread_id=thread.id, job_id=thread.job_id)
 

@@ -318,9 +318,12 @@ async def delete_project(
     ],
 )
 async def create_api_key(
-    body: ApiKeyIn, principal: CurrentPrincipal, session: SessionDep
+    body: ApiKeyIn, principal: CurrentPrincipal, session: SessionDep, request: Request
 ) -> ApiKeyCreatedOut:
-    api_key, key = await api_keys.create_api_key(session, principal, body)
+    settings: Settings = request.app.state.settings
+    api_key, key = await api_keys.create_api_key(
+        session, principal, body, quota=settings.quota_api_keys
+    )
     return ApiKeyCreatedOut(**ApiKeyOut.model_validate(api_key).model_dump(), key=key)
 
 

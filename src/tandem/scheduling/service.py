@@ -24,6 +24,7 @@ from tandem.identity.principal import Principal
 from tandem.jobs.models import Job, JobStatus
 from tandem.jobs.service import JobQueue, submit_job
 from tandem.pagination import PageParams, paginate
+from tandem.quotas import enforce_quota
 from tandem.scheduling import domain, rules
 from tandem.scheduling.domain import AssignmentRole, PersonType, TimeOfDay
 from tandem.scheduling.models import (
@@ -125,7 +126,17 @@ async def _flush_unique_email(session: AsyncSession) -> None:
         raise Conflict("A person with this e-mail already exists in the organization") from exc
 
 
-async def create_person(session: AsyncSession, principal: Principal, body: PersonIn) -> Person:
+async def create_person(
+    session: AsyncSession, principal: Principal, body: PersonIn, *, quota: int
+) -> Person:
+    await enforce_quota(
+        session,
+        Person,
+        principal.organization_id,
+        limit=quota,
+        what="people",
+        remedy="delete one first",
+    )
     person = Person(
         organization_id=principal.organization_id,
         name=body.name,
@@ -305,8 +316,16 @@ async def list_rotations(
 
 
 async def create_schedule(
-    session: AsyncSession, principal: Principal, body: ScheduleIn
+    session: AsyncSession, principal: Principal, body: ScheduleIn, *, quota: int
 ) -> Schedule:
+    await enforce_quota(
+        session,
+        Schedule,
+        principal.organization_id,
+        limit=quota,
+        what="schedules",
+        remedy="delete one first",
+    )
     schedule = Schedule(
         organization_id=principal.organization_id,
         name=body.name,

@@ -20,8 +20,9 @@ from tandem.identity.models import User
 from tandem.identity.scopes import Role
 from tandem.review.states import ThreadStatus
 from tandem.settings import Settings
-from tests.conftest import LoginAs, override_session, running
+from tests.conftest import CommittedDatabase, LoginAs, override_session, running
 from tests.factories import TEST_PASSWORD, make_thread, make_user
+from tests.integration.test_jobs_execution import WaitUntil, fast_settings, live_app
 
 pytestmark = pytest.mark.anyio
 
@@ -438,3 +439,18 @@ async def test_threads_waiting_for_a_decision_are_limited_per_organization(
         2, "review threads waiting for a decision", "decide some first"
     )
     assert elsewhere.status_code == 202
+
+
+async def test_a_result_over_its_limit_fails_the_attempt_saying_so(
+    committed_db: CommittedDatabase, tmp_path: Path, wait_until: WaitUntil
+) -> None:
+    """The echo task's result is its payload: 511 bytes is a payload accepted, a result not."""
+    settings = fast_settings(committed_db, tmp_path, job_max_result_bytes=300)
+    async with live_app(settings, wait_until) as live:
+        job = await live.submit(payload={"blob": "x" * 500}, max_attempts=1)
+        dead = await live.until(job["id"], "dead")
+
+    error = "ResultTooLarge: result is 511 bytes as JSON; at most 300 are kept"
+    assert dead["last_error"] == error
+    assert [(a["outcome"], a["error"]) for a in dead["attempt_history"]] == [("failed", error)]
+    assert dead["result"] is None

@@ -183,46 +183,45 @@ async def test_job_submission_is_rate_limited_per_user(
 TOO_LARGE = {"detail": f"Request body too large: at most {MAX_REQUEST_BYTES} bytes are accepted"}
 
 
+class KilobyteChunks:
+    """A request body of `count` 1 KiB chunks, streamed; `sent` says how many were read."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.sent = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(self.count):
+            self.sent += 1
+            yield b"x" * 1024
+
+
 async def test_a_body_declared_over_the_limit_is_413_before_it_is_read(
     client: httpx.AsyncClient,
 ) -> None:
-    sent = 0
-
-    async def body() -> AsyncIterator[bytes]:
-        nonlocal sent
-        for _ in range(100):
-            sent += 1
-            yield b"x" * 1024
-
+    body = KilobyteChunks(100)
     response = await client.post(
         "/api/v1/agents/run",
-        content=body(),
+        content=body,
         headers={"Content-Length": str(100 * 1024), "Content-Type": "application/json"},
     )
     assert response.status_code == 413
     assert response.json() == TOO_LARGE
     assert response.headers["X-Request-ID"]
-    assert sent == 0
+    assert body.sent == 0
 
 
 async def test_a_streamed_body_is_413_once_it_passes_the_limit(
     client: httpx.AsyncClient,
 ) -> None:
-    sent = 0
-
-    async def body() -> AsyncIterator[bytes]:
-        nonlocal sent
-        for _ in range(20_000):  # 20 MB, if it were all read
-            sent += 1
-            yield b"x" * 1024
-
+    body = KilobyteChunks(20_000)  # 20 MB, if it were all read
     response = await client.post(
-        "/api/v1/jobs", content=body(), headers={"Content-Type": "application/json"}
+        "/api/v1/jobs", content=body, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 413
     assert response.json() == TOO_LARGE
     assert response.headers["Content-Type"] == "application/json"
-    assert sent <= MAX_REQUEST_BYTES // 1024 + 1
+    assert body.sent <= MAX_REQUEST_BYTES // 1024 + 1
 
 
 async def test_a_streamed_body_under_the_limit_goes_through(

@@ -288,12 +288,8 @@ def limit_principal(*limits: PrincipalLimit) -> Callable[..., Awaitable[None]]:
     return dependency
 
 
-def rate_limit(
-    scope: str,
-    limit_of: Callable[[Settings], str],
-    key_of: Callable[[Request], str | Awaitable[str]],
-) -> Callable[..., Awaitable[None]]:
-    """A dependency consuming one unit of `limit_of(settings)` for (scope, key_of(request)).
+def rate_limit(*budgets: Callable[[Request, Settings], Budget]) -> Callable[..., Awaitable[None]]:
+    """A dependency taking one unit of each budget (`budget(request, settings)`), or none.
 
     The X-RateLimit-* headers go on the response when the path function returns a model or
     a dict; a path function returning a `Response` itself must call `apply_headers`.
@@ -302,9 +298,7 @@ def rate_limit(
     async def dependency(request: Request, response: Response) -> None:
         limiter: RateLimiter = request.app.state.rate_limiter
         settings: Settings = request.app.state.settings
-        key = key_of(request)
-        if not isinstance(key, str):
-            key = await key
-        apply_headers(response, await limiter.hit(limit_of(settings), scope, key))
+        state = await limiter.hit_all([budget(request, settings) for budget in budgets])
+        apply_headers(response, state)
 
     return dependency

@@ -54,7 +54,7 @@ def limited_app(
     *,
     scope: str,
     limit: str,
-    key_of: Callable[[Request], str | Awaitable[str]] = client_address,
+    key_of: Callable[[Request], str] = client_address,
 ) -> FastAPI:
     """The real app with one extra route behind the `rate_limit` dependency."""
     settings = Settings(  # type: ignore[call-arg]
@@ -64,7 +64,10 @@ def limited_app(
     )
     app = create_app(settings)
 
-    @app.get("/limited", dependencies=[Depends(rate_limit(scope, lambda _: limit, key_of))])
+    @app.get(
+        "/limited",
+        dependencies=[Depends(rate_limit(lambda r, _: Budget(limit, scope, key_of(r))))],
+    )
     async def limited() -> dict[str, bool]:
         return {"ok": True}
 
@@ -244,7 +247,7 @@ async def test_two_apps_on_one_redis_share_one_budget(
     sqlite_url: str,
     redis_url: str,
 ) -> None:
-    async def api_key(request: Request) -> str:  # an awaitable key, like a principal lookup
+    def api_key(request: Request) -> str:
         return request.headers["X-Api-Key"]
 
     scope = unique_scope()

@@ -40,6 +40,7 @@ from tandem.ratelimit import (
     apply_headers,
     client_address,
     limit_principal,
+    rate_limit,
 )
 from tandem.settings import Settings
 
@@ -79,15 +80,11 @@ def _token_out(tokens: sessions.IssuedTokens) -> TokenOut:
 # --- auth ----------------------------------------------------------------------------------
 
 
-async def limit_registration(request: Request, response: Response) -> None:
-    """Per client address, and over all of them: each registration makes an organization."""
-    settings: Settings = request.app.state.settings
-    limiter: RateLimiter = request.app.state.rate_limiter
-    budgets = [
-        Budget(settings.rate_limit_register, "register", client_address(request)),
-        Budget(settings.rate_limit_register_global, "register-global", "all"),
-    ]
-    apply_headers(response, await limiter.hit_all(budgets))
+# Per client address, and over all of them: each registration makes an organization.
+limit_registration = rate_limit(
+    lambda request, s: Budget(s.rate_limit_register, "register", client_address(request)),
+    lambda _, s: Budget(s.rate_limit_register_global, "register-global", "all"),
+)
 
 
 @public.post(

@@ -4,6 +4,7 @@ quotas per organization. Over HTTP on the real app, on SQLite and PostgreSQL; ea
 an app of its own, so its budgets start full.
 """
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -453,3 +454,31 @@ async def test_a_result_over_its_limit_fails_the_attempt_saying_so(
     assert dead["last_error"] == error
     assert [(a["outcome"], a["error"]) for a in dead["attempt_history"]] == [("failed", error)]
     assert dead["result"] is None
+
+
+async def test_a_quota_holds_when_requests_race_for_its_last_unit(
+    committed_db: CommittedDatabase, tmp_path: Path
+) -> None:
+    """Eight API keys asked for at once, with room for one more: one is created."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        database_url=committed_db.url,
+        data_dir=tmp_path,
+        worker_enabled=False,
+        quota_api_keys=2,
+    )
+    async with running(create_app(settings)) as client:
+        body = {"email": "racer@example.com", "password": "long enough pass", "full_name": "R"}
+        token = (await client.post("/api/v1/auth/register", json=body)).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        await new_key(client, headers, "agent:read")
+
+        async def create() -> httpx.Response:
+            key = {"name": "k", "scopes": ["agent:read"]}
+            return await client.post("/api/v1/api-keys", json=key, headers=headers)
+
+        answers = await asyncio.gather(*(create() for _ in range(8)))
+        listed = (await client.get("/api/v1/api-keys", headers=headers)).json()
+
+    assert sorted(answer.status_code for answer in answers) == [201] + [409] * 7
+    assert listed["count"] == 2

@@ -156,8 +156,9 @@ class RateLimiter:
         items = [(parse(budget.limit), budget) for budget in budgets]
 
         async def consume(strategy: MovingWindowRateLimiter) -> _Outcome:
-            # Test all first, so that one budget over its limit uses up none of the others.
-            for item, budget in items:
+            # Test all first, so that one budget over its limit uses up none of the others
+            # (one budget alone: its hit takes nothing when refused).
+            for item, budget in items if len(items) > 1 else []:
                 if not await strategy.test(item, budget.scope, budget.key, cost=cost):
                     return _Outcome(item, await _state(strategy, item, budget), allowed=False)
             states = []

@@ -13,6 +13,11 @@ Headers: `X-RateLimit-Limit` (hits per period), `X-RateLimit-Remaining`, and
 hit leaves the window and one unit of budget comes back. Over the limit: 429 with
 `Retry-After` in whole seconds, at least 1.
 
+Budgets: a request may draw on several (agent calls per user and per organization; login per
+address and e-mail and per address): `hit_all` takes from all or none, and the headers are
+those of the budget with least left. A hit may cost more than one unit (content drafts).
+Failed logins are counted with `check` before and `record` after the attempt.
+
 Redis down: fail open to a per-process memory budget. Rate limits protect capacity and slow
 brute force; they are not an authorisation boundary, so an outage of Redis must not take
 login and every agent call down with it (failing closed would). Falling back to memory
@@ -149,7 +154,7 @@ class RateLimiter:
         are left (and then consumes nothing)."""
         return await self.hit_all([Budget(limit, scope, key)], cost=cost)
 
-    async def hit_all(self, budgets: Sequence["Budget"], *, cost: int = 1) -> RateLimitState:
+    async def hit_all(self, budgets: Sequence[Budget], *, cost: int = 1) -> RateLimitState:
         """Consumes `cost` units of every budget, or of none: raises RateLimited for the first
         budget with fewer than `cost` left. Returns the state of the budget with least left,
         whose headers the response carries."""
@@ -176,7 +181,7 @@ class RateLimiter:
             raise _refusal(outcome.item, outcome.state)
         return outcome.state
 
-    async def check(self, budget: "Budget") -> RateLimitState:
+    async def check(self, budget: Budget) -> RateLimitState:
         """Raises RateLimited when `budget` has nothing left, consuming nothing either way:
         for budgets that count failures, recorded with `record` once they happened."""
         item = parse(budget.limit)
@@ -190,7 +195,7 @@ class RateLimiter:
             raise _refusal(item, outcome.state)
         return outcome.state
 
-    async def record(self, budget: "Budget") -> None:
+    async def record(self, budget: Budget) -> None:
         """Consumes one unit of `budget` if one is left, never raising: counts a failure."""
         item = parse(budget.limit)
 

@@ -7,7 +7,7 @@ tenant's object is reported as not found). Rule checks go through the one rule e
 
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -25,7 +25,7 @@ from tandem.jobs.models import Job, JobStatus
 from tandem.jobs.service import JobQueue, submit_job
 from tandem.pagination import PageParams, paginate
 from tandem.quotas import enforce_quota
-from tandem.scheduling import domain, rules
+from tandem.scheduling import domain, rules, states
 from tandem.scheduling.domain import AssignmentRole, PersonType, TimeOfDay
 from tandem.scheduling.models import (
     Absence,
@@ -49,7 +49,6 @@ from tandem.scheduling.schemas import (
 
 OwnedT = TypeVar("OwnedT", Person, Block, Rotation, Schedule, Assignment)
 GENERATE_TASK = "schedule.generate"
-DEFAULT_GENERATE_TIMEOUT_SECONDS = 10.0
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -83,7 +82,7 @@ async def get_schedule(
 async def _fail_if_job_gave_up(session: AsyncSession, schedule: Schedule) -> None:
     """A generation job that was cancelled, or died without running task code (its last
     lease expired), cannot fail its schedule itself: the schedule is settled here."""
-    if schedule.status is not ScheduleStatus.GENERATING or schedule.job_id is None:
+    if schedule.status is not ScheduleStatus.generating or schedule.job_id is None:
         return
     job = await session.get(Job, schedule.job_id)
     if job is not None and job.status not in (JobStatus.dead, JobStatus.cancelled):
@@ -93,11 +92,11 @@ async def _fail_if_job_gave_up(session: AsyncSession, schedule: Schedule) -> Non
         update(Schedule)
         .where(
             Schedule.id == schedule.id,
-            Schedule.status == ScheduleStatus.GENERATING,
+            Schedule.status == ScheduleStatus.generating,
             Schedule.job_id == schedule.job_id,
         )
         .values(
-            status=ScheduleStatus.FAILED,
+            status=ScheduleStatus.failed,
             error=f"Generation stopped: {error}",
             progress={"phase": "stopped"},
             updated_at=utcnow(),
@@ -112,6 +111,16 @@ async def get_assignment(
     session: AsyncSession, principal: Principal, assignment_id: uuid.UUID
 ) -> Assignment:
     return await _owned(session, principal, Assignment, assignment_id, "Assignment")
+
+
+def _ask(
+    change: Callable[[states.ScheduleState], states.ScheduleState], state: states.ScheduleState
+) -> states.ScheduleState:
+    """What `change` leads to from `state`; a change the state does not allow is a 409."""
+    try:
+        return change(state)
+    except states.IllegalTransition as exc:
+        raise Conflict(str(exc)) from exc
 
 
 # --- people and absences ------------------------------------------------------------------------
@@ -331,7 +340,7 @@ async def create_schedule(
         name=body.name,
         start_date=body.start_date,
         end_date=body.end_date,
-        status=ScheduleStatus.DRAFT,
+        status=ScheduleStatus.draft,
         created_by_id=principal.user_id,
     )
     session.add(schedule)
@@ -360,13 +369,15 @@ async def publish_schedule(
 ) -> Schedule:
     """A generated schedule becomes the published one: final, and a fact for the others."""
     schedule = await get_schedule(session, principal, schedule_id)
+    seen = states.state_of(schedule)
+    after = _ask(states.publish, seen)
     published = await session.execute(
         update(Schedule)
-        .where(Schedule.id == schedule.id, Schedule.status == ScheduleStatus.GENERATED)
-        .values(status=ScheduleStatus.PUBLISHED, updated_at=utcnow())
+        .where(Schedule.id == schedule.id, Schedule.status == seen.status)
+        .values(status=after.status, updated_at=utcnow())
         .returning(Schedule.id)
     )
-    if published.one_or_none() is None:
+    if published.one_or_none() is None:  # a concurrent request changed it first
         raise Conflict(f"Schedule is {schedule.status.value}; only a generated one is published")
     await session.refresh(schedule)
     return schedule
@@ -395,19 +406,13 @@ async def request_generation(
             "The schedule's dates have no blocks: POST /api/v1/blocks/generate first",
             loc=("path", "schedule_id"),
         )
+    seen = states.state_of(schedule)
+    after = _ask(states.generate, seen)
     # Guarded on the status read: of two concurrent requests, one starts a generation.
     claimed = await session.execute(
         update(Schedule)
-        .where(
-            Schedule.id == schedule.id,
-            Schedule.status.not_in([ScheduleStatus.GENERATING, ScheduleStatus.PUBLISHED]),
-        )
-        .values(
-            status=ScheduleStatus.GENERATING,
-            error=None,
-            progress={"phase": "queued"},
-            updated_at=utcnow(),
-        )
+        .where(Schedule.id == schedule.id, Schedule.status == seen.status)
+        .values(status=after.status, error=None, progress={"phase": "queued"}, updated_at=utcnow())
         .returning(Schedule.id)
     )
     if claimed.one_or_none() is None:
@@ -422,7 +427,10 @@ async def request_generation(
         # The solver is deterministic: a retry only helps when the worker died.
         max_attempts=2,
     )
-    await session.execute(update(Schedule).where(Schedule.id == schedule.id).values(job_id=job.id))
+    after = states.assign_job(after, job.id)
+    await session.execute(
+        update(Schedule).where(Schedule.id == schedule.id).values(job_id=after.job_id)
+    )
     await session.refresh(schedule)
     return job.id
 
@@ -469,8 +477,7 @@ async def create_assignment(
 ) -> tuple[Assignment, tuple[domain.Violation, ...]]:
     """Adds a manual assignment and returns it with the violations it causes (warnings)."""
     schedule = await get_schedule(session, principal, schedule_id)
-    if schedule.status is ScheduleStatus.GENERATING:
-        raise Conflict("Schedule is being generated; wait until it is done")
+    _ask(states.edit_assignments, states.state_of(schedule))
     person = await _owned(session, principal, Person, body.person_id, "Person")
     block = await _owned(session, principal, Block, body.block_id, "Block")
     rotation = await _owned(session, principal, Rotation, body.rotation_id, "Rotation")

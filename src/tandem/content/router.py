@@ -12,7 +12,7 @@ from tandem.db import SessionDep
 from tandem.errors import error_responses
 from tandem.identity.principal import Principal, require_scopes
 from tandem.identity.scopes import Scope
-from tandem.jobs.router import JobQueueDep
+from tandem.jobs.deps import JobControlDep
 from tandem.pagination import Page, PageParamsDep
 from tandem.ratelimit import PrincipalLimit, charge
 from tandem.settings import Settings
@@ -34,7 +34,7 @@ async def create(
     body: ContentCreateIn,
     principal: ContentCreator,
     session: SessionDep,
-    queue: JobQueueDep,
+    jobs: JobControlDep,
     http_request: Request,
     response: Response,
 ) -> ContentAcceptedOut:
@@ -44,7 +44,7 @@ async def create(
     request = ContentRequest.model_validate(body.model_dump(exclude={"project_id"}))
     settings: Settings = http_request.app.state.settings
     thread = await service.create_content(
-        session, queue, principal, request, body.project_id, quota=settings.quota_waiting_threads
+        session, jobs, principal, request, body.project_id, quota=settings.quota_waiting_threads
     )
     assert thread.job_id is not None
     return ContentAcceptedOut(thread_id=thread.id, job_id=thread.job_id)

@@ -14,15 +14,14 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tandem.db import utcnow
-from tandem.errors import Conflict, Invalid, NotFound
+from tandem.db import compare_and_set, utcnow
+from tandem.errors import Conflict, Invalid
 from tandem.identity.principal import Principal
 from tandem.review.kinds import (
     ApprovalNotCarriedOut,
     DecisionContext,
     Outcome,
     ReviewKind,
-    register_kind,
 )
 from tandem.review.service import open_thread
 from tandem.scheduling import domain, rules, service, states
@@ -37,6 +36,7 @@ from tandem.scheduling.models import (
 )
 from tandem.scheduling.problem import load_problem
 from tandem.scheduling.schemas import SwapIn, ViolationOut
+from tandem.tenancy import owned
 
 SWAP_KIND = "swap"
 
@@ -143,10 +143,7 @@ async def request_swap(
 
 
 async def get_swap(session: AsyncSession, principal: Principal, swap_id: uuid.UUID) -> Swap:
-    swap = await session.get(Swap, swap_id)
-    if swap is None or swap.organization_id != principal.organization_id:
-        raise NotFound(f"Swap {swap_id} not found")
-    return swap
+    return await owned(session, principal, Swap, swap_id, "Swap")
 
 
 async def _swap_of(decision: DecisionContext) -> Swap | None:
@@ -189,18 +186,18 @@ async def _execute(decision: DecisionContext, swap: Swap) -> str | None:
         return "; ".join(v.message for v in violations)
     try:
         async with session.begin_nested():
-            moved = await session.execute(
+            moved = await compare_and_set(
+                session,
                 update(Assignment)
                 .where(
                     Assignment.id == assignment.id,
                     Assignment.person_id == swap.from_person_id,
                 )
-                .values(person_id=swap.to_person_id, updated_at=utcnow())
-                .execution_options(synchronize_session=False)
+                .values(person_id=swap.to_person_id, updated_at=utcnow()),
             )
     except IntegrityError:
         return f"{swap.to_person_id} was given another assignment in that block"
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
+    if not moved:
         return "the assignment was changed in the meantime"
     return None
 
@@ -229,4 +226,4 @@ class SwapReview(ReviewKind):
     # edit: the default refuses with 422; a swap is approved or rejected as asked.
 
 
-register_kind(SwapReview())
+swap_review = SwapReview()

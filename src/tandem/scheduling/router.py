@@ -48,12 +48,22 @@ Admin = Annotated[Principal, Depends(require_scopes(Scope.schedule_admin))]
 NO_CONTENT = status.HTTP_204_NO_CONTENT
 
 
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
 # --- people -------------------------------------------------------------------------------------
 
 
 @router.post("/people", status_code=status.HTTP_201_CREATED, responses=error_responses(409))
-async def create_person(body: PersonIn, principal: Writer, session: SessionDep) -> PersonOut:
-    return PersonOut.model_validate(await service.create_person(session, principal, body))
+async def create_person(
+    body: PersonIn, principal: Writer, session: SessionDep, request: Request
+) -> PersonOut:
+    quota = _settings(request).quota_people
+    return PersonOut.model_validate(
+        await service.create_person(session, principal, body, quota=quota)
+    )
 
 
 @router.get("/people")
@@ -152,9 +162,13 @@ async def list_rotations(
 # --- schedules ----------------------------------------------------------------------------------
 
 
-@router.post("/schedules", status_code=status.HTTP_201_CREATED)
-async def create_schedule(body: ScheduleIn, principal: Writer, session: SessionDep) -> ScheduleOut:
-    return ScheduleOut.model_validate(await service.create_schedule(session, principal, body))
+@router.post("/schedules", status_code=status.HTTP_201_CREATED, responses=error_responses(409))
+async def create_schedule(
+    body: ScheduleIn, principal: Writer, session: SessionDep, request: Request
+) -> ScheduleOut:
+    quota = _settings(request).quota_schedules
+    schedule = await service.create_schedule(session, principal, body, quota=quota)
+    return ScheduleOut.model_validate(schedule)
 
 
 @router.get("/schedules")
@@ -190,7 +204,7 @@ async def generate_schedule(
     request: Request,
     body: GenerateIn | None = None,
 ) -> GenerateAccepted:
-    settings: Settings = request.app.state.settings
+    settings = _settings(request)
     timeout = (body.timeout_seconds if body else None) or settings.schedule_solver_timeout_seconds
     job_id = await service.request_generation(
         session, jobs, principal, schedule_id, timeout_seconds=timeout
@@ -318,8 +332,11 @@ async def delete_assignment(
 
 
 @router.post("/swaps", status_code=status.HTTP_201_CREATED, responses=error_responses(404, 409))
-async def request_swap(body: SwapIn, principal: Writer, session: SessionDep) -> SwapOut:
-    return SwapOut.model_validate(await swaps.request_swap(session, principal, body))
+async def request_swap(
+    body: SwapIn, principal: Writer, session: SessionDep, request: Request
+) -> SwapOut:
+    quota = _settings(request).quota_waiting_threads
+    return SwapOut.model_validate(await swaps.request_swap(session, principal, body, quota=quota))
 
 
 @router.get("/swaps/{swap_id}", responses=error_responses(404))

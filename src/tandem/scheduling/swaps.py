@@ -95,7 +95,10 @@ async def _describe(session: AsyncSession, assignment: Assignment, to_person: Pe
     )
 
 
-async def request_swap(session: AsyncSession, principal: Principal, body: SwapIn) -> Swap:
+async def request_swap(
+    session: AsyncSession, principal: Principal, body: SwapIn, *, quota: int
+) -> Swap:
+    """A pending swap and its review thread; `quota`: TANDEM_QUOTA_WAITING_THREADS."""
     assignment = await service.get_assignment(session, principal, body.assignment_id)
     to_person = await service.get_person(session, principal, body.to_person_id)
     schedule = await session.get_one(Schedule, assignment.schedule_id)
@@ -132,6 +135,7 @@ async def request_swap(session: AsyncSession, principal: Principal, body: SwapIn
         kind=SWAP_KIND,
         drafts=[f"{summary}. Reason: {body.reason}"],
         payload={"swap_id": str(swap.id), "assignment_id": str(assignment.id)},
+        quota=quota,
     )
     swap.thread_id = thread.id
     await session.flush()

@@ -27,6 +27,7 @@ from tandem.jobs.dispatch import Dispatch, InProcessDispatch
 from tandem.jobs.lifecycle import Claim
 from tandem.jobs.models import JobStatus
 from tandem.jobs.registry import TaskContext, TaskRegistry, UnknownTask
+from tandem.jobs.sizes import check_result_size
 from tandem.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,7 @@ class JobRunner:
                 max_attempts=claim.max_attempts,
             )
             result = await definition.function(context, claim.payload)
+            check_result_size(result, self.settings.job_max_result_bytes)
             if self.successes is not None:
                 status = await self.successes.write(claim, result)
             else:

@@ -22,6 +22,7 @@ from tandem.errors import Conflict, Invalid, NotFound
 from tandem.identity.principal import Principal
 from tandem.jobs.service import JobControl, submit_job
 from tandem.pagination import PageParams, paginate
+from tandem.quotas import enforce_quota
 from tandem.scheduling import domain, rules, states
 from tandem.scheduling.domain import AssignmentRole, PersonType, TimeOfDay
 from tandem.scheduling.models import (
@@ -119,7 +120,17 @@ async def _flush_unique_email(session: AsyncSession) -> None:
         await session.flush()
 
 
-async def create_person(session: AsyncSession, principal: Principal, body: PersonIn) -> Person:
+async def create_person(
+    session: AsyncSession, principal: Principal, body: PersonIn, *, quota: int
+) -> Person:
+    await enforce_quota(
+        session,
+        Person,
+        principal.organization_id,
+        limit=quota,
+        what="people",
+        remedy="delete one first",
+    )
     person = Person(
         organization_id=principal.organization_id,
         name=body.name,
@@ -296,8 +307,16 @@ async def list_rotations(
 
 
 async def create_schedule(
-    session: AsyncSession, principal: Principal, body: ScheduleIn
+    session: AsyncSession, principal: Principal, body: ScheduleIn, *, quota: int
 ) -> Schedule:
+    await enforce_quota(
+        session,
+        Schedule,
+        principal.organization_id,
+        limit=quota,
+        what="schedules",
+        remedy="delete one first",
+    )
     schedule = Schedule(
         organization_id=principal.organization_id,
         name=body.name,

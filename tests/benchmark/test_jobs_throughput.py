@@ -37,7 +37,7 @@ from tandem.db import READ_ONLY, create_engine, create_sessionmaker, utcnow
 from tandem.identity.models import Organization
 from tandem.jobs.dispatch import InProcessDispatch
 from tandem.jobs.distributed import ProcrastinateDispatch, libpq_conninfo
-from tandem.jobs.executor import EmbeddedExecutor, JobRunner, worker_name
+from tandem.jobs.executor import Executor, JobRunner, worker_name
 from tandem.jobs.models import Job, JobAttempt, JobStatus
 from tandem.jobs.service import JobQueue, submit_job
 from tandem.migrations import upgrade_to_head
@@ -244,7 +244,7 @@ async def _embedded(url: str, tmp_path: Path, fairness: bool = False) -> Any:
         runner = JobRunner(
             db.sessionmaker, task_registry(), settings, dispatch, worker_name("bench")
         )
-        executor = EmbeddedExecutor(runner, dispatch, concurrency=CONCURRENCY)
+        executor = Executor(runner, dispatch, concurrency=CONCURRENCY)
         executor.start()
         queue = JobQueue(task_registry(), dispatch)
         try:

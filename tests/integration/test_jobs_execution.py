@@ -18,7 +18,7 @@ from tandem.app import create_app
 from tandem.db import create_engine, create_sessionmaker, utcnow
 from tandem.jobs import lifecycle
 from tandem.jobs.dispatch import InProcessDispatch
-from tandem.jobs.executor import EmbeddedExecutor, JobRunner, SuccessWriter
+from tandem.jobs.executor import Executor, JobRunner, SuccessWriter
 from tandem.jobs.models import Job, JobAttempt, JobStatus
 from tandem.jobs.service import JobQueue, submit_job
 from tandem.notifications.models import OutboxMessage, OutboxStatus
@@ -200,7 +200,7 @@ async def test_shutdown_hands_a_running_job_back_without_using_an_attempt(
 ) -> None:
     job = await live.submit(payload={"duration_seconds": 30})
     await live.until(job["id"], "running")
-    executor: EmbeddedExecutor = live.app.state.executor
+    executor: Executor = live.app.state.executor
     await executor.stop(grace_seconds=0)
     handed_back = await live.job(job["id"])
     assert handed_back["status"] == "pending"
@@ -219,7 +219,7 @@ async def test_two_executors_racing_run_every_job_exactly_once(
 
     engines = [create_engine(committed_db.url) for _ in range(2)]
     executors = [
-        EmbeddedExecutor(
+        Executor(
             JobRunner(
                 create_sessionmaker(engine), task_registry(), settings, queue.dispatch, f"w{i}"
             ),

@@ -1,20 +1,23 @@
-"""Running jobs: the `JobRunner` every executor shares, and the embedded executor.
+"""Running jobs: the `JobRunner` that runs one claim, and the `Executor` around it.
 
-The embedded executor lives inside `tandem serve`: a loop claims due jobs (up to
-`TANDEM_JOB_CONCURRENCY` at once), a heartbeat renews their leases and notices cancellation
-requests, and a reaper gives jobs whose lease expired (their worker died) another attempt.
-`tandem worker` runs the same executor without its claim loop: procrastinate tells it which
-job to claim and hands the claim to `run_claim` (see `tandem.jobs.distributed`).
+An `Executor` runs at most `TANDEM_JOB_CONCURRENCY` jobs at once: it claims due jobs for its
+free slots (shared between organizations, see `tandem.jobs.fairness`), a heartbeat renews
+their leases and notices cancellation requests, and a reaper gives jobs whose lease expired
+(their worker died) another attempt. In `tandem serve` its own loop claims whenever a slot is
+free or a job is submitted; in `tandem worker` procrastinate's fetches trigger the claims
+instead (see `tandem.jobs.distributed`).
 """
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -22,7 +25,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tandem.jobs import lifecycle
+from tandem.errors import database_unavailable
+from tandem.jobs import fairness, lifecycle
 from tandem.jobs.dispatch import Dispatch, InProcessDispatch
 from tandem.jobs.lifecycle import Claim
 from tandem.jobs.models import JobStatus
@@ -59,7 +63,8 @@ class SuccessWriter:
     """Group commit for successes: runners that finish while a write is in flight are recorded
     together in the next transaction, so a burst of short jobs costs one commit per batch,
     not one per job (on SQLite, also one wait for the write lock instead of one per runner).
-    If a batch fails, each success is recorded on its own, so one bad result fails one job."""
+    If a batch fails, each success is recorded on its own, so one bad result fails one job
+    (not when the database is unreachable: the batch was already retried through that)."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.sessionmaker = sessionmaker
@@ -80,9 +85,13 @@ class SuccessWriter:
                 statuses = await lifecycle.record_successes(
                     self.sessionmaker, [(claim, result) for claim, result, _ in batch]
                 )
-            except Exception:
+            except Exception as exc:
                 for claim, result, done in batch:
-                    await self._one(claim, result, done)
+                    if database_unavailable(exc):  # retried already: one by one would too
+                        if not done.done():
+                            done.set_exception(exc)
+                    else:
+                        await self._one(claim, result, done)
                 continue
             for (_, _, done), status in zip(batch, statuses, strict=True):
                 if not done.done():
@@ -114,7 +123,13 @@ class JobRunner:
     resources: Mapping[str, Any] = field(default_factory=dict)
     successes: SuccessWriter | None = None  # group commit; set by the embedded executor
 
-    async def run(self, claim: Claim) -> JobStatus | None:
+    async def run(
+        self, claim: Claim, outside_slot: Any = contextlib.nullcontext
+    ) -> JobStatus | None:
+        """Runs the task; its failure is a failed attempt. A success that cannot be recorded
+        because the database stayed unreachable is not turned into a failure: the job stays
+        `running` until its lease expires (the error is raised); one whose result cannot be
+        stored at all is a failed attempt."""
         started = time.perf_counter()
         try:
             definition = self.registry.get(claim.task)
@@ -126,19 +141,30 @@ class JobRunner:
                 settings=self.settings,
                 resources=dict(self.resources),
                 max_attempts=claim.max_attempts,
+                organization_id=claim.organization_id,
+                outside_slot=outside_slot,
             )
             result = await definition.function(context, claim.payload)
-            if self.successes is not None:
-                status = await self.successes.write(claim, result)
-            else:
-                status = await lifecycle.record_success(self.sessionmaker, claim, result)
         except UnknownTask:
             status = await self._failed(claim, f"Unknown task '{claim.task}'")
         except Exception as exc:  # any failure of task code is one failed attempt
             log.info("Job %s attempt %s failed: %r", claim.job_id, claim.attempt, exc)
             status = await self._failed(claim, f"{type(exc).__name__}: {exc}")
+        else:
+            status = await self._succeeded(claim, result)
         self._observe(claim, status, time.perf_counter() - started)
         return status
+
+    async def _succeeded(self, claim: Claim, result: Any) -> JobStatus | None:
+        try:
+            if self.successes is not None:
+                return await self.successes.write(claim, result)
+            return await lifecycle.record_success(self.sessionmaker, claim, result)
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise
+            log.info("Job %s result could not be recorded: %r", claim.job_id, exc)
+            return await self._failed(claim, f"{type(exc).__name__}: {exc}")
 
     async def _failed(self, claim: Claim, error: str) -> JobStatus | None:
         return await lifecycle.record_failure(
@@ -164,7 +190,7 @@ class _Running:
     stop_reason: StopReason | None = None
 
 
-class EmbeddedExecutor:
+class Executor:
     def __init__(
         self,
         runner: JobRunner,
@@ -173,8 +199,8 @@ class EmbeddedExecutor:
         concurrency: int | None = None,
         claim_loop: bool = True,
     ) -> None:
-        """`claim_loop=False`: this executor claims nothing itself; claims made elsewhere are
-        handed to `run_claim` (the heartbeat and the reaper run either way)."""
+        """`claim_loop=False`: claims are triggered from outside (`claim`), not by a loop of
+        its own (the heartbeat and the reaper run either way)."""
         settings = runner.settings
         self.runner = runner
         if runner.successes is None:
@@ -182,9 +208,16 @@ class EmbeddedExecutor:
         self.dispatch = dispatch
         self.claim_loop = claim_loop
         self.concurrency = concurrency or settings.job_concurrency
+        self.caps = fairness.Caps(
+            per_process=min(settings.job_org_concurrency, self.concurrency),
+            total=settings.job_org_concurrency_total,
+        )
         self.lease = settings.job_lease_seconds
         self.poll = settings.job_poll_seconds
         self._running: dict[uuid.UUID, _Running] = {}
+        self._outside: set[uuid.UUID] = set()  # running, but waiting outside the slots
+        self._reserved = 0  # slots a claim in flight may fill
+        self._claiming = asyncio.Lock()
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._stopping = False
@@ -197,6 +230,10 @@ class EmbeddedExecutor:
     @property
     def stopping(self) -> bool:
         return self._stopping
+
+    @property
+    def free_slots(self) -> int:
+        return self.concurrency - len(self._running) + len(self._outside) - self._reserved
 
     def wake(self) -> None:
         self._wake.set()
@@ -227,6 +264,8 @@ class EmbeddedExecutor:
         if self.dispatch is not None:
             self.dispatch.unsubscribe(self.wake, self.stop_job)
         self.wake()
+        async with self._claiming:  # a claim in flight has launched its jobs
+            pass
         grace = self.lease / 2 if grace_seconds is None else grace_seconds
         running = [entry.task for entry in self._running.values()]
         if running:
@@ -241,21 +280,48 @@ class EmbeddedExecutor:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def claim(self) -> list[Claim]:
+        """Claims due jobs for every free slot and starts them. One claim at a time per
+        executor, and the slots it may fill are reserved while it runs, so neither a second
+        claim nor a job coming back from outside its slot can take them meanwhile: never
+        more than `concurrency` jobs at once."""
+        async with self._claiming:
+            free = self.free_slots
+            if self._stopping or free <= 0:
+                return []
+            self._reserved = free
+            try:
+                claims = await lifecycle.claim_due(
+                    self.runner.sessionmaker,
+                    self.runner.worker,
+                    free,
+                    self.lease,
+                    caps=self.caps,
+                    running_here=self._running_by_organization(),
+                )
+            finally:
+                self._reserved = 0
+            for claim in claims:
+                self._launch(claim)
+            return claims
+
+    def _running_by_organization(self) -> collections.Counter[fairness.Tenant]:
+        return collections.Counter(
+            entry.claim.organization_id
+            for job_id, entry in self._running.items()
+            if job_id not in self._outside
+        )
+
     async def _claim_loop(self) -> None:
         # The last claim filled every free slot, so more jobs are probably due: claim again
         # without the read-only look first (it only spares an idle executor the write lock).
         backlog = False
         while not self._stopping:
             self._wake.clear()
-            free = self.concurrency - len(self._running)
+            free = self.free_slots
             try:
                 if free > 0 and (backlog or await lifecycle.has_due_jobs(self.runner.sessionmaker)):
-                    claims = await lifecycle.claim_due(
-                        self.runner.sessionmaker, self.runner.worker, free, self.lease
-                    )
-                    for claim in claims:
-                        self._launch(claim)
-                    backlog = len(claims) == free
+                    backlog = len(await self.claim()) == free
                     if backlog:
                         continue  # there may be more; look again once a slot frees
             except Exception:
@@ -263,30 +329,34 @@ class EmbeddedExecutor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
 
-    @property
-    def free_slots(self) -> int:
-        return self.concurrency - len(self._running)
-
     async def wait_for_free_slot(self) -> None:
+        """Returns once a slot is free (or when stopping)."""
         while self.free_slots <= 0 and not self._stopping:
             self._slot_freed.clear()
             await self._slot_freed.wait()
 
-    def run_in_background(self, claim: Claim) -> None:
-        """Runs a claim made elsewhere like `run_claim`, without waiting for it."""
-        self._launch(claim)
+    async def wait_for_change(self, at_most: float) -> None:
+        """Returns when a job here finished or stepped outside its slot, or after `at_most`
+        seconds."""
+        self._slot_freed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._slot_freed.wait(), at_most)
 
-    async def run_claim(self, claim: Claim) -> JobStatus | None:
-        """Runs a claim made elsewhere as if this executor had made it: under the heartbeat,
-        stopped on cancellation or a lost lease, handed back at shutdown. Returns the job's
-        status afterwards (None when the outcome was not this worker's to record)."""
-        task = self._launch(claim)
+    def task_of(self, job_id: uuid.UUID) -> "asyncio.Task[JobStatus | None] | None":
+        entry = self._running.get(job_id)
+        return entry.task if entry is not None else None
+
+    async def outcome(self, job_id: uuid.UUID) -> JobStatus | None:
+        """Waits for a job running here as if awaiting it: if whoever waits goes away
+        (procrastinate shutting down), the job is stopped and handed back."""
+        entry = self._running.get(job_id)
+        if entry is None:
+            return None
+        task = entry.task
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            # Whoever awaited us is going away: stop the job and give it back.
-            entry = self._running.get(claim.job_id)
-            if entry is not None and not task.done():
+            if not task.done():
                 entry.stop_reason = StopReason.shutdown
                 task.cancel()
             await asyncio.wait([task])
@@ -299,22 +369,48 @@ class EmbeddedExecutor:
 
     async def _run(self, claim: Claim) -> JobStatus | None:
         try:
-            return await self.runner.run(claim)
+            return await self.runner.run(claim, lambda: self._outside_slot(claim.job_id))
         except asyncio.CancelledError:
             return await self._stopped(claim)
+        except Exception:
+            # Nothing could be recorded (the database stayed unreachable): the lease expires
+            # and the reaper decides. The executor carries on with its other jobs.
+            log.exception("Job %s: the outcome could not be recorded", claim.job_id)
+            return None
         finally:
             self._running.pop(claim.job_id, None)
+            self._outside.discard(claim.job_id)
             self._slot_freed.set()
             self.wake()  # a slot is free
+
+    @asynccontextmanager
+    async def _outside_slot(self, job_id: uuid.UUID) -> AsyncIterator[None]:
+        """The job waits for something else: its slot is free for others meanwhile, and it
+        takes one back (waiting for it if need be) before it carries on."""
+        self._outside.add(job_id)
+        self._slot_freed.set()
+        self.wake()
+        try:
+            yield
+        finally:
+            try:
+                while self.free_slots <= 0 and not self._stopping:
+                    self._slot_freed.clear()
+                    await self._slot_freed.wait()
+            finally:
+                self._outside.discard(job_id)
 
     async def _stopped(self, claim: Claim) -> JobStatus | None:
         entry = self._running.get(claim.job_id)
         reason = entry.stop_reason if entry else None
         sessionmaker = self.runner.sessionmaker
-        if reason is StopReason.cancel_requested:
-            return await lifecycle.record_cancelled(sessionmaker, claim)
-        if reason is StopReason.shutdown:
-            return await lifecycle.hand_back(sessionmaker, claim, self.runner.dispatch)
+        try:
+            if reason is StopReason.cancel_requested:
+                return await lifecycle.record_cancelled(sessionmaker, claim)
+            if reason is StopReason.shutdown:
+                return await lifecycle.hand_back(sessionmaker, claim, self.runner.dispatch)
+        except Exception:
+            log.exception("Job %s: stopping it could not be recorded", claim.job_id)
         # lease_lost: another worker owns the job now; there is nothing to record.
         return None
 

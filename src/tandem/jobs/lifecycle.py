@@ -1,23 +1,30 @@
 """The executor side of a job: claim, heartbeat, record the outcome, reap expired leases.
 
-Every executor (embedded or `tandem worker`) goes through these functions, so retries,
-backoff and the move to `dead` are decided here, the same for all. Each change is its own
-short transaction and is guarded on the claim's `lease_token`: a worker that lost its lease
-(it stalled, the reaper gave the job to someone else) changes nothing.
+Every executor (in `tandem serve` or `tandem worker`) goes through these functions, so
+retries, backoff and the move to `dead` are decided here, the same for all. Each change is
+its own short transaction and is guarded on the claim's `lease_token`: a worker that lost its
+lease (it stalled, the reaper gave the job to someone else) changes nothing.
+
+Claims share the slots between organizations (`tandem.jobs.fairness`). Recording an outcome
+retries through a short database outage: the guard makes a repeated write a no-op, so a
+success whose commit was acknowledged late is recorded once.
 """
 
+import asyncio
 import logging
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tandem.db import READ_ONLY, utcnow
-from tandem.jobs import states
+from tandem.errors import database_unavailable
+from tandem.jobs import fairness, states
 from tandem.jobs.dispatch import Dispatch
 from tandem.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from tandem.jobs.notify import notify_finished
@@ -30,6 +37,16 @@ MAX_ERROR_LENGTH = 4000
 # Each retry delay is drawn from [50 %, 100 %] of its exponential ceiling, so jobs that failed
 # together (a dependency went down) do not all come back in the same instant.
 RETRY_JITTER = 0.5
+# Recording an outcome through a database outage: retries from 0.1 s, doubling up to 2 s, for
+# at most this long (well inside a lease, so the job is not reaped meanwhile).
+RECORD_RETRY_SECONDS = 12.0
+RECORD_RETRY_FIRST_SECONDS = 0.1
+RECORD_RETRY_MAX_SECONDS = 2.0
+# PostgreSQL: claims under a total per-organization cap take this transaction-level advisory
+# lock, so that two workers never both see the last free place.
+CLAIM_LOCK_KEY = 0x7A4D3C01
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,6 +60,23 @@ class Claim:
     attempt: int
     run: int
     max_attempts: int
+    organization_id: fairness.Tenant = None
+
+
+async def retrying_outage(operation: Callable[[], Awaitable[T]], what: str) -> T:
+    """Runs `operation` (a whole transaction) again while the database is unreachable, with
+    backoff, for at most RECORD_RETRY_SECONDS; any other error is raised at once."""
+    deadline = time.monotonic() + RECORD_RETRY_SECONDS
+    delay = RECORD_RETRY_FIRST_SECONDS
+    while True:
+        try:
+            return await operation()
+        except Exception as exc:
+            if not database_unavailable(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("The database is unavailable while %s; retrying in %.1f s", what, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RECORD_RETRY_MAX_SECONDS)
 
 
 def _claim_values(worker: str, token: uuid.UUID, now: datetime, lease: float) -> dict[str, Any]:
@@ -67,7 +101,15 @@ async def _start(
             update(Job)
             .where(Job.id.in_(job_ids), Job.status == JobStatus.pending)
             .values(**_claim_values(worker, token, now, lease))
-            .returning(Job.id, Job.task, Job.payload, Job.attempts, Job.runs, Job.max_attempts)
+            .returning(
+                Job.id,
+                Job.task,
+                Job.payload,
+                Job.attempts,
+                Job.runs,
+                Job.max_attempts,
+                Job.organization_id,
+            )
             .execution_options(synchronize_session=False)
         )
     ).all()
@@ -86,7 +128,10 @@ async def _start(
                 for r in rows
             ],
         )
-    return [Claim(r.id, token, r.task, r.payload, r.attempts, r.runs, r.max_attempts) for r in rows]
+    return [
+        Claim(r.id, token, r.task, r.payload, r.attempts, r.runs, r.max_attempts, r.organization_id)
+        for r in rows
+    ]
 
 
 async def has_due_jobs(sessionmaker: Sessionmaker, now: datetime | None = None) -> bool:
@@ -102,66 +147,68 @@ async def has_due_jobs(sessionmaker: Sessionmaker, now: datetime | None = None) 
 
 
 async def claim_due(
-    sessionmaker: Sessionmaker, worker: str, limit: int, lease: float
+    sessionmaker: Sessionmaker,
+    worker: str,
+    limit: int,
+    lease: float,
+    *,
+    caps: fairness.Caps | None = None,
+    running_here: Mapping[fairness.Tenant, int] | None = None,
 ) -> list[Claim]:
-    """Up to `limit` due jobs, oldest first. PostgreSQL skips rows other workers are
-    claiming (SKIP LOCKED); SQLite transactions begin IMMEDIATE, so claims are serial."""
+    """Up to `limit` due jobs, shared between organizations (`fairness.share`: the fewest
+    running first, within `caps`; `running_here` counts this process's running jobs), each
+    organization's oldest first. PostgreSQL skips rows other workers are claiming (SKIP
+    LOCKED); SQLite transactions begin IMMEDIATE, so claims are serial."""
+    caps = caps or fairness.Caps(per_process=limit)
     now = utcnow()
+    due = (Job.status == JobStatus.pending) & (Job.next_run_at <= now)
     async with sessionmaker() as session, session.begin():
-        job_ids = (
-            await session.scalars(
-                select(Job.id)
-                .where(Job.status == JobStatus.pending, Job.next_run_at <= now)
-                .order_by(Job.next_run_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
+        connection = await session.connection()
+        if caps.total is not None and connection.dialect.name == "postgresql":
+            await session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
+        backlogs = [
+            fairness.Backlog(row.organization_id, row.due, row.oldest)
+            for row in await session.execute(
+                select(
+                    Job.organization_id,
+                    func.count().label("due"),
+                    func.min(Job.next_run_at).label("oldest"),
+                )
+                .where(due)
+                .group_by(Job.organization_id)
             )
-        ).all()
-        if not job_ids:
+        ]
+        if not backlogs:
             return []
-        return await _start(session, job_ids, worker, lease, now)
-
-
-async def claim_job(
-    sessionmaker: Sessionmaker, job_id: uuid.UUID, worker: str, lease: float
-) -> Claim | None:
-    """Claims one given job if it is due (the distributed executor is told which)."""
-    claim, _ = await claim_job_and_due(sessionmaker, job_id, worker, lease, limit=1)
-    return claim
-
-
-async def claim_job_and_due(
-    sessionmaker: Sessionmaker, job_id: uuid.UUID, worker: str, lease: float, limit: int
-) -> tuple[Claim | None, list[Claim]]:
-    """Claims the given job if it is due and, in the same transaction, up to `limit - 1`
-    other due jobs (oldest first, skipping those other workers are claiming): one claim
-    transaction serves a burst of jobs instead of one each. Returns the given job's claim
-    (None if it was not claimable) and the others'."""
-    now = utcnow()
-    async with sessionmaker() as session, session.begin():
-        due = await session.scalar(
-            select(Job.id)
-            .where(Job.id == job_id, Job.status == JobStatus.pending, Job.next_run_at <= now)
-            .with_for_update(skip_locked=True)
+        running_total: dict[fairness.Tenant, int] = {
+            row.organization_id: row.running
+            for row in await session.execute(
+                select(Job.organization_id, func.count().label("running"))
+                .where(Job.status == JobStatus.running)
+                .group_by(Job.organization_id)
+            )
+        }
+        shares = fairness.share(
+            backlogs,
+            limit,
+            caps,
+            running_total=running_total,
+            running_here=running_here or {},
         )
-        job_ids = [] if due is None else [due]
-        if limit > len(job_ids):
+        job_ids: list[uuid.UUID] = []
+        for organization_id, count in shares.items():
             job_ids += (
                 await session.scalars(
                     select(Job.id)
-                    .where(
-                        Job.status == JobStatus.pending,
-                        Job.next_run_at <= now,
-                        Job.id != job_id,
-                    )
+                    .where(due, Job.organization_id.is_not_distinct_from(organization_id))
                     .order_by(Job.next_run_at)
-                    .limit(limit - len(job_ids))
+                    .limit(count)
                     .with_for_update(skip_locked=True)
                 )
             ).all()
-        claims = await _start(session, job_ids, worker, lease, now) if job_ids else []
-    given = next((claim for claim in claims if claim.job_id == job_id), None)
-    return given, [claim for claim in claims if claim is not given]
+        if not job_ids:
+            return []
+        return await _start(session, job_ids, worker, lease, now)
 
 
 async def heartbeat(
@@ -197,68 +244,49 @@ async def _finish(
     retry_base_seconds: float | None = None,
     dispatch: Dispatch | None = None,
 ) -> JobStatus | None:
-    """Applies `decide` to the job if this claim still holds it; returns the new status."""
-    async with sessionmaker() as session, session.begin():
-        return await _apply(
-            session,
-            claim,
-            decide,
-            outcome,
-            error=error,
-            result=result,
-            retry_base_seconds=retry_base_seconds,
-            dispatch=dispatch,
-        )
+    """Applies `decide` to the job if this claim still holds it; returns the new status.
+    Retried through a short outage (a repeat after a lost acknowledgement finds the job
+    no longer held and changes nothing)."""
 
+    async def apply() -> JobStatus | None:
+        async with sessionmaker() as session, session.begin():
+            now = utcnow()
+            job = await session.scalar(select(Job).where(_still_held([claim])).with_for_update())
+            if job is None:
+                log.warning("Job %s changed hands before its outcome was recorded", claim.job_id)
+                return None
+            after = decide(
+                states.JobState(job.status, job.attempts, job.max_attempts, job.cancel_requested)
+            )
+            job.status, job.attempts = after.status, after.attempts
+            job.lease_owner = job.lease_token = job.lease_expires_at = None
+            job.updated_at = now
+            if error is not None:
+                job.last_error = error[:MAX_ERROR_LENGTH]
+            if after.status is JobStatus.succeeded:
+                job.result, job.last_error = result, None
+            if after.status in states.FINISHED:
+                job.finished_at = now
+            if after.status is JobStatus.pending:
+                # A handed-back job runs again at once; a failed one waits out its backoff.
+                delay = timedelta(0)
+                if retry_base_seconds is not None:
+                    policy = RetryPolicy(job.max_attempts, retry_base_seconds, jitter=RETRY_JITTER)
+                    delay = policy.delay(job.attempts)
+                job.next_run_at = now + delay
+                if dispatch is not None:
+                    await dispatch.enqueue(session, job.id, job.next_run_at)
+            recorded = AttemptOutcome.cancelled if after.status is JobStatus.cancelled else outcome
+            await session.execute(
+                update(JobAttempt)
+                .where(JobAttempt.job_id == job.id, JobAttempt.number == claim.run)
+                .values(outcome=recorded, finished_at=now, error=error and error[:MAX_ERROR_LENGTH])
+            )
+            if after.status in (JobStatus.succeeded, JobStatus.dead):
+                await notify_finished(session, job)
+            return after.status
 
-async def _apply(
-    session: AsyncSession,
-    claim: Claim,
-    decide: Callable[[states.JobState], states.JobState],
-    outcome: AttemptOutcome,
-    *,
-    error: str | None = None,
-    result: Any = None,
-    retry_base_seconds: float | None = None,
-    dispatch: Dispatch | None = None,
-) -> JobStatus | None:
-    """Applies `decide` to the job if this claim still holds it; returns the new status."""
-    now = utcnow()
-    job = await session.scalar(select(Job).where(_still_held([claim])).with_for_update())
-    if job is None:
-        log.warning("Job %s changed hands before its outcome was recorded", claim.job_id)
-        return None
-    after = decide(
-        states.JobState(job.status, job.attempts, job.max_attempts, job.cancel_requested)
-    )
-    job.status, job.attempts = after.status, after.attempts
-    job.lease_owner = job.lease_token = job.lease_expires_at = None
-    job.updated_at = now
-    if error is not None:
-        job.last_error = error[:MAX_ERROR_LENGTH]
-    if after.status is JobStatus.succeeded:
-        job.result, job.last_error = result, None
-    if after.status in states.FINISHED:
-        job.finished_at = now
-    if after.status is JobStatus.pending:
-        # A handed-back job runs again at once; a failed one waits out its backoff.
-        delay = timedelta(0)
-        if retry_base_seconds is not None:
-            policy = RetryPolicy(job.max_attempts, retry_base_seconds, jitter=RETRY_JITTER)
-            delay = policy.delay(job.attempts)
-        job.next_run_at = now + delay
-        if dispatch is not None:
-            await dispatch.enqueue(session, job.id, job.next_run_at)
-    if after.status is JobStatus.cancelled:
-        outcome = AttemptOutcome.cancelled
-    await session.execute(
-        update(JobAttempt)
-        .where(JobAttempt.job_id == job.id, JobAttempt.number == claim.run)
-        .values(outcome=outcome, finished_at=now, error=error and error[:MAX_ERROR_LENGTH])
-    )
-    if after.status in (JobStatus.succeeded, JobStatus.dead):
-        await notify_finished(session, job)
-    return after.status
+    return await retrying_outage(apply, f"recording job {claim.job_id}")
 
 
 def _still_held(claims: Sequence[Claim]) -> ColumnElement[bool]:
@@ -278,7 +306,16 @@ async def record_successes(
 ) -> list[JobStatus | None]:
     """Several successes in one transaction (group commit): under load the executor's runners
     finish together, and one commit, one locking read and two multi-row updates for all of
-    them cost about what one job's do. Written in Core: this is the executor's hot path."""
+    them cost about what one job's do. Written in Core: this is the executor's hot path.
+    Retried through a short outage."""
+    return await retrying_outage(
+        lambda: _record_successes(sessionmaker, finished), f"recording {len(finished)} successes"
+    )
+
+
+async def _record_successes(
+    sessionmaker: Sessionmaker, finished: Sequence[tuple[Claim, Any]]
+) -> list[JobStatus | None]:
     now = utcnow()
     async with sessionmaker() as session, session.begin():
         claims = [claim for claim, _ in finished]

@@ -11,6 +11,7 @@ instead (see `tandem.jobs.distributed`).
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import os
 import socket
@@ -217,6 +218,8 @@ class Executor:
         self._running: dict[uuid.UUID, _Running] = {}
         self._outside: set[uuid.UUID] = set()  # running, but waiting outside the slots
         self._reserved = 0  # slots a claim in flight may fill
+        self._served: dict[fairness.Tenant, int] = {}  # organization -> claim number
+        self._claims = itertools.count()
         self._claiming = asyncio.Lock()
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -298,10 +301,12 @@ class Executor:
                     self.lease,
                     caps=self.caps,
                     running_here=self._running_by_organization(),
+                    last_served=self._served,
                 )
             finally:
                 self._reserved = 0
             for claim in claims:
+                self._served[claim.organization_id] = next(self._claims)
                 self._launch(claim)
             return claims
 

@@ -2,8 +2,8 @@
 
 Two places hand out scarce slots: an executor's claim (job slots) and the solver limiter
 (CP-SAT solves). Both use the same rule: a free slot goes to the organization with the
-fewest running, among those under their cap, the oldest waiter first on a tie; within an
-organization, first come first served.
+fewest running, among those under their cap; on a tie, the one served least recently, then
+the oldest waiter; within an organization, first come first served.
 """
 
 import asyncio
@@ -44,10 +44,13 @@ def share(
     *,
     running_total: Mapping[Tenant, int],
     running_here: Mapping[Tenant, int],
+    last_served: Mapping[Tenant, int] | None = None,
 ) -> dict[Tenant, int]:
     """How many of `slots` free slots each organization's backlog gets: one at a time, each to
     the organization with the fewest running jobs (`running_total` plus those given here)
-    that still has due jobs and room under its caps."""
+    that still has due jobs and room under its caps; on a tie, the one `last_served` longest
+    ago (a counter; never served is -1), then the one whose oldest job is due longest."""
+    served = last_served or {}
     given: Counter[Tenant] = Counter()
     for _ in range(slots):
         candidates = [
@@ -66,6 +69,7 @@ def share(
             candidates,
             key=lambda b: (
                 running_total.get(b.organization_id, 0) + given[b.organization_id],
+                served.get(b.organization_id, -1),
                 b.oldest,
             ),
         )
@@ -76,7 +80,8 @@ def share(
 class FairLimiter:
     """An asyncio semaphore shared fairly by key: at most `capacity` holders, at most
     `per_key` of one key; a released slot goes to the waiting key with the fewest holders
-    (the earliest waiter on a tie), not to whoever asked first."""
+    (on a tie, the one served least recently, then the earliest waiter), not to whoever
+    asked first."""
 
     def __init__(self, capacity: int, per_key: int) -> None:
         self.capacity = capacity
@@ -84,6 +89,7 @@ class FairLimiter:
         self._holders: Counter[Hashable] = Counter()
         self._waiters: deque[tuple[int, Hashable, asyncio.Future[None]]] = deque()
         self._order = itertools.count()
+        self._last_served: dict[Hashable, int] = {}
 
     def would_wait(self, key: Hashable) -> bool:
         return not self._may_take(key) or any(k == key for _, k, _ in self._waiters)
@@ -124,7 +130,15 @@ class FairLimiter:
             eligible = [entry for entry in self._waiters if self._may_take(entry[1])]
             if not eligible:
                 return
-            chosen = min(eligible, key=lambda entry: (self._holders[entry[1]], entry[0]))
+            chosen = min(
+                eligible,
+                key=lambda entry: (
+                    self._holders[entry[1]],
+                    self._last_served.get(entry[1], -1),
+                    entry[0],
+                ),
+            )
             self._waiters.remove(chosen)
             self._holders[chosen[1]] += 1
+            self._last_served[chosen[1]] = next(self._order)
             chosen[2].set_result(None)

@@ -154,14 +154,15 @@ async def claim_due(
     *,
     caps: fairness.Caps | None = None,
     running_here: Mapping[fairness.Tenant, int] | None = None,
+    last_served: Mapping[fairness.Tenant, int] | None = None,
 ) -> list[Claim]:
     """Up to `limit` due jobs, shared between organizations (`fairness.share`: the fewest
-    running first, within `caps`; `running_here` counts this process's running jobs), each
+    running first, within `caps`; `running_here` counts this process's running jobs and
+    `last_served` says when it last claimed each organization's), each
     organization's oldest first. PostgreSQL skips rows other workers are claiming (SKIP
     LOCKED); SQLite transactions begin IMMEDIATE, so claims are serial."""
     caps = caps or fairness.Caps(per_process=limit)
-    now = utcnow()
-    due = (Job.status == JobStatus.pending) & (Job.next_run_at <= now)
+    due = (Job.status == JobStatus.pending) & (Job.next_run_at <= utcnow())
     async with sessionmaker() as session, session.begin():
         connection = await session.connection()
         if caps.total is not None and connection.dialect.name == "postgresql":
@@ -188,12 +189,15 @@ async def claim_due(
                 .group_by(Job.organization_id)
             )
         }
+        # Taken after the count: a job counted finished had its `finished_at` before this.
+        now = utcnow()
         shares = fairness.share(
             backlogs,
             limit,
             caps,
             running_total=running_total,
             running_here=running_here or {},
+            last_served=last_served,
         )
         job_ids: list[uuid.UUID] = []
         for organization_id, count in shares.items():
@@ -250,8 +254,8 @@ async def _finish(
 
     async def apply() -> JobStatus | None:
         async with sessionmaker() as session, session.begin():
-            now = utcnow()
             job = await session.scalar(select(Job).where(_still_held([claim])).with_for_update())
+            now = utcnow()
             if job is None:
                 log.warning("Job %s changed hands before its outcome was recorded", claim.job_id)
                 return None
@@ -316,7 +320,6 @@ async def record_successes(
 async def _record_successes(
     sessionmaker: Sessionmaker, finished: Sequence[tuple[Claim, Any]]
 ) -> list[JobStatus | None]:
-    now = utcnow()
     async with sessionmaker() as session, session.begin():
         claims = [claim for claim, _ in finished]
         held = {
@@ -325,6 +328,7 @@ async def _record_successes(
                 select(Job.id, Job.notify).where(_still_held(claims)).with_for_update()
             )
         }
+        now = utcnow()
         mine = [(claim, result) for claim, result in finished if claim.job_id in held]
         if mine:
             connection = await session.connection()

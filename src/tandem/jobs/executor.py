@@ -397,13 +397,15 @@ class Executor:
         self.wake()
         try:
             yield
+        except BaseException:  # stopped or failed while waiting: the job ends here
+            self._outside.discard(job_id)
+            raise
+        try:
+            while self.free_slots <= 0 and not self._stopping:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
         finally:
-            try:
-                while self.free_slots <= 0 and not self._stopping:
-                    self._slot_freed.clear()
-                    await self._slot_freed.wait()
-            finally:
-                self._outside.discard(job_id)
+            self._outside.discard(job_id)
 
     async def _stopped(self, claim: Claim) -> JobStatus | None:
         entry = self._running.get(claim.job_id)

@@ -193,6 +193,18 @@ async def cancel_job(
     job = await get_job(session, principal, job_id)
     if (task := _task_of(queue, job)) is not None:
         principal.require(*task.control_scopes)
+    return await _cancel(session, queue, job)
+
+
+async def cancel_unfinished(session: AsyncSession, queue: JobQueue, job_id: uuid.UUID) -> None:
+    """Cancels the job unless it has finished: what it worked for is gone (a deleted
+    schedule). The caller has decided; nothing is checked against a principal."""
+    job = await session.get(Job, job_id)
+    if job is not None and job.status not in states.FINISHED:
+        await _cancel(session, queue, job)
+
+
+async def _cancel(session: AsyncSession, queue: JobQueue, job: Job) -> Job:
     finishing = {"finished_at": utcnow()} if job.status is JobStatus.pending else {}
     job = await _transition(session, job, states.cancel, finishing)
     if job.status is JobStatus.running:

@@ -22,7 +22,7 @@ from tandem.db import utcnow
 from tandem.errors import Conflict, Invalid, NotFound
 from tandem.identity.principal import Principal
 from tandem.jobs.models import Job, JobStatus
-from tandem.jobs.service import JobQueue, submit_job
+from tandem.jobs.service import JobQueue, cancel_unfinished, submit_job
 from tandem.pagination import PageParams, paginate
 from tandem.scheduling import domain, rules
 from tandem.scheduling.domain import AssignmentRole, PersonType, TimeOfDay
@@ -328,12 +328,20 @@ async def list_schedules(
 
 
 async def delete_schedule(
-    session: AsyncSession, principal: Principal, schedule_id: uuid.UUID
+    session: AsyncSession, queue: JobQueue, principal: Principal, schedule_id: uuid.UUID
 ) -> None:
-    """The database removes its assignments (ON DELETE CASCADE); a running generation finds
-    the schedule gone and stops."""
+    """The database removes its assignments (ON DELETE CASCADE); its generation job, if one
+    is queued or running, is cancelled (a running solver stops)."""
     schedule = await get_schedule(session, principal, schedule_id)
+    await _stop_generation(session, queue, schedule)
     await session.execute(delete(Schedule).where(Schedule.id == schedule.id))
+
+
+async def _stop_generation(session: AsyncSession, queue: JobQueue, schedule: Schedule) -> None:
+    """The schedule's last generation job, unless it has finished, is cancelled: nobody
+    wants its result any more (the schedule is gone, or generated anew)."""
+    if schedule.job_id is not None:
+        await cancel_unfinished(session, queue, schedule.job_id)
 
 
 async def publish_schedule(
@@ -393,6 +401,7 @@ async def request_generation(
     )
     if claimed.one_or_none() is None:
         raise Conflict(f"Schedule is {schedule.status.value}; it cannot be generated now")
+    await _stop_generation(session, queue, schedule)
     job, _ = await submit_job(
         session,
         queue,

@@ -37,6 +37,32 @@ class Caps:
     total: int | None = None
 
 
+def _room(caps: Caps, here: int, total: int) -> bool:
+    return here < caps.per_process and (caps.total is None or total < caps.total)
+
+
+def in_line(
+    oldest_due: Mapping[Tenant, datetime],
+    slots: int,
+    caps: Caps,
+    *,
+    running_total: Mapping[Tenant, int],
+    running_here: Mapping[Tenant, int],
+    last_served: Mapping[Tenant, int] | None = None,
+) -> list[Tenant]:
+    """The organizations (with due jobs since `oldest_due`) a claim of `slots` slots looks
+    at: those with room under their caps, in the order `share` serves them, at most `slots`
+    (each gets a slot before any gets a second)."""
+    served = last_served or {}
+    with_room = [
+        organization
+        for organization in oldest_due
+        if _room(caps, running_here.get(organization, 0), running_total.get(organization, 0))
+    ]
+    with_room.sort(key=lambda o: (running_total.get(o, 0), served.get(o, -1), oldest_due[o]))
+    return with_room[:slots]
+
+
 def share(
     backlogs: Sequence[Backlog],
     slots: int,

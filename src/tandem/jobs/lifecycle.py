@@ -19,10 +19,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Table,
+    Uuid,
+    and_,
+    bindparam,
+    column,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tandem.db import READ_ONLY, utcnow
+from tandem.db import READ_ONLY, UTCDateTime, utcnow
 from tandem.errors import database_unavailable
 from tandem.jobs import fairness, states
 from tandem.jobs.dispatch import Dispatch
@@ -146,6 +160,41 @@ async def has_due_jobs(sessionmaker: Sessionmaker, now: datetime | None = None) 
     return due is not None
 
 
+# Per organization with pending jobs (NULL: jobs of none): since when its oldest is due, and
+# how many of its jobs run. The organizations are found by skipping through the index on
+# (status, organization_id, next_run_at), one seek each (a recursive "loose index scan"),
+# so the cost grows with the organizations waiting, not with the jobs queued.
+_WAITING = text(
+    """
+    WITH RECURSIVE waiting(organization_id) AS (
+        SELECT (SELECT organization_id FROM jobs
+                WHERE status = 'pending' AND organization_id IS NOT NULL
+                ORDER BY organization_id LIMIT 1)
+        UNION ALL
+        SELECT (SELECT j.organization_id FROM jobs AS j
+                WHERE j.status = 'pending' AND j.organization_id > w.organization_id
+                ORDER BY j.organization_id LIMIT 1)
+        FROM waiting AS w WHERE w.organization_id IS NOT NULL
+    )
+    SELECT w.organization_id,
+           (SELECT min(j.next_run_at) FROM jobs AS j
+            WHERE j.status = 'pending' AND j.organization_id = w.organization_id) AS oldest,
+           (SELECT count(*) FROM jobs AS j
+            WHERE j.status = 'running' AND j.organization_id = w.organization_id) AS running
+    FROM waiting AS w WHERE w.organization_id IS NOT NULL
+    UNION ALL
+    SELECT NULL,
+           (SELECT min(next_run_at) FROM jobs
+            WHERE status = 'pending' AND organization_id IS NULL),
+           (SELECT count(*) FROM jobs WHERE status = 'running' AND organization_id IS NULL)
+    """
+).columns(
+    column("organization_id", Uuid()),
+    column("oldest", UTCDateTime()),
+    column("running", Integer()),
+)
+
+
 async def claim_due(
     sessionmaker: Sessionmaker,
     worker: str,
@@ -156,60 +205,62 @@ async def claim_due(
     running_here: Mapping[fairness.Tenant, int] | None = None,
     last_served: Mapping[fairness.Tenant, int] | None = None,
 ) -> list[Claim]:
-    """Up to `limit` due jobs, shared between organizations (`fairness.share`: the fewest
+    """Up to `limit` due jobs, shared between organizations by `fairness.share` (the fewest
     running first, within `caps`; `running_here` counts this process's running jobs and
-    `last_served` says when it last claimed each organization's), each
-    organization's oldest first. PostgreSQL skips rows other workers are claiming (SKIP
-    LOCKED); SQLite transactions begin IMMEDIATE, so claims are serial."""
+    `last_served` says when it last claimed each organization's), each organization's
+    oldest first. PostgreSQL skips rows other workers are claiming (SKIP LOCKED); SQLite
+    transactions begin IMMEDIATE, so claims are serial."""
     caps = caps or fairness.Caps(per_process=limit)
-    due = (Job.status == JobStatus.pending) & (Job.next_run_at <= utcnow())
+    here = running_here or {}
     async with sessionmaker() as session, session.begin():
         connection = await session.connection()
         if caps.total is not None and connection.dialect.name == "postgresql":
             await session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
-        backlogs = [
-            fairness.Backlog(row.organization_id, row.due, row.oldest)
-            for row in await session.execute(
-                select(
-                    Job.organization_id,
-                    func.count().label("due"),
-                    func.min(Job.next_run_at).label("oldest"),
-                )
-                .where(due)
-                .group_by(Job.organization_id)
-            )
-        ]
-        if not backlogs:
-            return []
-        running_total: dict[fairness.Tenant, int] = {
-            row.organization_id: row.running
-            for row in await session.execute(
-                select(Job.organization_id, func.count().label("running"))
-                .where(Job.status == JobStatus.running)
-                .group_by(Job.organization_id)
-            )
-        }
+        rows = (await session.execute(_WAITING)).all()
         # Taken after the count: a job counted finished had its `finished_at` before this.
         now = utcnow()
-        shares = fairness.share(
-            backlogs,
+        oldest_due = {r.organization_id: r.oldest for r in rows if r.oldest and r.oldest <= now}
+        running_total = {r.organization_id: r.running for r in rows}
+        candidates: dict[fairness.Tenant, list[uuid.UUID]] = {}
+        for organization_id in fairness.in_line(
+            oldest_due,
             limit,
             caps,
             running_total=running_total,
-            running_here=running_here or {},
+            running_here=here,
+            last_served=last_served,
+        ):
+            candidates[organization_id] = list(
+                (
+                    await session.scalars(
+                        select(Job.id)
+                        .where(
+                            Job.status == JobStatus.pending,
+                            Job.organization_id.is_not_distinct_from(organization_id),
+                            Job.next_run_at <= now,
+                        )
+                        .order_by(Job.next_run_at)
+                        .limit(limit)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).all()
+            )
+        shares = fairness.share(
+            [
+                fairness.Backlog(organization_id, len(ids), oldest_due[organization_id])
+                for organization_id, ids in candidates.items()
+            ],
+            limit,
+            caps,
+            running_total=running_total,
+            running_here=here,
             last_served=last_served,
         )
-        job_ids: list[uuid.UUID] = []
-        for organization_id, count in shares.items():
-            job_ids += (
-                await session.scalars(
-                    select(Job.id)
-                    .where(due, Job.organization_id.is_not_distinct_from(organization_id))
-                    .order_by(Job.next_run_at)
-                    .limit(count)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+        job_ids = [
+            job_id
+            for organization_id, count in shares.items()
+            for job_id in candidates[organization_id][:count]
+        ]
         if not job_ids:
             return []
         return await _start(session, job_ids, worker, lease, now)

@@ -49,9 +49,9 @@ class Job(IdMixin, TimestampMixin, Base):
         # The executors' claim queries: due pending jobs, oldest first; per organization.
         Index("ix_jobs_status_next_run_at", "status", "next_run_at"),
         Index(
-            "ix_jobs_organization_id_status_next_run_at",
-            "organization_id",
+            "ix_jobs_status_organization_id_next_run_at",
             "status",
+            "organization_id",
             "next_run_at",
         ),
     )

@@ -19,12 +19,12 @@ def upgrade() -> None:
     # A claim takes each chosen organization's oldest due jobs (`lifecycle.claim_due`).
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_jobs_organization_id_status_next_run_at",
-            ["organization_id", "status", "next_run_at"],
+            "ix_jobs_status_organization_id_next_run_at",
+            ["status", "organization_id", "next_run_at"],
             unique=False,
         )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_index("ix_jobs_organization_id_status_next_run_at")
+        batch_op.drop_index("ix_jobs_status_organization_id_next_run_at")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tandem.jobs.fairness import Backlog, Caps, FairLimiter, Tenant, share
+from tandem.jobs.fairness import Backlog, Caps, FairLimiter, Tenant, in_line, share
 
 ORGANIZATIONS: list[Tenant] = [None, *(uuid.UUID(int=n) for n in range(1, 6))]
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -132,3 +132,20 @@ async def test_the_fair_limiter_caps_one_key_and_passes_on_a_cancelled_grant() -
         async with limiter.slot("b"):
             assert limiter.holders("b") == 1
     assert limiter.holders("a") == 0
+
+
+def test_in_line_orders_the_organizations_with_room_as_share_serves_them() -> None:
+    a, b, c, d = (uuid.UUID(int=n) for n in range(1, 5))
+    oldest = {a: EPOCH, b: EPOCH + timedelta(seconds=1), c: EPOCH, d: EPOCH}
+    running_total = {a: 2, b: 0, c: 0, d: 3}
+    in_line_now = in_line(
+        oldest,
+        3,
+        Caps(per_process=3, total=3),
+        running_total=running_total,
+        running_here={a: 1},
+        last_served={c: 5},
+    )
+    # d is at its total cap; b and c run nothing (b never served, c served), then a.
+    assert in_line_now == [b, c, a]
+    assert in_line(oldest, 1, Caps(3), running_total=running_total, running_here={}) == [c]

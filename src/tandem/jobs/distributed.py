@@ -222,12 +222,14 @@ class DistributedWorker:
                 return None
             await self.executor.wait_for_free_slot()
             try:
-                await self.executor.claim()
+                claims = await self.executor.claim()
             except Exception:
                 # Never claimed, so no lease for the reaper to find: defer it again ourselves.
                 log.exception("Claiming job %s failed; deferring it again", job_id)
                 await self._defer_again(job_id, utcnow())
                 raise
+            if claims is None:
+                continue  # another call of ours took the free slots first: wait for one
             if self.executor.task_of(job_id) is not None:
                 return await self.executor.outcome(job_id)
             if not await self._still_due(job_id):

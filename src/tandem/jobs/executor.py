@@ -283,15 +283,16 @@ class Executor:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def claim(self) -> list[Claim]:
-        """Claims due jobs for every free slot and starts them. One claim at a time per
-        executor, and the slots it may fill are reserved while it runs, so neither a second
-        claim nor a job coming back from outside its slot can take them meanwhile: never
-        more than `concurrency` jobs at once."""
+    async def claim(self) -> list[Claim] | None:
+        """Claims due jobs for every free slot and starts them; None when there was no free
+        slot to claim for (or the executor is stopping). One claim at a time per executor,
+        and the slots it may fill are reserved while it runs, so neither a second claim nor
+        a job coming back from outside its slot can take them meanwhile: never more than
+        `concurrency` jobs at once."""
         async with self._claiming:
             free = self.free_slots
             if self._stopping or free <= 0:
-                return []
+                return None
             self._reserved = free
             try:
                 claims = await lifecycle.claim_due(
@@ -318,17 +319,18 @@ class Executor:
         )
 
     async def _claim_loop(self) -> None:
-        # The last claim filled every free slot, so more jobs are probably due: claim again
-        # without the read-only look first (it only spares an idle executor the write lock).
+        # The last claim found jobs, so more are probably due: claim again without the
+        # read-only look first (it only spares an idle executor the write lock).
         backlog = False
         while not self._stopping:
             self._wake.clear()
             free = self.free_slots
             try:
                 if free > 0 and (backlog or await lifecycle.has_due_jobs(self.runner.sessionmaker)):
-                    backlog = len(await self.claim()) == free
-                    if backlog:
-                        continue  # there may be more; look again once a slot frees
+                    claimed = len(await self.claim() or ())
+                    backlog = claimed > 0
+                    if claimed == free:
+                        continue  # every slot filled: look again once one frees
             except Exception:
                 log.exception("Claiming jobs failed; trying again shortly")
             with contextlib.suppress(TimeoutError):

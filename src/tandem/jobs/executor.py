@@ -79,6 +79,11 @@ class SuccessWriter:
             self._writer = asyncio.create_task(self._drain(), name="jobs-success-writer")
         return await asyncio.shield(done)
 
+    async def idle(self) -> None:
+        """Returns once no write is in flight (at once if none is)."""
+        if self._writer is not None and not self._writer.done():
+            await asyncio.wait([self._writer])
+
     async def _drain(self) -> None:
         while self._queue:
             batch, self._queue = self._queue, []
@@ -327,6 +332,10 @@ class Executor:
             free = self.free_slots
             try:
                 if free > 0 and (backlog or await lifecycle.has_due_jobs(self.runner.sessionmaker)):
+                    # Jobs whose successes are being written free their slots in a moment:
+                    # one claim for them all keeps claims and group commits large.
+                    if self.runner.successes is not None:
+                        await self.runner.successes.idle()
                     claimed = len(await self.claim() or ())
                     backlog = claimed > 0
                     if claimed == free:

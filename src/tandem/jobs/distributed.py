@@ -217,21 +217,30 @@ class DistributedWorker:
         not claimed here, look again whenever a job here finishes; None when there is
         nothing to run (someone else has it, it finished, or it is not due yet)."""
         while True:
+            # Every fetch claims for the free slots first (waiting for one if none is free),
+            # whatever became of `job_id`: so one fetch serves a batch of jobs, and the
+            # fetches of the jobs claimed with it only pace the next claims.
+            claims = None
+            if self.executor.free_slots > 0:
+                try:
+                    claims = await self.executor.claim(unless_dry=True)
+                except Exception:
+                    # Never claimed, so no lease for the reaper to find: defer it again.
+                    log.exception("Claiming job %s failed; deferring it again", job_id)
+                    await self._defer_again(job_id, utcnow())
+                    raise
+            if any(claim.job_id == job_id for claim in claims or ()):
+                return await self.executor.outcome(job_id)
+            if claims is None and not self.executor.stopping:
+                await self.executor.wait_for_free_slot()
+                continue
+            if self.executor.task_of(job_id) is not None:
+                return None  # claimed with another's; it runs here
+            if self.executor.succeeded_here(job_id):
+                return JobStatus.succeeded
             if self.executor.stopping:
                 await self._defer_again(job_id, utcnow())  # not claimed: leave it to another
                 return None
-            await self.executor.wait_for_free_slot()
-            try:
-                claims = await self.executor.claim()
-            except Exception:
-                # Never claimed, so no lease for the reaper to find: defer it again ourselves.
-                log.exception("Claiming job %s failed; deferring it again", job_id)
-                await self._defer_again(job_id, utcnow())
-                raise
-            if claims is None:
-                continue  # another call of ours took the free slots first: wait for one
-            if self.executor.task_of(job_id) is not None:
-                return await self.executor.outcome(job_id)
             if not await self._still_due(job_id):
                 return None
             await self.executor.wait_for_change(self.settings.job_poll_seconds)

@@ -37,6 +37,11 @@ from tandem.settings import Settings
 log = logging.getLogger(__name__)
 
 
+# How many succeeded jobs an executor remembers, so that a worker told about a job it already
+# ran (claimed with others) needs no database round trip to find that out.
+SUCCEEDED_REMEMBERED = 10_000
+
+
 def worker_name(kind: str) -> str:
     return f"{kind}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -224,7 +229,10 @@ class Executor:
         self._outside: set[uuid.UUID] = set()  # running, but waiting outside the slots
         self._reserved = 0  # slots a claim in flight may fill
         self._served: dict[fairness.Tenant, int] = {}  # organization -> claim number
+        # The last jobs that succeeded here (final: no retry can bring them back).
+        self._succeeded: collections.OrderedDict[uuid.UUID, None] = collections.OrderedDict()
         self._claims = itertools.count()
+        self._dry_until = 0.0  # see `claim(unless_dry=True)`
         self._claiming = asyncio.Lock()
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -288,16 +296,20 @@ class Executor:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def claim(self) -> list[Claim] | None:
+    async def claim(self, *, unless_dry: bool = False) -> list[Claim] | None:
         """Claims due jobs for every free slot and starts them; None when there was no free
         slot to claim for (or the executor is stopping). One claim at a time per executor,
         and the slots it may fill are reserved while it runs, so neither a second claim nor
         a job coming back from outside its slot can take them meanwhile: never more than
-        `concurrency` jobs at once."""
+        `concurrency` jobs at once. `unless_dry`: claims nothing (returns []) if the last
+        claim left slots free for want of claimable jobs, less than a poll interval ago,
+        and no job finished here since."""
         async with self._claiming:
             free = self.free_slots
             if self._stopping or free <= 0:
                 return None
+            if unless_dry and time.monotonic() < self._dry_until:
+                return []
             self._reserved = free
             try:
                 claims = await lifecycle.claim_due(
@@ -314,6 +326,7 @@ class Executor:
             for claim in claims:
                 self._served[claim.organization_id] = next(self._claims)
                 self._launch(claim)
+            self._dry_until = time.monotonic() + self.poll if len(claims) < free else 0.0
             return claims
 
     def _running_by_organization(self) -> collections.Counter[fairness.Tenant]:
@@ -362,6 +375,10 @@ class Executor:
         entry = self._running.get(job_id)
         return entry.task if entry is not None else None
 
+    def succeeded_here(self, job_id: uuid.UUID) -> bool:
+        """The job succeeded here lately (one of the last SUCCEEDED_REMEMBERED)."""
+        return job_id in self._succeeded
+
     async def outcome(self, job_id: uuid.UUID) -> JobStatus | None:
         """Waits for a job running here as if awaiting it: if whoever waits goes away
         (procrastinate shutting down), the job is stopped and handed back."""
@@ -384,20 +401,26 @@ class Executor:
         return task
 
     async def _run(self, claim: Claim) -> JobStatus | None:
+        status: JobStatus | None = None
         try:
-            return await self.runner.run(claim, lambda: self._outside_slot(claim.job_id))
+            status = await self.runner.run(claim, lambda: self._outside_slot(claim.job_id))
         except asyncio.CancelledError:
-            return await self._stopped(claim)
+            status = await self._stopped(claim)
         except Exception:
             # Nothing could be recorded (the database stayed unreachable): the lease expires
             # and the reaper decides. The executor carries on with its other jobs.
             log.exception("Job %s: the outcome could not be recorded", claim.job_id)
-            return None
         finally:
             self._running.pop(claim.job_id, None)
             self._outside.discard(claim.job_id)
+            self._dry_until = 0.0  # its organization may be under its cap again
+            if status is JobStatus.succeeded:
+                self._succeeded[claim.job_id] = None
+                if len(self._succeeded) > SUCCEEDED_REMEMBERED:
+                    self._succeeded.popitem(last=False)
             self._slot_freed.set()
             self.wake()  # a slot is free
+        return status
 
     @asynccontextmanager
     async def _outside_slot(self, job_id: uuid.UUID) -> AsyncIterator[None]:

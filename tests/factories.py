@@ -176,7 +176,7 @@ class ScheduleFactory(BaseFactory[scheduling.Schedule]):
     __model__ = scheduling.Schedule
 
     name = Use(lambda: f"Schedule {BaseFactory.__faker__.word()}")
-    status = scheduling.ScheduleStatus.DRAFT
+    status = scheduling.ScheduleStatus.draft
     statistics = None
     progress = None
     error = None

@@ -39,7 +39,7 @@ from tandem.jobs.dispatch import InProcessDispatch
 from tandem.jobs.distributed import ProcrastinateDispatch, libpq_conninfo
 from tandem.jobs.executor import Executor, JobRunner, worker_name
 from tandem.jobs.models import Job, JobAttempt, JobStatus
-from tandem.jobs.service import JobQueue, submit_job
+from tandem.jobs.service import JobControl, submit_job
 from tandem.migrations import upgrade_to_head
 from tandem.settings import Settings
 from tandem.tasks import task_registry
@@ -138,7 +138,7 @@ class JobsDatabase:
 
     async def submit(
         self,
-        queue: JobQueue,
+        queue: JobControl,
         count: int,
         start: int = 0,
         organization_id: uuid.UUID | None = None,
@@ -168,7 +168,7 @@ class JobsDatabase:
             ).all()
         return [(started - created).total_seconds() * 1000 for created, started in rows]
 
-    async def measure_fairness(self, queue: JobQueue) -> "FairnessFigures":
+    async def measure_fairness(self, queue: JobControl) -> "FairnessFigures":
         """A floods the queue, then B submits a few: how long B waits, and the throughput."""
         flooder, neighbour = await self.organization("A"), await self.organization("B")
         started = utcnow()
@@ -203,7 +203,7 @@ class JobsDatabase:
             ).all()
         return [(started - created).total_seconds() * 1000 for created, started in rows]
 
-    async def measure(self, queue: JobQueue) -> Figures:
+    async def measure(self, queue: JobControl) -> Figures:
         # Throughput: one burst.
         committed = await self.submit(queue, BURST)
         await _wait_for(lambda: self._all_done(BURST))
@@ -246,7 +246,7 @@ async def _embedded(url: str, tmp_path: Path, fairness: bool = False) -> Any:
         )
         executor = Executor(runner, dispatch, concurrency=CONCURRENCY)
         executor.start()
-        queue = JobQueue(task_registry(), dispatch)
+        queue = JobControl(task_registry(), dispatch)
         try:
             return await (db.measure_fairness(queue) if fairness else db.measure(queue))
         finally:
@@ -305,7 +305,7 @@ async def _tandem_workers(url: str, tmp_path: Path, workers: int, fairness: bool
                 return await _registered_workers(db.engine) == workers
 
             await _wait_for(ready, timeout=30)
-            queue = JobQueue(task_registry(), ProcrastinateDispatch())
+            queue = JobControl(task_registry(), ProcrastinateDispatch())
             return await (db.measure_fairness(queue) if fairness else db.measure(queue))
         finally:
             processes.stop()

@@ -1,4 +1,4 @@
-"""Schedule generation: seeded instances from `tandem.scheduling.instances`, each solved 3
+"""Schedule generation: seeded instances from `tests/scheduling_instances.py`, each solved 3
 times (median and max), with 2 CP-SAT workers as in production.
 
 Per case: wall time, build time (greedy + model), time to the first feasible schedule,
@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from tandem.scheduling.domain import ScheduleProblem
-from tandem.scheduling.instances import make_instance
 from tandem.scheduling.rules import validate
 from tandem.scheduling.solver import SolveResult, solve
+from tests.scheduling_instances import make_instance
 
 ROUNDS = 3
 WORKERS = 2

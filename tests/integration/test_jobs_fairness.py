@@ -17,7 +17,7 @@ from tandem.identity.models import Organization
 from tandem.jobs.dispatch import InProcessDispatch
 from tandem.jobs.executor import Executor, JobRunner
 from tandem.jobs.models import Job, JobAttempt, JobStatus
-from tandem.jobs.service import JobQueue, submit_job
+from tandem.jobs.service import JobControl, submit_job
 from tandem.tasks import task_registry
 from tests.conftest import CommittedDatabase
 from tests.integration.test_jobs_execution import fast_settings, live_app
@@ -95,7 +95,7 @@ async def _organizations(db: CommittedDatabase, *names: str) -> list[uuid.UUID]:
 
 async def _submit(
     db: CommittedDatabase,
-    queue: JobQueue,
+    queue: JobControl,
     organization_id: uuid.UUID,
     count: int,
     seconds: float,
@@ -133,7 +133,7 @@ async def test_with_a_flooded_queue_another_organization_starts_within_one_job_d
         committed_db, tmp_path, job_concurrency=2, job_org_concurrency=2, job_lease_seconds=10
     )
     dispatch = InProcessDispatch()
-    queue = JobQueue(task_registry(), dispatch)
+    queue = JobControl(task_registry(), dispatch)
     flooder, neighbour = await _organizations(committed_db, "A", "B")
     runner = JobRunner(committed_db.sessionmaker, task_registry(), settings, dispatch, "w")
     executor = Executor(runner, dispatch)
@@ -170,7 +170,7 @@ async def test_the_total_cap_holds_over_several_executors(
         job_org_concurrency_total=2,
         job_lease_seconds=10,
     )
-    queue = JobQueue(task_registry(), InProcessDispatch())
+    queue = JobControl(task_registry(), InProcessDispatch())
     [flooder] = await _organizations(committed_db, "A")
     jobs = await _submit(committed_db, queue, flooder, 8, 0.3)
     engines = [create_engine(committed_db.url) for _ in range(2)]

@@ -293,11 +293,8 @@ async def test_a_solver_result_that_breaks_a_rule_is_not_saved(
     assert listed["count"] == 0
 
 
-async def test_a_crashing_generation_ends_failed_and_retrying_its_job_generates_it(
-    live: SchedulingApi, wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    api = live
-    await api.blocks(MONDAY, MONDAY)
+def _solver_broken_until_repaired(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The solver raises until the returned flag is cleared (`broken[0] = False`)."""
     real_solve = solver.solve
     broken = [True]
 
@@ -307,6 +304,15 @@ async def test_a_crashing_generation_ends_failed_and_retrying_its_job_generates_
         return real_solve(problem, **options)
 
     monkeypatch.setattr(solver, "solve", until_repaired)
+    return broken
+
+
+async def test_a_crashing_generation_ends_failed_and_retrying_its_job_generates_it(
+    live: SchedulingApi, wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = live
+    await api.blocks(MONDAY, MONDAY)
+    broken = _solver_broken_until_repaired(monkeypatch)
     schedule = await api.schedule(MONDAY, MONDAY)
     accepted = await api.client.post(
         f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
@@ -331,6 +337,50 @@ async def test_a_crashing_generation_ends_failed_and_retrying_its_job_generates_
     # The retry made the schedule `generating` again in its own transaction.
     generated = await _finished(api, schedule["id"], wait_until)
     assert generated["status"] == "generated", generated["error"]
+
+
+async def test_retrying_a_superseded_generation_job_leaves_the_schedule_alone(
+    live: SchedulingApi, wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = live
+    await api.blocks(MONDAY, MONDAY)
+    await api.rotation(name="Clinic", min_residents=1, max_residents=1)
+    await api.person("resident", pgy_level=2)
+    await api.person("faculty")
+    broken = _solver_broken_until_repaired(monkeypatch)
+    schedule = await api.schedule(MONDAY, MONDAY)
+    url = f"/api/v1/schedules/{schedule['id']}"
+    first_job = (await api.client.post(f"{url}/generate", headers=api.headers)).json()["job_id"]
+    assert (await _finished(api, schedule["id"], wait_until))["status"] == "failed"
+    job_url = f"/api/v1/jobs/{first_job}"
+
+    async def job_dead() -> dict[str, Any] | None:
+        job = (await api.client.get(job_url, headers=api.headers)).json()
+        return job if job["status"] == "dead" else None
+
+    await wait_until(job_dead, timeout=30)
+    broken[0] = False
+    second = await api.client.post(f"{url}/generate", headers=api.headers)
+    generated = await _finished(api, schedule["id"], wait_until)
+    assert generated["status"] == "generated", generated["error"]
+    assigned = (await api.client.get(f"{url}/assignments", headers=api.headers)).json()["count"]
+
+    # The old job's failure no longer stands for the schedule: its retry changes nothing.
+    retried = await api.client.post(f"{job_url}/retry", headers=api.headers)
+    assert retried.status_code == 200, retried.text
+
+    async def retry_done() -> dict[str, Any] | None:
+        job = (await api.client.get(job_url, headers=api.headers)).json()
+        return job if job["status"] == "succeeded" else None
+
+    rerun = await wait_until(retry_done, timeout=30)
+    assert rerun["result"] == {"schedule_id": schedule["id"], "status": "nothing to do"}
+    after = (await api.client.get(url, headers=api.headers)).json()
+    assert after["status"] == "generated"
+    assert after["job_id"] == second.json()["job_id"]
+    assert after["error"] is None
+    listed = (await api.client.get(f"{url}/assignments", headers=api.headers)).json()
+    assert listed["count"] == assigned > 0
 
 
 async def test_a_generation_that_crashes_once_is_generated_by_its_retry(

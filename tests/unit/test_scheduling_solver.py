@@ -23,7 +23,6 @@ from tandem.scheduling.domain import (
     ScheduleProblem,
     TimeOfDay,
 )
-from tandem.scheduling.instances import make_instance
 from tandem.scheduling.rules import validate
 from tandem.scheduling.solver import (
     Cancellation,
@@ -32,6 +31,7 @@ from tandem.scheduling.solver import (
     SolveResult,
     solve,
 )
+from tests.scheduling_instances import make_instance
 
 
 def _with_result(problem: ScheduleProblem, result: SolveResult) -> ScheduleProblem:

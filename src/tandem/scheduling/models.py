@@ -36,18 +36,18 @@ from tandem.scheduling.domain import (
 
 
 class ScheduleStatus(StrEnum):
-    DRAFT = "draft"
-    GENERATING = "generating"
-    GENERATED = "generated"
-    PUBLISHED = "published"
-    FAILED = "failed"
+    draft = "draft"
+    generating = "generating"
+    generated = "generated"
+    published = "published"
+    failed = "failed"
 
 
 class SwapStatus(StrEnum):
-    PENDING = "pending"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    INVALIDATED = "invalidated"  # the schedule changed under it before approval
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+    invalidated = "invalidated"  # the schedule changed under it before approval
 
 
 def _org_fk() -> Mapped[uuid.UUID]:
@@ -122,7 +122,7 @@ class Schedule(IdMixin, TimestampMixin, Base):
     start_date: Mapped[date] = mapped_column(Date)
     end_date: Mapped[date] = mapped_column(Date)  # inclusive
     status: Mapped[ScheduleStatus] = mapped_column(
-        string_enum(ScheduleStatus), default=ScheduleStatus.DRAFT
+        string_enum(ScheduleStatus), default=ScheduleStatus.draft
     )
     # Solver figures of the last generation (status, objective, bound, gap, times, ...).
     statistics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -171,7 +171,7 @@ class Swap(IdMixin, TimestampMixin, Base):
     from_person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
     to_person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
     reason: Mapped[str] = mapped_column(Text)
-    status: Mapped[SwapStatus] = mapped_column(string_enum(SwapStatus), default=SwapStatus.PENDING)
+    status: Mapped[SwapStatus] = mapped_column(string_enum(SwapStatus), default=SwapStatus.pending)
     # The review thread it waits in; no foreign key, so the review tables stay independent.
     thread_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
     requested_by_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -26,7 +26,7 @@ from tandem.scheduling.models import (
 LOOKBACK_DAYS = 27
 # Schedules whose assignments are facts for the others: a draft is still somebody's work in
 # progress, a failed one has none.
-SETTLED = (ScheduleStatus.GENERATED, ScheduleStatus.PUBLISHED)
+SETTLED = (ScheduleStatus.generated, ScheduleStatus.published)
 
 
 def to_domain_person(row: Person) -> domain.Person:

@@ -7,24 +7,22 @@ tenant's object is reported as not found). Rule checks go through the one rule e
 
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tandem.db import utcnow
+from tandem.db import compare_and_set, unique_or_conflict, utcnow
 from tandem.errors import Conflict, Invalid, NotFound
 from tandem.identity.principal import Principal
-from tandem.jobs.models import Job, JobStatus
-from tandem.jobs.service import JobQueue, cancel_unfinished, submit_job
+from tandem.jobs.service import JobControl, cancel_unfinished, submit_job
 from tandem.pagination import PageParams, paginate
-from tandem.scheduling import domain, rules
+from tandem.scheduling import domain, rules, states
 from tandem.scheduling.domain import AssignmentRole, PersonType, TimeOfDay
 from tandem.scheduling.models import (
     Absence,
@@ -45,72 +43,60 @@ from tandem.scheduling.schemas import (
     ScheduleIn,
     check_person_fields,
 )
+from tandem.tenancy import owned
 
-OwnedT = TypeVar("OwnedT", Person, Block, Rotation, Schedule, Assignment)
 GENERATE_TASK = "schedule.generate"
-DEFAULT_GENERATE_TIMEOUT_SECONDS = 10.0
 
 
 # --- loading ------------------------------------------------------------------------------------
 
 
-async def _owned(
-    session: AsyncSession,
-    principal: Principal,
-    model: type[OwnedT],
-    object_id: uuid.UUID,
-    what: str,
-) -> OwnedT:
-    row = await session.get(model, object_id)
-    if row is None or row.organization_id != principal.organization_id:
-        raise NotFound(f"{what} {object_id} not found")
-    return row
-
-
 async def get_person(session: AsyncSession, principal: Principal, person_id: uuid.UUID) -> Person:
-    return await _owned(session, principal, Person, person_id, "Person")
+    return await owned(session, principal, Person, person_id, "Person")
 
 
 async def get_schedule(
     session: AsyncSession, principal: Principal, schedule_id: uuid.UUID
 ) -> Schedule:
-    schedule = await _owned(session, principal, Schedule, schedule_id, "Schedule")
-    await _fail_if_job_gave_up(session, schedule)
-    return schedule
+    return await owned(session, principal, Schedule, schedule_id, "Schedule")
 
 
-async def _fail_if_job_gave_up(session: AsyncSession, schedule: Schedule) -> None:
-    """A generation job that was cancelled, or died without running task code (its last
-    lease expired), cannot fail its schedule itself: the schedule is settled here."""
-    if schedule.status is not ScheduleStatus.GENERATING or schedule.job_id is None:
-        return
-    job = await session.get(Job, schedule.job_id)
-    if job is not None and job.status not in (JobStatus.dead, JobStatus.cancelled):
-        return
-    error = (job.last_error if job else None) or "The generation job was cancelled"
-    settled = await session.execute(
+async def fail_given_up_generation(
+    session: AsyncSession, job_id: uuid.UUID, payload: dict[str, Any], error: str
+) -> None:
+    """The generation job gave up without failing its schedule itself (it was cancelled, or
+    its last lease expired): the `on_give_up` hook of `schedule.generate`."""
+    await session.execute(
         update(Schedule)
         .where(
-            Schedule.id == schedule.id,
-            Schedule.status == ScheduleStatus.GENERATING,
-            Schedule.job_id == schedule.job_id,
+            Schedule.id == uuid.UUID(payload["schedule_id"]),
+            Schedule.status == ScheduleStatus.generating,
+            Schedule.job_id == job_id,
         )
         .values(
-            status=ScheduleStatus.FAILED,
+            status=ScheduleStatus.failed,
             error=f"Generation stopped: {error}",
             progress={"phase": "stopped"},
             updated_at=utcnow(),
         )
         .execution_options(synchronize_session=False)
     )
-    if settled.rowcount:  # type: ignore[attr-defined]
-        await session.refresh(schedule)
 
 
 async def get_assignment(
     session: AsyncSession, principal: Principal, assignment_id: uuid.UUID
 ) -> Assignment:
-    return await _owned(session, principal, Assignment, assignment_id, "Assignment")
+    return await owned(session, principal, Assignment, assignment_id, "Assignment")
+
+
+def _ask(
+    change: Callable[[states.ScheduleState], states.ScheduleState], state: states.ScheduleState
+) -> states.ScheduleState:
+    """What `change` leads to from `state`; a change the state does not allow is a 409."""
+    try:
+        return change(state)
+    except states.IllegalTransition as exc:
+        raise Conflict(str(exc)) from exc
 
 
 # --- people and absences ------------------------------------------------------------------------
@@ -118,11 +104,10 @@ async def get_assignment(
 
 async def _flush_unique_email(session: AsyncSession) -> None:
     """Flush in a savepoint: the unique constraint, not a prior SELECT, decides races."""
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError as exc:
-        raise Conflict("A person with this e-mail already exists in the organization") from exc
+    async with unique_or_conflict(
+        session, "A person with this e-mail already exists in the organization"
+    ):
+        await session.flush()
 
 
 async def create_person(session: AsyncSession, principal: Principal, body: PersonIn) -> Person:
@@ -152,10 +137,7 @@ async def update_person(
     session: AsyncSession, principal: Principal, person_id: uuid.UUID, body: PersonPatch
 ) -> Person:
     person = await get_person(session, principal, person_id)
-    changes = body.model_dump(exclude_unset=True)
-    for field in ("name", "email", "type"):
-        if changes.get(field, "") is None:
-            raise Invalid(f"{field} cannot be null", loc=("body", field))
+    changes = body.changes()
     type_ = changes.get("type", person.type)
     pgy_level = changes.get("pgy_level", person.pgy_level)
     # Turning a resident into faculty drops the PGY level unless the client sent one.
@@ -312,7 +294,7 @@ async def create_schedule(
         name=body.name,
         start_date=body.start_date,
         end_date=body.end_date,
-        status=ScheduleStatus.DRAFT,
+        status=ScheduleStatus.draft,
         created_by_id=principal.user_id,
     )
     session.add(schedule)
@@ -328,20 +310,20 @@ async def list_schedules(
 
 
 async def delete_schedule(
-    session: AsyncSession, queue: JobQueue, principal: Principal, schedule_id: uuid.UUID
+    session: AsyncSession, jobs: JobControl, principal: Principal, schedule_id: uuid.UUID
 ) -> None:
     """The database removes its assignments (ON DELETE CASCADE); its generation job, if one
     is queued or running, is cancelled (a running solver stops)."""
     schedule = await get_schedule(session, principal, schedule_id)
-    await _stop_generation(session, queue, schedule)
+    await _stop_generation(session, jobs, schedule)
     await session.execute(delete(Schedule).where(Schedule.id == schedule.id))
 
 
-async def _stop_generation(session: AsyncSession, queue: JobQueue, schedule: Schedule) -> None:
+async def _stop_generation(session: AsyncSession, jobs: JobControl, schedule: Schedule) -> None:
     """The schedule's last generation job, unless it has finished, is cancelled: nobody
     wants its result any more (the schedule is gone, or generated anew)."""
     if schedule.job_id is not None:
-        await cancel_unfinished(session, queue, schedule.job_id)
+        await cancel_unfinished(session, jobs, schedule.job_id)
 
 
 async def publish_schedule(
@@ -349,13 +331,15 @@ async def publish_schedule(
 ) -> Schedule:
     """A generated schedule becomes the published one: final, and a fact for the others."""
     schedule = await get_schedule(session, principal, schedule_id)
-    published = await session.execute(
+    seen = states.state_of(schedule)
+    after = _ask(states.publish, seen)
+    published = await compare_and_set(
+        session,
         update(Schedule)
-        .where(Schedule.id == schedule.id, Schedule.status == ScheduleStatus.GENERATED)
-        .values(status=ScheduleStatus.PUBLISHED, updated_at=utcnow())
-        .returning(Schedule.id)
+        .where(Schedule.id == schedule.id, Schedule.status == seen.status)
+        .values(status=after.status, updated_at=utcnow()),
     )
-    if published.one_or_none() is None:
+    if not published:  # a concurrent request changed it first
         raise Conflict(f"Schedule is {schedule.status.value}; only a generated one is published")
     await session.refresh(schedule)
     return schedule
@@ -363,7 +347,7 @@ async def publish_schedule(
 
 async def request_generation(
     session: AsyncSession,
-    queue: JobQueue,
+    jobs: JobControl,
     principal: Principal,
     schedule_id: uuid.UUID,
     *,
@@ -384,27 +368,21 @@ async def request_generation(
             "The schedule's dates have no blocks: POST /api/v1/blocks/generate first",
             loc=("path", "schedule_id"),
         )
+    seen = states.state_of(schedule)
+    after = _ask(states.generate, seen)
     # Guarded on the status read: of two concurrent requests, one starts a generation.
-    claimed = await session.execute(
+    claimed = await compare_and_set(
+        session,
         update(Schedule)
-        .where(
-            Schedule.id == schedule.id,
-            Schedule.status.not_in([ScheduleStatus.GENERATING, ScheduleStatus.PUBLISHED]),
-        )
-        .values(
-            status=ScheduleStatus.GENERATING,
-            error=None,
-            progress={"phase": "queued"},
-            updated_at=utcnow(),
-        )
-        .returning(Schedule.id)
+        .where(Schedule.id == schedule.id, Schedule.status == seen.status)
+        .values(status=after.status, error=None, progress={"phase": "queued"}, updated_at=utcnow()),
     )
-    if claimed.one_or_none() is None:
+    if not claimed:
         raise Conflict(f"Schedule is {schedule.status.value}; it cannot be generated now")
-    await _stop_generation(session, queue, schedule)
+    await _stop_generation(session, jobs, schedule)
     job, _ = await submit_job(
         session,
-        queue,
+        jobs,
         task=GENERATE_TASK,
         payload={"schedule_id": str(schedule.id), "timeout_seconds": timeout_seconds},
         organization_id=principal.organization_id,
@@ -412,7 +390,10 @@ async def request_generation(
         # The solver is deterministic: a retry only helps when the worker died.
         max_attempts=2,
     )
-    await session.execute(update(Schedule).where(Schedule.id == schedule.id).values(job_id=job.id))
+    after = states.assign_job(after, job.id)
+    await session.execute(
+        update(Schedule).where(Schedule.id == schedule.id).values(job_id=after.job_id)
+    )
     await session.refresh(schedule)
     return job.id
 
@@ -459,11 +440,10 @@ async def create_assignment(
 ) -> tuple[Assignment, tuple[domain.Violation, ...]]:
     """Adds a manual assignment and returns it with the violations it causes (warnings)."""
     schedule = await get_schedule(session, principal, schedule_id)
-    if schedule.status is ScheduleStatus.GENERATING:
-        raise Conflict("Schedule is being generated; wait until it is done")
-    person = await _owned(session, principal, Person, body.person_id, "Person")
-    block = await _owned(session, principal, Block, body.block_id, "Block")
-    rotation = await _owned(session, principal, Rotation, body.rotation_id, "Rotation")
+    _ask(states.edit_assignments, states.state_of(schedule))
+    person = await owned(session, principal, Person, body.person_id, "Person")
+    block = await owned(session, principal, Block, body.block_id, "Block")
+    rotation = await owned(session, principal, Rotation, body.rotation_id, "Rotation")
     if body.role is not role_for(person):
         raise Invalid(
             f"A {person.type.value} can only be assigned as {role_for(person).value}",
@@ -483,12 +463,8 @@ async def create_assignment(
         rotation_id=rotation.id,
         role=body.role,
     )
-    session.add(assignment)
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError as exc:
-        raise Conflict("This person already has an assignment in this block") from exc
+    async with unique_or_conflict(session, "This person already has an assignment in this block"):
+        session.add(assignment)
     # warnings_for compares the schedule without the assignment and with it.
     problem = await load_problem(session, schedule)
     without = replace(

@@ -14,30 +14,29 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tandem.db import utcnow
-from tandem.errors import Conflict, Invalid, NotFound
+from tandem.db import compare_and_set, utcnow
+from tandem.errors import Conflict, Invalid
 from tandem.identity.principal import Principal
 from tandem.review.kinds import (
     ApprovalNotCarriedOut,
     DecisionContext,
     Outcome,
     ReviewKind,
-    register_kind,
 )
 from tandem.review.service import open_thread
-from tandem.scheduling import domain, rules, service
+from tandem.scheduling import domain, rules, service, states
 from tandem.scheduling.models import (
     Assignment,
     Block,
     Person,
     Rotation,
     Schedule,
-    ScheduleStatus,
     Swap,
     SwapStatus,
 )
 from tandem.scheduling.problem import load_problem
 from tandem.scheduling.schemas import SwapIn, ViolationOut
+from tandem.tenancy import owned
 
 SWAP_KIND = "swap"
 
@@ -100,8 +99,10 @@ async def request_swap(session: AsyncSession, principal: Principal, body: SwapIn
     assignment = await service.get_assignment(session, principal, body.assignment_id)
     to_person = await service.get_person(session, principal, body.to_person_id)
     schedule = await session.get_one(Schedule, assignment.schedule_id)
-    if schedule.status is ScheduleStatus.GENERATING:
-        raise Conflict("Schedule is being generated; wait until it is done")
+    try:
+        states.edit_assignments(states.state_of(schedule))
+    except states.IllegalTransition as exc:
+        raise Conflict(str(exc)) from exc
     if to_person.id == assignment.person_id:
         raise Invalid("The assignment already belongs to this person", loc=("body", "to_person_id"))
     if service.role_for(to_person) is not assignment.role:
@@ -119,7 +120,7 @@ async def request_swap(session: AsyncSession, principal: Principal, body: SwapIn
         from_person_id=assignment.person_id,
         to_person_id=to_person.id,
         reason=body.reason,
-        status=SwapStatus.PENDING,
+        status=SwapStatus.pending,
         requested_by_id=principal.user_id,
     )
     session.add(swap)
@@ -138,17 +139,14 @@ async def request_swap(session: AsyncSession, principal: Principal, body: SwapIn
 
 
 async def get_swap(session: AsyncSession, principal: Principal, swap_id: uuid.UUID) -> Swap:
-    swap = await session.get(Swap, swap_id)
-    if swap is None or swap.organization_id != principal.organization_id:
-        raise NotFound(f"Swap {swap_id} not found")
-    return swap
+    return await owned(session, principal, Swap, swap_id, "Swap")
 
 
 async def _swap_of(decision: DecisionContext) -> Swap | None:
     """The thread's swap; None when it is gone (a person in it was deleted)."""
     swap_id = uuid.UUID(decision.thread.payload["swap_id"])
     swap = await decision.session.scalar(select(Swap).where(Swap.id == swap_id))
-    if swap is not None and swap.status is not SwapStatus.PENDING:
+    if swap is not None and swap.status is not SwapStatus.pending:
         raise Conflict(f"This swap is {swap.status.value}, no longer pending")
     return swap
 
@@ -157,7 +155,7 @@ async def _invalidate(swap: Swap | None, why: str) -> ApprovalNotCarriedOut:
     """Records that the swap cannot be executed any more; raising the returned error ends
     its thread as failed (see `tandem.review.kinds.ApprovalNotCarriedOut`)."""
     if swap is not None:
-        swap.status, swap.decided_at = SwapStatus.INVALIDATED, utcnow()
+        swap.status, swap.decided_at = SwapStatus.invalidated, utcnow()
     return ApprovalNotCarriedOut(f"the swap no longer holds: {why}")
 
 
@@ -173,7 +171,9 @@ async def _execute(decision: DecisionContext, swap: Swap) -> str | None:
     if assignment.person_id != swap.from_person_id:
         return "the assignment was given to someone else in the meantime"
     schedule = await session.get_one(Schedule, assignment.schedule_id)
-    if schedule.status is ScheduleStatus.GENERATING:
+    try:
+        states.edit_assignments(states.state_of(schedule))
+    except states.IllegalTransition:
         return "the schedule is being generated again"
     violations = swap_violations(
         await load_problem(session, schedule), assignment.id, swap.to_person_id
@@ -182,18 +182,18 @@ async def _execute(decision: DecisionContext, swap: Swap) -> str | None:
         return "; ".join(v.message for v in violations)
     try:
         async with session.begin_nested():
-            moved = await session.execute(
+            moved = await compare_and_set(
+                session,
                 update(Assignment)
                 .where(
                     Assignment.id == assignment.id,
                     Assignment.person_id == swap.from_person_id,
                 )
-                .values(person_id=swap.to_person_id, updated_at=utcnow())
-                .execution_options(synchronize_session=False)
+                .values(person_id=swap.to_person_id, updated_at=utcnow()),
             )
     except IntegrityError:
         return f"{swap.to_person_id} was given another assignment in that block"
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
+    if not moved:
         return "the assignment was changed in the meantime"
     return None
 
@@ -208,18 +208,18 @@ class SwapReview(ReviewKind):
         why = await _execute(decision, swap)
         if why is not None:
             raise await _invalidate(swap, why)
-        swap.status, swap.decided_at = SwapStatus.APPROVED, utcnow()
+        swap.status, swap.decided_at = SwapStatus.approved, utcnow()
         await decision.session.flush()
         return Outcome(message="Swap approved and executed: the assignment changed hands")
 
     async def reject(self, decision: DecisionContext) -> Outcome:
         swap = await _swap_of(decision)
         if swap is not None:  # rejecting a swap that is gone changes nothing
-            swap.status, swap.decided_at = SwapStatus.REJECTED, utcnow()
+            swap.status, swap.decided_at = SwapStatus.rejected, utcnow()
             await decision.session.flush()
         return Outcome(message="Swap rejected; the assignment stays as it was")
 
     # edit: the default refuses with 422; a swap is approved or rejected as asked.
 
 
-register_kind(SwapReview())
+swap_review = SwapReview()

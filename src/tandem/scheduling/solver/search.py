@@ -1,19 +1,6 @@
-"""Schedule generation with OR-Tools CP-SAT.
-
-`solve(problem)` returns a `SolveResult`: the period's assignments (residents as `primary`,
-faculty as `supervising`) when a schedule exists, else why not. How (docs/decisions.md):
-
-- ACGME rules are hard constraints, with the rule engine's arithmetic (`solver_model.py`);
-- the period is solved one 4-week block at a time, each carrying the 27 days before it (the
-  history, then the blocks just solved) so every rolling window is right;
-- faculty are interchangeable, so the model only counts them per block and rotation; they
-  are named afterwards (`_name_faculty`), which is instant and spreads duty fairly;
-- fairness is count-based: the spread of duty blocks and weekend blocks among residents;
-- a greedy pass (`solver_greedy.py`) gives CP-SAT a complete starting schedule, and when
-  that schedule's objective is already 0 (the lower bound) CP-SAT is not needed at all;
-- infeasible inputs are caught by counting checks first (`solver_checks.py`), then by CP-SAT
-  with a diagnosis pass (slack on coverage minimums and on the faculty headcount) that names
-  the requirement that cannot be met. A partial schedule is never returned.
+"""`solve`: the period one 4-week block at a time, the greedy start, CP-SAT's search, the
+diagnosis of an infeasible block, the faculty named; stoppable through a `Cancellation`.
+The method is described in the package's docstring (`tandem.scheduling.solver`).
 """
 
 from __future__ import annotations
@@ -29,13 +16,15 @@ from typing import Final, Literal
 from ortools.sat.python import cp_model
 
 from tandem.scheduling.domain import Assignment, AssignmentRole, Block, ScheduleProblem
-from tandem.scheduling.solver_checks import explain_slack, quick_checks
-from tandem.scheduling.solver_greedy import Choice, greedy
-from tandem.scheduling.solver_model import (
+from tandem.scheduling.solver.checks import explain_slack, quick_checks
+from tandem.scheduling.solver.greedy import greedy
+from tandem.scheduling.solver.model import (
     WINDOW_DAYS,
+    Choice,
     Prepared,
     block_days,
     build_chunk,
+    dates,
     fairness,
     millihours,
     prepare,
@@ -43,20 +32,11 @@ from tandem.scheduling.solver_model import (
     supervision_units,
 )
 
-__all__ = [
-    "CHUNK_DAYS",
-    "Cancellation",
-    "ChunkStatistics",
-    "SolveCancelled",
-    "SolveProgress",
-    "SolveResult",
-    "SolveStatus",
-    "solve",
-]
-
 SolveStatus = Literal["optimal", "feasible", "infeasible", "timeout"]
 
 CHUNK_DAYS: Final = WINDOW_DAYS  # one 4-week block per CP-SAT model
+# How long a generation searches unless told otherwise (the setting's default says the same).
+DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 # The diagnosis pass only has to find where the slack goes, not prove its minimum.
 _DIAGNOSIS_SECONDS: Final = 1.0
 _MIN_CHUNK_SECONDS: Final = 0.05
@@ -152,7 +132,7 @@ class SolveResult:
     explanation: str | None = None
     seed: int = 0
     workers: int = 2
-    timeout_seconds: float = 10.0
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     chunks: tuple[ChunkStatistics, ...] = field(default=())
 
     def statistics(self) -> dict[str, object]:
@@ -257,7 +237,7 @@ def _params(seconds: float, seed: int, workers: int, *, keep: bool = True) -> cp
 def solve(
     problem: ScheduleProblem,
     *,
-    timeout_seconds: float = 10.0,
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     seed: int = 0,
     workers: int = 2,
     on_progress: Callable[[SolveProgress], None] | None = None,
@@ -266,7 +246,7 @@ def solve(
 ) -> SolveResult:
     """Generate the period's schedule; see the module docstring for the method.
 
-    `hint=False` skips the greedy start (`solver_greedy.py`): CP-SAT alone, for benchmarks
+    `hint=False` skips the greedy start (`greedy.py`): CP-SAT alone, for benchmarks
     and tests of the model itself.
 
     `timeout_seconds` bounds the whole call (all 4-week blocks); each block gets an equal
@@ -504,8 +484,7 @@ def _objective_of(
     for ri, bi, _ in chosen:
         counts[ri] += 1
         weekends[ri] += blocks[bi].date.weekday() >= 5
-    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    return fairness(counts, weekends, present_residents(prep, days))
+    return fairness(counts, weekends, present_residents(prep, dates(first, last)))
 
 
 def _gap(objective: float, bound: float) -> float:

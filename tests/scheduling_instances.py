@@ -1,4 +1,4 @@
-"""A seeded generator of realistic scheduling problems, for tests, benchmarks and demos.
+"""A seeded generator of realistic scheduling problems, for tests and benchmarks.
 
 `make_instance(30, 10, 28)` is a 4-week period for 30 residents (PGY-1/2/3 in turn) and 10
 faculty, with five rotations whose minimum coverage grows with the number of residents, an
@@ -142,7 +142,7 @@ def make_instance(
     """
     if residents < 1 or faculty < 0 or days < 1:
         raise ValueError("need at least one resident and one day")
-    rng = random.Random(seed)  # noqa: S311 - reproducible test data, not security
+    rng = random.Random(seed)
     end_date = start_date + timedelta(days=days - 1)
     people: list[Person] = [
         Person(

@@ -13,7 +13,7 @@ from typing import Final
 
 from tandem.scheduling.domain import Block, Rotation
 from tandem.scheduling.rules import is_critical_care
-from tandem.scheduling.solver_model import (
+from tandem.scheduling.solver.model import (
     MAX_WINDOW_DUTY_DAYS,
     MAX_WINDOW_MILLIHOURS,
     MILLI,
@@ -23,6 +23,7 @@ from tandem.scheduling.solver_model import (
     Prepared,
     available_faculty,
     block_key,
+    dates,
     millihours,
 )
 
@@ -164,7 +165,7 @@ def _rolling_capacity(prep: Prepared) -> str | None:
     Windows that start before the period count the duty already done in their first days
     (a resident 5 days into a run may work only 1 of the period's first 2 days).
     """
-    days = [prep.start + timedelta(days=i) for i in range(prep.days)]
+    days = dates(prep.start, prep.end)
     per_block = sum(r.min_residents for r in prep.rotations)
     per_block_hours = sum(r.min_residents * millihours(r) for r in prep.rotations)
     demand_blocks = [len(prep.blocks_by_day.get(d, ())) * per_block for d in days]

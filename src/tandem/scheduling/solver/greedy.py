@@ -15,21 +15,21 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from tandem.scheduling.rules import is_critical_care
-from tandem.scheduling.solver_model import (
+from tandem.scheduling.solver.model import (
     MAX_WINDOW_DUTY_DAYS,
     MAX_WINDOW_MILLIHOURS,
     RUN,
     SPAN,
     WINDOW_DAYS,
+    Choice,
     Prepared,
     available_faculty,
+    dates,
     fairness,
     millihours,
     present_residents,
     supervision_units,
 )
-
-Choice = tuple[int, int, int]  # (resident index, block index, rotation index)
 
 
 def _window_max(row: list[int], day: int, length: int) -> int:
@@ -59,7 +59,7 @@ class _State:
 
     def __init__(self, prep: Prepared, first: date, last: date) -> None:
         self.prep = prep
-        self.days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        self.days = dates(first, last)
         n = SPAN + len(self.days)
         origin = first - timedelta(days=SPAN)
         self.duty: list[list[int]] = []

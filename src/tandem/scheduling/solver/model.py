@@ -1,0 +1,551 @@
+"""The CP-SAT model of one 4-week block of a schedule (used by `search.py`).
+
+`Prepared` indexes a `ScheduleProblem` once (people, period blocks by day, absences, the duty
+already fixed before each block); `build_chunk` turns one run of days into a CP-SAT model whose
+hard constraints are the rule engine's (`rules.py`), with the same integer arithmetic:
+hours in thousandths, 320 h and 24 duty days per 28-day window, 6 duty days in a row,
+supervision in quarters of a faculty member.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Final
+from uuid import UUID
+
+from ortools.sat.python import cp_model
+
+from tandem.scheduling.domain import (
+    DEFAULT_HOURS_PER_BLOCK,
+    AssignmentRole,
+    Block,
+    Person,
+    PersonType,
+    Rotation,
+    ScheduleProblem,
+    TimeOfDay,
+)
+from tandem.scheduling.rules import (  # WINDOW_DAYS is re-exported (see __all__)
+    MAX_CONSECUTIVE_DUTY_DAYS,
+    MAX_WINDOW_HOURS,
+    MIN_FREE_DAYS_PER_WINDOW,
+    WINDOW_DAYS,
+    is_critical_care,
+)
+
+__all__ = [
+    "MAX_WINDOW_DUTY_DAYS",
+    "MAX_WINDOW_MILLIHOURS",
+    "MILLI",
+    "RUN",
+    "SPAN",
+    "WINDOW_DAYS",
+    "Choice",
+    "ChunkModel",
+    "Prepared",
+    "available_faculty",
+    "block_days",
+    "block_key",
+    "build_chunk",
+    "dates",
+    "fairness",
+    "millihours",
+    "prepare",
+    "present_residents",
+    "supervision_units",
+]
+
+MILLI: Final = 1000  # hours as integer thousandths, exactly as the rule engine sums them
+MAX_WINDOW_MILLIHOURS: Final = MAX_WINDOW_HOURS * MILLI
+MAX_WINDOW_DUTY_DAYS: Final = WINDOW_DAYS - MIN_FREE_DAYS_PER_WINDOW  # 24
+SPAN: Final = WINDOW_DAYS - 1  # a window [d, d+27]
+RUN: Final = MAX_CONSECUTIVE_DUTY_DAYS + 1  # any 7 consecutive days hold a day off
+_TIME_ORDER: Final = {TimeOfDay.AM: 0, TimeOfDay.PM: 1}
+
+# Objective weights: total duty blocks matter more than weekend blocks (a weekend block is
+# also a duty block, so a weekend imbalance already shows in the first term).
+DUTY_WEIGHT: Final = 2
+WEEKEND_WEIGHT: Final = 1
+
+
+Choice = tuple[int, int, int]  # (resident index, block index, rotation index)
+
+
+def block_key(block: Block) -> tuple[date, int, str]:
+    return (block.date, _TIME_ORDER[block.time_of_day], str(block.id))
+
+
+def millihours(rotation: Rotation | None) -> int:
+    hours = rotation.hours_per_block if rotation is not None else DEFAULT_HOURS_PER_BLOCK
+    return round(hours * MILLI)
+
+
+def supervision_units(rotation: Rotation, resident: Person) -> int:
+    """Quarters of a faculty member one resident needs (4 = one faculty member each).
+
+    The same numbers as `rules.required_faculty` (4 // ratio): 4 in critical care, 2 for a
+    PGY-1, 1 for PGY-2/3.
+    """
+    if is_critical_care(rotation):
+        return 4
+    return 2 if resident.pgy_level == 1 else 1
+
+
+@dataclass(slots=True)
+class Prepared:
+    """The problem indexed once, plus the duty fixed so far (history, then solved blocks)."""
+
+    start: date
+    end: date
+    residents: list[Person]
+    faculty: list[Person]
+    rotations: list[Rotation]
+    blocks_by_day: dict[date, list[Block]]
+    absent: dict[UUID, set[date]]
+    # Fixed duty per resident: day -> millihours (a day present means a duty day).
+    fixed_hours: dict[UUID, dict[date, int]] = field(default_factory=dict)
+    # Faculty supervising blocks so far (history and solved blocks), for fair naming.
+    faculty_blocks: dict[UUID, int] = field(default_factory=dict)
+    faculty_weekends: dict[UUID, int] = field(default_factory=dict)
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def is_absent(self, person_id: UUID, day: date) -> bool:
+        return day in self.absent.get(person_id, ())
+
+    def fix(self, person_id: UUID, day: date, hours: int) -> None:
+        row = self.fixed_hours.setdefault(person_id, {})
+        row[day] = row.get(day, 0) + hours
+
+
+def prepare(problem: ScheduleProblem) -> Prepared:
+    start, end = problem.start_date, problem.end_date
+    if start > end:
+        raise ValueError("the schedule period ends before it starts")
+    people = sorted(problem.people.values(), key=lambda p: (p.name, str(p.id)))
+    residents = [p for p in people if p.type is PersonType.RESIDENT]
+    for r in residents:
+        if r.pgy_level not in (1, 2, 3):
+            raise ValueError(f"resident {r.id} has no valid pgy_level (1-3)")
+    faculty = [p for p in people if p.type is PersonType.FACULTY]
+    rotations = sorted(problem.rotations.values(), key=lambda r: (r.name, str(r.id)))
+    blocks_by_day: dict[date, list[Block]] = defaultdict(list)
+    for b in sorted(problem.blocks.values(), key=block_key):
+        if start <= b.date <= end:
+            blocks_by_day[b.date].append(b)
+    origin = start - timedelta(days=SPAN)
+    absent: dict[UUID, set[date]] = defaultdict(set)
+    for ab in problem.absences:
+        day = max(ab.start_date, origin)
+        while day <= min(ab.end_date, end):
+            absent[ab.person_id].add(day)
+            day += timedelta(days=1)
+    prep = Prepared(
+        start=start,
+        end=end,
+        residents=residents,
+        faculty=faculty,
+        rotations=rotations,
+        blocks_by_day=dict(blocks_by_day),
+        absent=dict(absent),
+    )
+    # History: assignments dated in the 27 days before the period are fixed and count for
+    # the rolling windows; assignments inside the period are replaced by the solver's.
+    for a in problem.assignments:
+        block = problem.blocks.get(a.block_id)
+        person = problem.people.get(a.person_id)
+        if block is None or person is None or not origin <= block.date < start:
+            continue
+        if person.type is PersonType.RESIDENT:
+            prep.fix(a.person_id, block.date, millihours(problem.rotations.get(a.rotation_id)))
+        elif a.role is AssignmentRole.SUPERVISING:
+            prep.faculty_blocks[a.person_id] = prep.faculty_blocks.get(a.person_id, 0) + 1
+    return prep
+
+
+@dataclass(slots=True)
+class ChunkModel:
+    model: cp_model.CpModel
+    first: date
+    last: date
+    blocks: list[Block]
+    # (resident index, block index, rotation index) -> bool "works this rotation this block"
+    x: dict[Choice, cp_model.IntVar]
+    # Diagnosis only: missing residents per (block index, rotation index), missing faculty
+    # per block index.
+    coverage_slack: dict[tuple[int, int], cp_model.IntVar] = field(default_factory=dict)
+    faculty_slack: dict[int, cp_model.IntVar] = field(default_factory=dict)
+    variables: int = 0
+    objective: cp_model.LinearExprT = 0  # what the model minimises (kept to restore it)
+
+
+def dates(first: date, last: date) -> list[date]:
+    """The days first..last, both included."""
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def block_days(prep: Prepared, first: date, last: date) -> list[Block]:
+    """The blocks of days [first, last] in order: block indices in a chunk refer to this."""
+    return [b for d in dates(first, last) for b in prep.blocks_by_day.get(d, ())]
+
+
+def present_residents(prep: Prepared, days: list[date]) -> set[int]:
+    """Residents with no absence in `days`: the ones the fairness minimum applies to."""
+    return {
+        ri for ri, r in enumerate(prep.residents) if not any(prep.is_absent(r.id, d) for d in days)
+    }
+
+
+def fairness(counts: list[int], weekends: list[int], present: set[int]) -> int:
+    """The objective's value for given per-resident counts (as the model computes it)."""
+    if not present:
+        return 0
+    total = 0
+    for weight, values in ((DUTY_WEIGHT, counts), (WEEKEND_WEIGHT, weekends)):
+        total += weight * max(0, max(values) - min(values[ri] for ri in present) - 1)
+    return total
+
+
+def available_faculty(prep: Prepared, day: date) -> int:
+    return sum(1 for f in prep.faculty if not prep.is_absent(f.id, day))
+
+
+def build_chunk(
+    prep: Prepared,
+    first: date,
+    last: date,
+    *,
+    diagnose: bool = False,
+    hint: set[Choice] | None = None,
+) -> ChunkModel:
+    """The model of days [first, last]; duty before `first` is read from `prep.fixed_hours`.
+
+    With `diagnose`, coverage minimums and the faculty headcount become soft (slack variables)
+    and the objective is the total slack, so the solution names what cannot be met. `hint`
+    (the chosen (resident, block, rotation) triples of a valid schedule) becomes a complete
+    solution hint: every variable, auxiliaries included, so CP-SAT can use it as is.
+    """
+    build = _Build.start(prep, first, last, hint)
+    for ri, resident in enumerate(prep.residents):
+        _resident_limits(build, ri, resident)
+    coverage_slack: dict[tuple[int, int], cp_model.IntVar] = {}
+    faculty_slack: dict[int, cp_model.IntVar] = {}
+    for bi, block in enumerate(build.blocks):
+        needs = []
+        for ki, rotation in enumerate(prep.rotations):
+            slack = _coverage(build, bi, ki, rotation, diagnose=diagnose)
+            if slack is not None:
+                coverage_slack[(bi, ki)] = slack
+            need = _supervision(build, bi, ki, rotation)
+            if need is not None:
+                needs.append(need)
+        slack = _faculty_headcount(build, bi, block, needs, diagnose=diagnose)
+        if slack is not None:
+            faculty_slack[bi] = slack
+
+    m = build.model
+    chunk = ChunkModel(
+        model=m,
+        first=first,
+        last=last,
+        blocks=build.blocks,
+        x=build.x,
+        coverage_slack=coverage_slack,  # empty unless `diagnose`
+        faculty_slack=faculty_slack,
+        variables=build.variables,
+    )
+    if diagnose:
+        # A missing resident weighs 2, a missing faculty member 1: when either explains the
+        # gap, "add a faculty member" is the more actionable answer.
+        chunk.objective = cp_model.LinearExpr.weighted_sum(
+            [*coverage_slack.values(), *faculty_slack.values()],
+            [2] * len(coverage_slack) + [1] * len(faculty_slack),
+        )
+        m.minimize(chunk.objective)
+        return chunk
+    objective = _fairness(build)
+    if objective:
+        chunk.objective = cp_model.LinearExpr.sum(objective)
+        m.minimize(chunk.objective)
+    return chunk
+
+
+@dataclass(frozen=True, slots=True)
+class _Hint:
+    """A valid schedule's choices as a complete solution hint: the value of every variable,
+    auxiliaries included, follows from which (resident, block, rotation) triples it chose.
+    Without a schedule (`chosen` None) nothing is hinted."""
+
+    model: cp_model.CpModel
+    chosen: set[Choice] | None
+
+    def on(self, key: Choice) -> bool:
+        return self.chosen is not None and key in self.chosen
+
+    def count(self, keys: list[Choice]) -> int:
+        return sum(1 for key in keys if self.on(key))
+
+    def add(self, var: cp_model.IntVar, value: int) -> None:
+        if self.chosen is not None:
+            self.model.add_hint(var, value)
+
+
+@dataclass(slots=True)
+class _Build:
+    """A chunk's model while it is built, with the indexes its constraint families share."""
+
+    prep: Prepared
+    model: cp_model.CpModel
+    hint: _Hint
+    days: list[date]
+    blocks: list[Block]
+    hours: list[int]  # millihours per block of each rotation
+    max_day_hours: int  # the most millihours one day can hold
+    # (resident index, block index, rotation index) -> bool "works this rotation this block"
+    x: dict[Choice, cp_model.IntVar] = field(default_factory=dict)
+    # Per (block, rotation): the residents' variables, for coverage and supervision.
+    slot: dict[tuple[int, int], list[tuple[int, cp_model.IntVar]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    # Per resident: the keys of their block variables, all and on weekends (for fairness).
+    duty_blocks: list[list[Choice]] = field(default_factory=list)
+    weekend_blocks: list[list[Choice]] = field(default_factory=list)
+    variables: int = 0
+
+    @classmethod
+    def start(cls, prep: Prepared, first: date, last: date, chosen: set[Choice] | None) -> _Build:
+        model = cp_model.CpModel()
+        hours = [millihours(rot) for rot in prep.rotations]
+        most_blocks = max((len(bs) for bs in prep.blocks_by_day.values()), default=0)
+        return cls(
+            prep=prep,
+            model=model,
+            hint=_Hint(model, chosen),
+            days=dates(first, last),
+            blocks=block_days(prep, first, last),
+            hours=hours,
+            max_day_hours=most_blocks * max(hours, default=0),
+        )
+
+    @property
+    def length(self) -> int:
+        """Days are indexed from first-27, so the fixed days are 0..26 and the chunk's days
+        27..27+n-1; windows are slices of arrays of this length."""
+        return SPAN + len(self.days)
+
+
+def _resident_limits(build: _Build, ri: int, resident: Person) -> None:
+    """A resident's block variables and their duty-day and duty-hour limits."""
+    fixed_duty, fixed_hours = _fixed(build, resident)
+    # The 80-hour windows are implied by the 24-duty-day limit when no day can hold more
+    # than 320/24 h (6-hour blocks: 24 x 12 h = 288 h); then they are left out.
+    hours_needed = (
+        max(build.max_day_hours, *fixed_hours) * MAX_WINDOW_DUTY_DAYS > MAX_WINDOW_MILLIHOURS
+    )
+    duty, day_hours = _duty_days(build, ri, resident, hours_needed=hours_needed)
+    if not build.duty_blocks[ri]:
+        return
+    _duty_day_limits(build, fixed_duty, duty)
+    if hours_needed:
+        _duty_hour_limits(build, fixed_hours, day_hours)
+
+
+def _fixed(build: _Build, resident: Person) -> tuple[list[int], list[int]]:
+    """The duty days (0/1) and millihours fixed before the chunk, indexed from first-27."""
+    origin = build.days[0] - timedelta(days=SPAN)
+    fixed_duty = [0] * build.length
+    fixed_hours = [0] * build.length
+    for d, h in build.prep.fixed_hours.get(resident.id, {}).items():
+        i = (d - origin).days
+        if 0 <= i < SPAN:
+            fixed_duty[i], fixed_hours[i] = 1, h
+    return fixed_duty, fixed_hours
+
+
+def _duty_days(
+    build: _Build, ri: int, resident: Person, *, hours_needed: bool
+) -> tuple[list[cp_model.IntVar | None], list[cp_model.IntVar | None]]:
+    """The resident's block variables, at most one rotation per block, and per day of the
+    chunk a duty bool and (when the 80-hour windows are needed) the day's millihours."""
+    m, prep, rotations = build.model, build.prep, build.prep.rotations
+    duty: list[cp_model.IntVar | None] = [None] * build.length
+    day_hours: list[cp_model.IntVar | None] = [None] * build.length
+    mine: list[Choice] = []
+    weekend: list[Choice] = []
+    bi = 0
+    for di, day in enumerate(build.days):
+        day_blocks = prep.blocks_by_day.get(day, ())
+        if prep.is_absent(resident.id, day) or not day_blocks:
+            bi += len(day_blocks)
+            continue
+        dd = m.new_bool_var("")
+        duty[SPAN + di] = dd
+        build.variables += 1
+        day_keys: list[Choice] = []
+        for _ in day_blocks:
+            here = [m.new_bool_var("") for _ in rotations]
+            for ki, v in enumerate(here):
+                build.x[(ri, bi, ki)] = v
+                build.slot[(bi, ki)].append((ri, v))
+                build.hint.add(v, build.hint.on((ri, bi, ki)))
+                day_keys.append((ri, bi, ki))
+            build.variables += len(here)
+            # At most one rotation per block, and only on a duty day: one constraint
+            # does both (the duty bool may be 1 on a free day: that only tightens the
+            # day-off limits, so no reverse link is needed).
+            m.add(cp_model.LinearExpr.sum(here) <= dd)
+            bi += 1
+        build.hint.add(dd, build.hint.count(day_keys) > 0)
+        mine.extend(day_keys)
+        if day.weekday() >= 5:
+            weekend.extend(day_keys)
+        if hours_needed:
+            # One integer per duty day keeps each 28-day window at 28 terms instead of
+            # every block variable in it (10x fewer terms, a faster presolve).
+            hv = m.new_int_var(0, build.max_day_hours, "")
+            m.add(
+                hv
+                >= cp_model.LinearExpr.weighted_sum(
+                    [build.x[k] for k in day_keys], build.hours * len(day_blocks)
+                )
+            )
+            day_hours[SPAN + di] = hv
+            build.hint.add(hv, sum(build.hours[k[2]] for k in day_keys if build.hint.on(k)))
+    build.duty_blocks.append(mine)
+    build.weekend_blocks.append(weekend)
+    return duty, day_hours
+
+
+def _duty_day_limits(
+    build: _Build, fixed_duty: list[int], duty: list[cp_model.IntVar | None]
+) -> None:
+    """1 in 7 averaged: at most 24 duty days in every 28-day window holding a day of the
+    chunk; never more than 6 in a row (every 7 consecutive days hold a day off)."""
+    for length, limit in ((WINDOW_DAYS, MAX_WINDOW_DUTY_DAYS), (RUN, RUN - 1)):
+        for w in range(SPAN + 1 - length, build.length):
+            lo, hi = max(w, 0), min(w + length, build.length)
+            const = sum(fixed_duty[lo:hi])
+            here = [v for v in duty[lo:hi] if v is not None]
+            if here and const + len(here) > limit:
+                build.model.add(cp_model.LinearExpr.sum(here) <= limit - const)
+
+
+def _duty_hour_limits(
+    build: _Build, fixed_hours: list[int], day_hours: list[cp_model.IntVar | None]
+) -> None:
+    """80 hours a week averaged: at most 320 h in every 28-day window. Skipped when no
+    window can exceed it (e.g. 6-hour blocks: 24 duty days x 12 h = 288 h)."""
+    for w in range(0, build.length):
+        hi = min(w + WINDOW_DAYS, build.length)
+        const = sum(fixed_hours[w:hi])
+        terms = [v for v in day_hours[w:hi] if v is not None]
+        cap = min(len(terms), MAX_WINDOW_DUTY_DAYS) * build.max_day_hours
+        if terms and const + cap > MAX_WINDOW_MILLIHOURS:
+            build.model.add(cp_model.LinearExpr.sum(terms) <= MAX_WINDOW_MILLIHOURS - const)
+
+
+def _coverage(
+    build: _Build, bi: int, ki: int, rotation: Rotation, *, diagnose: bool
+) -> cp_model.IntVar | None:
+    """The rotation's minimum and maximum of residents in the block; with `diagnose` the
+    minimum is soft and its slack (the residents missing) is returned."""
+    m = build.model
+    members = build.slot.get((bi, ki), [])
+    total = cp_model.LinearExpr.sum([v for _, v in members])
+    slack = None
+    if rotation.min_residents > 0:
+        if diagnose:
+            slack = m.new_int_var(0, rotation.min_residents, "")
+            m.add(total + slack >= rotation.min_residents)
+            hinted = build.hint.count([(ri, bi, ki) for ri, _ in members])
+            build.hint.add(slack, max(0, rotation.min_residents - hinted))
+        else:
+            m.add(total >= rotation.min_residents)
+    if members:
+        m.add(total <= rotation.max_residents)
+    return slack
+
+
+def _supervision(
+    build: _Build, bi: int, ki: int, rotation: Rotation
+) -> tuple[cp_model.IntVar, int] | None:
+    """The faculty members the rotation's residents in the block need (whole members, of
+    `supervision_units` quarters), with its hinted value; None when it needs none."""
+    members = build.slot.get((bi, ki), [])
+    if not rotation.requires_supervision or not members:
+        return None
+    m = build.model
+    n_faculty = available_faculty(build.prep, build.blocks[bi].date)
+    need = m.new_int_var(0, max(n_faculty, len(members)), "")
+    build.variables += 1
+    weights = [supervision_units(rotation, build.prep.residents[ri]) for ri, _ in members]
+    m.add(4 * need >= cp_model.LinearExpr.weighted_sum([v for _, v in members], weights))
+    hinted_units = sum(
+        w for w, (ri, _) in zip(weights, members, strict=True) if build.hint.on((ri, bi, ki))
+    )
+    hinted = -(-hinted_units // 4)
+    build.hint.add(need, hinted)
+    return need, hinted
+
+
+def _faculty_headcount(
+    build: _Build,
+    bi: int,
+    block: Block,
+    needs: list[tuple[cp_model.IntVar, int]],
+    *,
+    diagnose: bool,
+) -> cp_model.IntVar | None:
+    """The faculty the block's rotations need fit in the faculty present; with `diagnose`
+    softly, and the slack (the faculty missing) is returned."""
+    if not needs:
+        return None
+    m = build.model
+    n_faculty = available_faculty(build.prep, block.date)
+    faculty_needed = sum(need for need, _ in needs)
+    if not diagnose:
+        m.add(faculty_needed <= n_faculty)
+        return None
+    residents_here = sum(len(build.slot.get((bi, k), [])) for k in range(len(build.prep.rotations)))
+    slack = m.new_int_var(0, residents_here, "")
+    m.add(faculty_needed <= n_faculty + slack)
+    build.hint.add(slack, max(0, sum(hinted for _, hinted in needs) - n_faculty))
+    return slack
+
+
+def _fairness(build: _Build) -> list[cp_model.LinearExprT]:
+    """Fairness, count-based: the spread (max - min) of duty blocks and of weekend duty
+    blocks over the residents, beyond 1 (a spread of 1 is as even as integer counts can be
+    when the work does not divide, and accepting it makes the optimum far easier to reach).
+    A resident absent during the chunk may work less (left out of the minimum), never more."""
+    m = build.model
+    present = present_residents(build.prep, build.days)
+    objective: list[cp_model.LinearExprT] = []
+    for weight, per_resident in (
+        (DUTY_WEIGHT, build.duty_blocks),
+        (WEEKEND_WEIGHT, build.weekend_blocks),
+    ):
+        top = max((len(keys) for keys in per_resident), default=0)
+        if top == 0 or not present:
+            continue
+        most = m.new_int_var(0, top, "")
+        least = m.new_int_var(0, top, "")
+        excess = m.new_int_var(0, top, "")
+        for ri, keys in enumerate(per_resident):
+            count = cp_model.LinearExpr.sum([build.x[k] for k in keys])
+            m.add(count <= most)
+            if ri in present:
+                m.add(count >= least)
+        m.add(excess >= most - least - 1)
+        objective.append(weight * excess)
+        hinted = [build.hint.count(keys) for keys in per_resident]
+        h_hi = max(hinted)
+        h_lo = min(hinted[ri] for ri in present)
+        build.hint.add(most, h_hi)
+        build.hint.add(least, h_lo)
+        build.hint.add(excess, max(0, h_hi - h_lo - 1))
+    return objective

@@ -12,15 +12,18 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tandem.db import create_engine, create_sessionmaker
 from tandem.identity.models import Organization
 from tandem.jobs.dispatch import InProcessDispatch
 from tandem.jobs.executor import Executor, JobRunner
-from tandem.jobs.models import Job, JobAttempt, JobStatus
+from tandem.jobs.models import Job, JobAttempt
 from tandem.jobs.service import JobControl, submit_job
 from tandem.tasks import task_registry
 from tests.conftest import CommittedDatabase
-from tests.integration.test_jobs_execution import fast_settings, live_app
+from tests.integration.test_jobs_execution import (
+    executors_until_all_succeeded,
+    fast_settings,
+    live_app,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -173,31 +176,8 @@ async def test_the_total_cap_holds_over_several_executors(
     queue = JobControl(task_registry(), InProcessDispatch())
     [flooder] = await _organizations(committed_db, "A")
     jobs = await _submit(committed_db, queue, flooder, 8, 0.3)
-    engines = [create_engine(committed_db.url) for _ in range(2)]
-    executors = [
-        Executor(
-            JobRunner(
-                create_sessionmaker(engine), task_registry(), settings, queue.dispatch, f"w{i}"
-            ),
-            InProcessDispatch(),
-        )
-        for i, engine in enumerate(engines)
-    ]
-    try:
-        for executor in executors:
-            executor.start()
-
-        async def all_succeeded() -> bool:
-            async with committed_db.sessionmaker() as session:
-                statuses = (await session.scalars(select(Job.status))).all()
-            return len(statuses) == len(jobs) and set(statuses) == {JobStatus.succeeded}
-
-        await wait_until(all_succeeded, timeout=30)
-    finally:
-        for executor in executors:
-            await executor.stop()
-        for engine in engines:
-            await engine.dispose()
+    async with executors_until_all_succeeded(committed_db, settings, queue, 2, wait_until):
+        pass
     intervals = await attempt_intervals(committed_db, flooder)
     assert len(intervals) == len(jobs)
     assert peak(intervals) == 2

@@ -405,23 +405,30 @@ async def test_a_generation_that_crashes_once_is_generated_by_its_retry(
     assert len(calls) == 2
 
 
+class SearchingSolver:
+    """Stands in for `solver.solve`: searches until cancelled, as CP-SAT does (tests/unit:
+    the real solver stops too)."""
+
+    def __init__(self) -> None:
+        self.started, self.stopped = threading.Event(), threading.Event()
+
+    def __call__(
+        self, problem: ScheduleProblem, *, cancellation: solver.Cancellation, **_: Any
+    ) -> solver.SolveResult:
+        self.started.set()
+        if not cancellation.wait(timeout=60):
+            raise RuntimeError("never cancelled")
+        self.stopped.set()
+        raise solver.SolveCancelled("The solve was cancelled")
+
+
 async def test_a_cancelled_generation_job_stops_the_solver_and_fails_its_schedule(
     live: SchedulingApi, wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api = live
     await api.blocks(MONDAY, MONDAY)
-    searching_started, stopped = threading.Event(), threading.Event()
-
-    def searching(
-        problem: ScheduleProblem, *, cancellation: solver.Cancellation, **_: Any
-    ) -> solver.SolveResult:
-        # Searches until cancelled, as CP-SAT does (tests/unit: the real solver stops too).
-        searching_started.set()
-        if not cancellation.wait(timeout=60):
-            raise RuntimeError("never cancelled")
-        stopped.set()
-        raise solver.SolveCancelled("The solve was cancelled")
-
+    searching = SearchingSolver()
+    searching_started, stopped = searching.started, searching.stopped
     monkeypatch.setattr(solver, "solve", searching)
     schedule = await api.schedule(MONDAY, MONDAY)
     accepted = await api.client.post(
@@ -657,17 +664,8 @@ async def test_deleting_a_schedule_cancels_its_generation_and_stops_the_solver(
     """Finding 2: the deleted schedule's job solved to its timeout, then ended `superseded`."""
     api = live
     await api.blocks(MONDAY, MONDAY)
-    searching_started, stopped = threading.Event(), threading.Event()
-
-    def searching(
-        problem: ScheduleProblem, *, cancellation: solver.Cancellation, **_: Any
-    ) -> solver.SolveResult:
-        searching_started.set()
-        if not cancellation.wait(timeout=60):
-            raise RuntimeError("never cancelled")
-        stopped.set()
-        raise solver.SolveCancelled("The solve was cancelled")
-
+    searching = SearchingSolver()
+    searching_started, stopped = searching.started, searching.stopped
     monkeypatch.setattr(solver, "solve", searching)
     solving, queued = [await api.schedule(MONDAY, MONDAY) for _ in range(2)]
     jobs = []

@@ -18,7 +18,7 @@ from tandem.identity import router as identity
 from tandem.identity.security import TokenSigner, resolve_jwt_secret
 from tandem.jobs.dispatch import Dispatch, InProcessDispatch
 from tandem.jobs.distributed import ProcrastinateDispatch
-from tandem.jobs.executor import EmbeddedExecutor, JobMetrics, JobRunner, worker_name
+from tandem.jobs.executor import Executor, JobMetrics, JobRunner, worker_name
 from tandem.jobs.router import router as jobs_router
 from tandem.jobs.service import JobControl, count_jobs_by_status
 from tandem.notifications.dispatcher import OutboxDispatcher
@@ -34,7 +34,7 @@ from tandem.webhooks.router import router as webhooks_router
 
 def _embedded_executor(
     settings: Settings, app: FastAPI, dispatch: InProcessDispatch, resources: TaskResources
-) -> EmbeddedExecutor | None:
+) -> Executor | None:
     """The in-process executor, unless this process serves the API only."""
     if not settings.worker_enabled or settings.job_executor is not JobExecutor.embedded:
         return None
@@ -47,7 +47,7 @@ def _embedded_executor(
         metrics=app.state.job_metrics,
         resources=resources.mapping,
     )
-    executor = EmbeddedExecutor(runner, dispatch)
+    executor = Executor(runner, dispatch)
     app.state.executor = executor
     return executor
 

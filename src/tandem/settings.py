@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     job_retry_base_seconds: float = Field(default=2.0, gt=0)
     job_lease_seconds: float = Field(default=30.0, ge=1)
     job_concurrency: int = Field(default=8, ge=1)
+    # Most jobs of one organization running at once in one process (below job_concurrency,
+    # so other organizations always find a free slot), and over all processes (None: no limit)
+    job_org_concurrency: int = Field(default=6, ge=1)
+    job_org_concurrency_total: int | None = Field(default=None, ge=1)
     job_poll_seconds: float = Field(default=0.5, gt=0)
     job_executor: JobExecutor = JobExecutor.embedded
     # False: this process serves the API and runs no jobs (`tandem serve --no-worker`).
@@ -117,6 +121,8 @@ class Settings(BaseSettings):
     schedule_solver_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     # Generations solving at once per process; each uses two CP-SAT threads
     schedule_solver_concurrency: int = Field(default=1, ge=1)
+    # Of those, most for one organization at once
+    schedule_solver_org_concurrency: int = Field(default=1, ge=1)
 
     # Content: model calls writing drafts at once, per process, over all generation jobs
     content_concurrency: int = Field(default=10, ge=1)

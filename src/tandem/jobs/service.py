@@ -22,6 +22,9 @@ from tandem.jobs.sizes import check_payload_size
 from tandem.pagination import PageParams, paginate
 from tandem.tenancy import owned
 
+# A job an executor is claiming or finishing changes under a cancel at most this often.
+CANCEL_TRIES = 3
+
 
 @dataclass(frozen=True)
 class JobControl:
@@ -211,6 +214,26 @@ async def cancel_job(
     job = await get_job(session, principal, job_id)
     if (task := _task_of(jobs, job)) is not None:
         principal.require(*task.control_scopes)
+    return await _cancel(session, jobs, job)
+
+
+async def cancel_unfinished(session: AsyncSession, jobs: JobControl, job_id: uuid.UUID) -> None:
+    """Cancels the job unless it has finished: what it worked for is gone (a deleted
+    schedule). The caller has decided; nothing is checked against a principal. An executor
+    claiming or finishing the job meanwhile is not a conflict: read it again and retry."""
+    for _ in range(CANCEL_TRIES):
+        job = await session.get(Job, job_id, populate_existing=True)
+        if job is None or job.status in states.FINISHED:
+            return
+        try:
+            await _cancel(session, jobs, job)
+        except Conflict:
+            continue
+        return
+    raise Conflict(f"Job {job_id} kept changing; try again")
+
+
+async def _cancel(session: AsyncSession, jobs: JobControl, job: Job) -> Job:
     finishing = {"finished_at": utcnow()} if job.status is JobStatus.pending else {}
     job = await _transition(session, job, states.cancel, finishing)
     if job.status is JobStatus.running:

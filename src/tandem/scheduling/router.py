@@ -187,8 +187,10 @@ async def get_schedule(
 
 
 @router.delete("/schedules/{schedule_id}", status_code=NO_CONTENT, responses=error_responses(404))
-async def delete_schedule(schedule_id: uuid.UUID, principal: Admin, session: SessionDep) -> None:
-    await service.delete_schedule(session, principal, schedule_id)
+async def delete_schedule(
+    schedule_id: uuid.UUID, principal: Admin, session: SessionDep, jobs: JobControlDep
+) -> None:
+    await service.delete_schedule(session, jobs, principal, schedule_id)
 
 
 @router.post(

@@ -1,7 +1,7 @@
 """webhook subscriptions and deliveries
 
-Revision ID: 0009_webhooks
-Revises: 0008
+Revision ID: 0010_webhooks
+Revises: 0009
 Create Date: 2026-11-30 13:00:00.000000
 """
 
@@ -11,8 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009_webhooks"
-down_revision: str | None = "0008"
+revision: str = "0010_webhooks"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

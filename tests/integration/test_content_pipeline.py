@@ -402,10 +402,9 @@ async def test_a_regeneration_whose_worker_died_completes_when_its_job_runs_agai
         assert (await live.resume(thread_id, "edit", "Less jargon")).status_code == 200
         regenerating = await live.thread(thread_id)
         assert regenerating["status"] == "regenerating"
-        claim = await lifecycle.claim_job(
-            committed_db.sessionmaker, uuid.UUID(regenerating["job_id"]), "doomed", lease=0.2
-        )
-        assert claim is not None
+        claims = await lifecycle.claim_due(committed_db.sessionmaker, "doomed", 10, lease=0.2)
+        # (the reviewers' digest job of revision 1 may be claimed with it, and reaped too)
+        assert regenerating["job_id"] in [str(claim.job_id) for claim in claims]
         calls_before = writer.calls
         # The doomed worker never finishes; a live one reaps its lease and runs the job again.
         async with running(create_app(with_worker)):

@@ -60,6 +60,11 @@ def _refresh_ttl(request: Request) -> timedelta:
     return timedelta(days=settings.refresh_token_days)
 
 
+def _max_age(request: Request) -> timedelta:
+    settings: Settings = request.app.state.settings
+    return timedelta(days=settings.session_max_days)
+
+
 def _token_out(tokens: logins.IssuedTokens) -> TokenOut:
     return TokenOut(
         access_token=tokens.access_token,
@@ -88,7 +93,9 @@ async def register(
         full_name=body.full_name,
         organization_name=body.organization_name,
     )
-    tokens = await logins.start_login(session, signer, _refresh_ttl(request), user)
+    tokens = await logins.start_login(
+        session, signer, _refresh_ttl(request), user, max_age=_max_age(request)
+    )
     return RegisterOut(
         user=UserOut.model_validate(user),
         access_token=tokens.access_token,
@@ -157,6 +164,7 @@ async def login(
         email=credentials.email,
         password=credentials.password,
         requested_scopes=set(credentials.scopes) if credentials.scopes else None,
+        max_age=_max_age(request),
     )
     return _token_out(tokens)
 
@@ -165,7 +173,9 @@ async def login(
 async def refresh(
     body: RefreshIn, request: Request, session: SessionDep, signer: SignerDep
 ) -> TokenOut:
-    tokens = await logins.refresh(session, signer, _refresh_ttl(request), body.refresh_token)
+    tokens = await logins.refresh(
+        session, signer, _refresh_ttl(request), body.refresh_token, max_age=_max_age(request)
+    )
     return _token_out(tokens)
 
 

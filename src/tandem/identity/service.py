@@ -7,12 +7,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.db import unique_or_conflict
-from tandem.errors import Conflict, NotFound
+from tandem.errors import Conflict, Forbidden, NotFound
+from tandem.identity.api_keys import revoke_keys_of
 from tandem.identity.logins import revoke_all_logins
 from tandem.identity.models import Organization, User
 from tandem.identity.principal import Principal
 from tandem.identity.schemas import UserCreateIn, UserUpdateIn
-from tandem.identity.scopes import Role
+from tandem.identity.scopes import Role, scopes_for
 from tandem.identity.security import hash_password
 from tandem.notifications.service import enqueue_email
 from tandem.notifications.templates import welcome_email
@@ -91,7 +92,19 @@ async def get_user(session: AsyncSession, principal: Principal, user_id: uuid.UU
     return await owned(session, principal, User, user_id, "User")
 
 
+def _may_give(principal: Principal, role: Role) -> None:
+    """403 unless the principal holds every scope `role` grants: a narrowed token or a key
+    with users:admin cannot make a user who can do more than it can."""
+    beyond = sorted(scope.value for scope in scopes_for(role) - principal.scopes)
+    if beyond:
+        raise Forbidden(
+            f"Cannot give the role {role.value}: it grants scopes you do not have: "
+            + ", ".join(beyond)
+        )
+
+
 async def create_user(session: AsyncSession, principal: Principal, data: UserCreateIn) -> User:
+    _may_give(principal, data.role)
     organization = await current_organization(session, principal)
     return await _add_user(
         session,
@@ -134,6 +147,8 @@ async def update_user(
 ) -> User:
     user = await get_user(session, principal, user_id)
     changes = body.changes()
+    if "role" in changes:
+        _may_give(principal, changes["role"])
     loses_admin = user.role == Role.admin.value and user.is_active
     demoted = changes.get("role", Role.admin) is not Role.admin
     deactivated = changes.get("is_active") is False
@@ -141,6 +156,7 @@ async def update_user(
         await _ensure_another_active_admin(session, user)
     if deactivated and user.is_active:
         await revoke_all_logins(session, user.id, "deactivated")
+        await revoke_keys_of(session, user.id)
     for field, value in changes.items():
         setattr(user, field, value.value if isinstance(value, Role) else value)
     await session.flush()

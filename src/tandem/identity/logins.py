@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.db import compare_and_set
-from tandem.errors import Unauthorized
+from tandem.errors import Conflict, Unauthorized
 from tandem.identity.models import LoginSession, RefreshToken, User
 from tandem.identity.principal import LOGIN_EXPIRED, login_ends_at
 from tandem.identity.scopes import Role, Scope, narrow, scopes_for
@@ -28,6 +28,9 @@ from tandem.identity.security import (
 )
 
 INCORRECT_CREDENTIALS = "Incorrect email or password"
+AMBIGUOUS_LOGIN = (
+    "This e-mail and password sign in to more than one organization; send organization_id to choose"
+)
 DEFAULT_MAX_AGE = timedelta(days=30)
 
 
@@ -155,12 +158,25 @@ async def login_with_password(
     password: str,
     requested_scopes: set[str] | None = None,
     max_age: timedelta = DEFAULT_MAX_AGE,
+    organization_id: uuid.UUID | None = None,
 ) -> IssuedTokens:
-    """The same error, after the same work, whether the e-mail or the password is wrong."""
-    user = await session.scalar(select(User).where(User.email == email.lower()))
-    valid = await verify_password(password, user.password_hash if user else None)
-    if not valid or user is None or not user.is_active:
+    """The same error, after the same work, whether the e-mail or the password is wrong.
+
+    An address may have an account in several organizations: the password picks the account;
+    when it opens more than one, `organization_id` must choose (409 otherwise).
+    """
+    query = select(User).where(User.email == email.lower(), User.is_active.is_(True))
+    if organization_id is not None:
+        query = query.where(User.organization_id == organization_id)
+    candidates = (await session.scalars(query.order_by(User.created_at, User.id))).all()
+    matches = [u for u in candidates if await verify_password(password, u.password_hash)]
+    if not candidates:
+        await verify_password(password, None)
+    if not matches:
         raise Unauthorized(INCORRECT_CREDENTIALS, headers=BEARER_CHALLENGE)
+    if len(matches) > 1:
+        raise Conflict(AMBIGUOUS_LOGIN)
+    user = matches[0]
     return await start_login(session, signer, refresh_ttl, user, requested_scopes, max_age=max_age)
 
 

@@ -123,7 +123,7 @@ async def login_credentials(request: Request) -> LoginIn:
 
 @public.post(
     "/auth/login",
-    responses=error_responses(401, 429) | VALIDATION_ERROR,
+    responses=error_responses(401, 409, 429) | VALIDATION_ERROR,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -165,6 +165,7 @@ async def login(
         password=credentials.password,
         requested_scopes=set(credentials.scopes) if credentials.scopes else None,
         max_age=_max_age(request),
+        organization_id=credentials.organization_id,
     )
     return _token_out(tokens)
 

@@ -3,7 +3,7 @@
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.db import unique_or_conflict
@@ -33,9 +33,11 @@ async def _add_user(
     full_name: str,
     role: Role,
 ) -> User:
-    """Inserts the user and queues the welcome e-mail, or raises 409 for a taken e-mail."""
+    """Inserts the user and queues the welcome e-mail, or raises 409 for an e-mail taken in
+    this organization (another organization's accounts are never consulted)."""
     email = email.lower()
-    if await session.scalar(select(User.id).where(User.email == email)) is not None:
+    taken = select(User.id).where(User.organization_id == organization.id, User.email == email)
+    if await session.scalar(taken) is not None:
         raise Conflict(EMAIL_TAKEN)
     user = User(
         organization_id=organization.id,
@@ -67,7 +69,18 @@ async def register(
     full_name: str,
     organization_name: str | None,
 ) -> User:
-    """A new organization whose first user is its admin."""
+    """A new organization whose first user is its admin; 409 for an e-mail with any account.
+
+    Self-registration keeps e-mail unique across organizations (two registrations of one
+    address are serialised: SQLite's write lock, an advisory lock on PostgreSQL).
+    """
+    email = email.lower()
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"register:{email}"}
+        )
+    if await session.scalar(select(User.id).where(User.email == email).limit(1)) is not None:
+        raise Conflict(EMAIL_TAKEN)
     organization = Organization(name=organization_name or f"{full_name}'s organization")
     session.add(organization)
     await session.flush()

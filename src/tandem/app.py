@@ -12,6 +12,7 @@ from tandem.agents.router import router as agents_router
 from tandem.content.router import router as content_router
 from tandem.db import create_engine, create_sessionmaker
 from tandem.errors import install_error_handlers
+from tandem.http_headers import SecurityHeadersMiddleware, install_docs
 from tandem.identity import router as identity
 from tandem.identity.security import TokenSigner, resolve_jwt_secret
 from tandem.jobs.dispatch import Dispatch, InProcessDispatch
@@ -104,6 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="AI agents do the work; people stay in charge.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = HttpMetrics()
@@ -111,6 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.job_metrics = job_metrics
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: the 500s get them too
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(identity.public)
     app.include_router(identity.router)

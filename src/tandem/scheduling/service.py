@@ -160,8 +160,24 @@ async def update_person(
 
 
 async def delete_person(session: AsyncSession, principal: Principal, person_id: uuid.UUID) -> None:
-    """Their absences, assignments and swaps go with them (foreign-key cascades)."""
+    """Their absences, assignments and swaps go with them (foreign-key cascades); 409 while
+    they are on a published schedule, which only swaps change."""
     person = await get_person(session, principal, person_id)
+    published = (
+        await session.scalars(
+            select(Schedule.name)
+            .join(Assignment, Assignment.schedule_id == Schedule.id)
+            .where(Assignment.person_id == person.id, Schedule.status == ScheduleStatus.published)
+            .distinct()
+            .order_by(Schedule.name)
+        )
+    ).all()
+    if published:
+        noun = "schedule" if len(published) == 1 else "schedules"
+        raise Conflict(
+            f"{person.name} has assignments in the published {noun} {', '.join(published)}; "
+            "swap them out first"
+        )
     await session.execute(delete(Person).where(Person.id == person.id))
 
 
@@ -431,7 +447,7 @@ async def create_assignment(
 ) -> tuple[Assignment, tuple[domain.Violation, ...]]:
     """Adds a manual assignment and returns it with the violations it causes (warnings)."""
     schedule = await get_schedule(session, principal, schedule_id)
-    _ask(states.edit_assignments, states.state_of(schedule))
+    _ask(states.edit_by_hand, states.state_of(schedule))
     person = await owned(session, principal, Person, body.person_id, "Person")
     block = await owned(session, principal, Block, body.block_id, "Block")
     rotation = await owned(session, principal, Rotation, body.rotation_id, "Rotation")
@@ -471,6 +487,7 @@ async def delete_assignment(
     assignment = await get_assignment(session, principal, assignment_id)
     if assignment.schedule_id != schedule.id:
         raise NotFound(f"Assignment {assignment_id} not found")
+    _ask(states.edit_by_hand, states.state_of(schedule))
     await session.execute(delete(Assignment).where(Assignment.id == assignment.id))
 
 

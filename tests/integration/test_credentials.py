@@ -11,17 +11,11 @@ from tandem.identity.models import LoginSession, RefreshToken, User
 from tandem.identity.scopes import Role
 from tests.conftest import LoginAs
 from tests.factories import TEST_PASSWORD, make_user
+from tests.integration.test_api_keys import create_key
 
 pytestmark = pytest.mark.anyio
 
 PASSWORD_LOGIN_ONLY = "API keys are created and revoked with a password login, not an API key"
-
-
-async def create_key(
-    client: httpx.AsyncClient, headers: dict[str, str], **body: object
-) -> httpx.Response:
-    payload = {"name": "ci", "scopes": ["projects:read"]} | body
-    return await client.post("/api/v1/api-keys", json=payload, headers=headers)
 
 
 async def password_login(client: httpx.AsyncClient, user: User) -> dict[str, str]:

@@ -14,14 +14,16 @@ from tandem.identity.schemas import ApiKeyIn
 from tandem.identity.scopes import Scope
 from tandem.identity.security import new_api_key, sha256_hex
 from tandem.pagination import PageParams, paginate
+from tandem.quotas import enforce_quota
 
 PASSWORD_LOGIN_ONLY = "API keys are created and revoked with a password login, not an API key"
 
 
 async def create_api_key(
-    session: AsyncSession, principal: Principal, data: ApiKeyIn
+    session: AsyncSession, principal: Principal, data: ApiKeyIn, *, quota: int
 ) -> tuple[ApiKey, str]:
-    """The stored key and the key itself, which exists nowhere else after this call.
+    """The stored key and the key itself, which exists nowhere else after this call; 409
+    when the organization already has `quota` keys not revoked.
 
     Only a password login creates keys, never with more scopes than it holds; a login narrowed
     below its role only creates keys that expire by the time the login itself ends.
@@ -44,6 +46,15 @@ async def create_api_key(
                 "A login narrowed to some scopes creates only keys that expire by the end of "
                 f"the login ({ends.isoformat()}); sign in without narrowing for longer keys"
             )
+    await enforce_quota(
+        session,
+        ApiKey,
+        principal.organization_id,
+        ApiKey.revoked_at.is_(None),
+        limit=quota,
+        what="API keys",
+        remedy="revoke one first",
+    )
     key, prefix = new_api_key()
     api_key = ApiKey(
         organization_id=principal.organization_id,

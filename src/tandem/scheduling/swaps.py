@@ -95,7 +95,10 @@ async def _describe(session: AsyncSession, assignment: Assignment, to_person: Pe
     )
 
 
-async def request_swap(session: AsyncSession, principal: Principal, body: SwapIn) -> Swap:
+async def request_swap(
+    session: AsyncSession, principal: Principal, body: SwapIn, *, quota: int
+) -> Swap:
+    """A pending swap and its review thread; `quota`: TANDEM_QUOTA_WAITING_THREADS."""
     assignment = await service.get_assignment(session, principal, body.assignment_id)
     to_person = await service.get_person(session, principal, body.to_person_id)
     schedule = await session.get_one(Schedule, assignment.schedule_id)
@@ -132,6 +135,7 @@ async def request_swap(session: AsyncSession, principal: Principal, body: SwapIn
         kind=SWAP_KIND,
         drafts=[f"{summary}. Reason: {body.reason}"],
         payload={"swap_id": str(swap.id), "assignment_id": str(assignment.id)},
+        quota=quota,
     )
     swap.thread_id = thread.id
     await session.flush()
@@ -140,6 +144,27 @@ async def request_swap(session: AsyncSession, principal: Principal, body: SwapIn
 
 async def get_swap(session: AsyncSession, principal: Principal, swap_id: uuid.UUID) -> Swap:
     return await owned(session, principal, Swap, swap_id, "Swap")
+
+
+async def check_now(
+    session: AsyncSession, principal: Principal, swap_id: uuid.UUID
+) -> tuple[Swap, tuple[domain.Violation, ...] | None]:
+    """The swap and the violations it would add to the schedule as it is now (what
+    approving checks), or None when it cannot be checked: no longer pending, or its
+    assignment is gone or has changed hands."""
+    swap = await get_swap(session, principal, swap_id)
+    assignment = (
+        None if swap.assignment_id is None else await session.get(Assignment, swap.assignment_id)
+    )
+    if (
+        swap.status is not SwapStatus.pending
+        or assignment is None
+        or assignment.person_id != swap.from_person_id
+    ):
+        return swap, None
+    schedule = await session.get_one(Schedule, assignment.schedule_id)
+    problem = await load_problem(session, schedule)
+    return swap, swap_violations(problem, assignment.id, swap.to_person_id)
 
 
 async def _swap_of(decision: DecisionContext) -> Swap | None:

@@ -1,15 +1,15 @@
 """E-mail unique per organization (issue 13: POST /users must not reveal other tenants' users).
 
-Revision ID: 0009_sec_email_per_org
-Revises: 0008
+Revision ID: 0010_sec_email_per_org
+Revises: 0009
 """
 
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0009_sec_email_per_org"
-down_revision: str | None = "0008"
+revision: str = "0010_sec_email_per_org"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -113,8 +113,9 @@ class ScheduleProblem:
     """Everything the rules and the solver need about one schedule period.
 
     `blocks` holds the period's blocks plus, for rolling windows, the blocks of the 27 days
-    before `start_date` that carry assignments (`assignments` may include those earlier
-    assignments, from other schedules: they count for the windows but are never changed).
+    before `start_date` and after `end_date` that carry assignments (`assignments` may include
+    those assignments, from other schedules: they count for the windows but are never
+    changed).
     """
 
     start_date: date

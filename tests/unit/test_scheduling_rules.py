@@ -341,7 +341,21 @@ def test_message_names_the_worst_window_and_its_weekly_average() -> None:
         f"Dr Ames: 86.5 duty hours a week averaged over the 28 days from {START} (limit 80): "
         f"346 hours to {START + timedelta(days=27)}, 26 more than the 320 allowed; the 5 "
         f"windows starting {START - timedelta(days=2)} through {START + timedelta(days=2)} "
-        f"are all over"
+        f"are all over: take at least 26 hours of duty off between {START} and "
+        f"{START + timedelta(days=27)}"
+    )
+
+
+def test_a_single_window_over_80_hours_says_how_many_hours_to_take_off() -> None:
+    # 32 blocks of 10 h from START, then one more exactly 27 days after START: only the
+    # window from START holds all 330 hours.
+    world, resident, ward = _hours_world(32)
+    world.assign(resident, START + timedelta(days=27), ward, AM)
+    [violation] = of_rule(validate(world.problem()), RuleName.EIGHTY_HOUR)
+    assert violation.message == (
+        f"Dr Ames: 82.5 duty hours a week averaged over the 28 days from {START} (limit 80): "
+        f"330 hours to {START + timedelta(days=27)}, 10 more than the 320 allowed: take at "
+        f"least 10 hours of duty off between {START} and {START + timedelta(days=27)}"
     )
 
 
@@ -537,8 +551,23 @@ def test_one_person_counts_once_per_rotation_and_role() -> None:
     other.assign(resident, START, ward)  # ... so this primary still counts
     supervision = of_rule(validate(other.problem()), RuleName.SUPERVISION)
     assert [v.message for v in supervision] == [
-        f"Ward on {START} AM: 1 resident (1 PGY-2) need 1 supervising faculty, 0 assigned: add 1"
+        f"Ward on {START} AM: 1 resident (1 PGY-2) need 1 supervising faculty, 0 assigned: "
+        f"needs 1 more supervising faculty on {START} AM for Ward, or fewer residents there"
     ]
+
+
+def test_a_supervision_shortfall_names_how_many_more_faculty() -> None:
+    # 5 PGY-1 residents need 3 faculty (2 each); 1 is there: 2 more.
+    world = World()
+    ward = world.rotation("Ward", requires_supervision=True)
+    for _ in range(5):
+        world.assign(world.resident(1), START, ward, PM)
+    world.assign(world.faculty(), START, ward, PM, SUPERVISING)
+    [violation] = of_rule(validate(world.problem()), RuleName.SUPERVISION)
+    assert violation.message == (
+        f"Ward on {START} PM: 5 residents (5 PGY-1) need 3 supervising faculty, 1 assigned: "
+        f"needs 2 more supervising faculty on {START} PM for Ward, or fewer residents there"
+    )
 
 
 @pytest.mark.parametrize("kind", [RotationKind.CLINIC, RotationKind.ICU])
@@ -577,6 +606,16 @@ def test_double_booking_per_person_per_block() -> None:
     }
     assert all(v.severity is Severity.CRITICAL for v in violations)
     assert any("Dr Cole has 2 assignments" in v.message for v in violations)
+    assert {v.message for v in violations} == {
+        f"Dr Cole has 2 assignments on {START} AM (Clinic, Ward): keep one, remove 1 other",
+        f"Dr Dane has 2 assignments on {START} AM (Clinic, Ward): keep one, remove 1 other",
+    }
+    world.assign(resident, START, world.rotation("Lab"), AM)
+    tripled = of_rule(validate(world.problem()), RuleName.DOUBLE_BOOKING)
+    assert (
+        f"Dr Cole has 3 assignments on {START} AM (Clinic, Lab, Ward): keep one, remove 2 "
+        "others" in {v.message for v in tripled}
+    )
 
 
 # --------------------------------------------------------------------------- absence
@@ -606,6 +645,12 @@ def test_absence_dates_are_inclusive(offset: int, clashes: bool, kind: PersonTyp
         assert violation.severity is Severity.HIGH
         assert violation.person_id == person.id
         assert violation.block_id == world.block(first + timedelta(days=offset), PM).id
+        assert violation.message == (
+            f"{person.name or f'person {person.id}'} is absent from {first} to "
+            f"{first + timedelta(days=2)} but assigned to Clinic on "
+            f"{first + timedelta(days=offset)} PM: hand it to someone free then (a swap, or "
+            f"regenerate the schedule) or remove it"
+        )
 
 
 # --------------------------------------------------------------------------- coverage

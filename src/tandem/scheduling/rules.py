@@ -461,11 +461,14 @@ def _check_eighty_hours(ctx: RuleContext) -> Iterator[Finding]:
             worst = max(range(run_first, run_last + 1), key=sums.__getitem__)
             start = origin + timedelta(days=worst)
             total = sums[worst] / _MILLI
+            end = start + timedelta(days=_SPAN)
+            excess = _num(total - MAX_WINDOW_HOURS)
             message = (
                 f"{_who(ctx, p)}: {_num(total * 7 / WINDOW_DAYS)} duty hours a week averaged "
                 f"over the 28 days from {start} (limit {MAX_WEEKLY_HOURS}): {_num(total)} hours to "
-                f"{start + timedelta(days=_SPAN)}, {_num(total - MAX_WINDOW_HOURS)} more than "
-                f"the {MAX_WINDOW_HOURS} allowed" + _run_note(origin, run_first, run_last)
+                f"{end}, {excess} more than the {MAX_WINDOW_HOURS} allowed"
+                + _run_note(origin, run_first, run_last)
+                + f": take at least {excess} hours of duty off between {start} and {end}"
             )
             yield Finding(on=start, message=message, person_id=ctx.persons[p].id)
 
@@ -534,8 +537,9 @@ def _check_supervision(ctx: RuleContext) -> Iterator[Finding]:
             setting = " (critical care, 1:1)" if is_critical_care(rotation) else ""
             message = (
                 f"{rotation.name}{setting} on {_when(block)}: {_count(residents, 'resident')} "
-                f"({mix}) need {needed} supervising faculty, {present} assigned: add "
-                f"{needed - present}"
+                f"({mix}) need {needed} supervising faculty, {present} assigned: needs "
+                f"{needed - present} more supervising faculty on {_when(block)} for "
+                f"{rotation.name}, or fewer residents there"
             )
             yield Finding(
                 on=block.date,
@@ -550,7 +554,8 @@ def _check_double_booking(ctx: RuleContext) -> Iterator[Finding]:
         block = ctx.blocks[c]
         message = (
             f"{_who(ctx, p)} has {len(codes)} assignments on {_when(block)} "
-            f"({_rotation_names(ctx, codes)}): keep one"
+            f"({_rotation_names(ctx, codes)}): keep one, remove "
+            f"{_count(len(codes) - 1, 'other')}"
         )
         yield Finding(
             on=block.date,
@@ -580,7 +585,8 @@ def _check_absence(ctx: RuleContext) -> Iterator[Finding]:
         codes = ctx.clashes.get((p, c)) or [ctx.occupied[p][c]]
         message = (
             f"{_who(ctx, p)} is absent from {start} to {end} but assigned to "
-            f"{_rotation_names(ctx, codes)} on {_when(block)}"
+            f"{_rotation_names(ctx, codes)} on {_when(block)}: hand it to someone free then "
+            f"(a swap, or regenerate the schedule) or remove it"
         )
         yield Finding(
             on=block.date,

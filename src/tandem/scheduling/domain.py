@@ -39,6 +39,22 @@ class AssignmentRole(StrEnum):
     SUPERVISING = "supervising"  # a faculty member supervising the residents on it
 
 
+class AbsenceKind(StrEnum):
+    """Why someone is away. Every kind has the same effect on scheduling: no duty on any
+    day of the absence (the generator never assigns one; a manual assignment or a swap onto
+    it breaks the `absence` rule), the days hold no duty hours and count as free days in the
+    rolling windows, and a resident away during a 4-week block is left out of that block's
+    fairness minimum. The kind is recorded for the program's own accounting (leave balances,
+    reports)."""
+
+    VACATION = "vacation"
+    SICK = "sick"
+    CONFERENCE = "conference"
+    PARENTAL = "parental"
+    DEPLOYMENT = "deployment"
+    OTHER = "other"
+
+
 class Severity(StrEnum):
     CRITICAL = "critical"
     HIGH = "high"

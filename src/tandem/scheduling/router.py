@@ -15,6 +15,7 @@ from tandem.pagination import Page, PageParamsDep
 from tandem.scheduling import service, swaps
 from tandem.scheduling.domain import PersonType
 from tandem.scheduling.schemas import (
+    AbsenceCreated,
     AbsenceIn,
     AbsenceOut,
     AssignmentCreated,
@@ -91,9 +92,13 @@ async def delete_person(person_id: uuid.UUID, principal: Writer, session: Sessio
 )
 async def add_absence(
     person_id: uuid.UUID, body: AbsenceIn, principal: Writer, session: SessionDep
-) -> AbsenceOut:
-    absence = await service.add_absence(session, principal, person_id, body)
-    return AbsenceOut.model_validate(absence)
+) -> AbsenceCreated:
+    absence, conflicts, resolution = await service.add_absence(session, principal, person_id, body)
+    return AbsenceCreated(
+        **AbsenceOut.model_validate(absence).model_dump(),
+        conflicts=conflicts,
+        resolution=resolution,
+    )
 
 
 @router.get("/people/{person_id}/absences", responses=error_responses(404))

@@ -4,11 +4,19 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from tandem.identity.schemas import Email, Name
 from tandem.scheduling.domain import (
+    AbsenceKind,
     AssignmentRole,
     PersonType,
     RotationKind,
@@ -98,10 +106,25 @@ class PersonOut(BaseModel):
     updated_at: datetime
 
 
+# Before the kinds were named, any text was accepted and "leave" was the default: it still
+# is accepted, and means `other`.
+_LEGACY_KINDS = {"leave": AbsenceKind.OTHER}
+
+
 class AbsenceIn(_DateRange):
-    kind: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)] = (
-        "leave"
+    kind: AbsenceKind = Field(
+        default=AbsenceKind.OTHER,
+        description="vacation, sick, conference, parental, deployment or other (all keep the "
+        'person off duty; "leave" is accepted as other)',
     )
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _legacy(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().casefold()
+            return _LEGACY_KINDS.get(value, value)
+        return value
 
 
 class AbsenceOut(BaseModel):
@@ -112,6 +135,31 @@ class AbsenceOut(BaseModel):
     start_date: date
     end_date: date
     kind: str
+
+
+class AbsenceConflict(BaseModel):
+    """An assignment of the absent person on a day of the absence."""
+
+    assignment_id: uuid.UUID
+    schedule_id: uuid.UUID
+    schedule_status: ScheduleStatus
+    block_id: uuid.UUID
+    date: date
+    time_of_day: TimeOfDay
+    rotation_id: uuid.UUID
+    rotation_name: str
+    role: AssignmentRole
+
+
+class AbsenceCreated(AbsenceOut):
+    conflicts: list[AbsenceConflict] = Field(
+        description="The person's assignments on the days of the absence (the absence is "
+        "recorded all the same)"
+    )
+    resolution: str | None = Field(
+        description="How to resolve the conflicts: a swap per assignment (POST /swaps) or "
+        "regenerating the schedule; null without conflicts"
+    )
 
 
 # --- blocks and rotations -----------------------------------------------------------------------

@@ -268,8 +268,22 @@ async def delete_assignment(
 
 
 @router.post("/swaps", status_code=status.HTTP_201_CREATED, responses=error_responses(404, 409))
-async def request_swap(body: SwapIn, principal: Writer, session: SessionDep) -> SwapOut:
+async def request_swap(body: SwapIn, principal: Reader, session: SessionDep) -> SwapOut:
+    """A coordinator (schedule:write) asks for any swap; anyone else (schedule:read) only for
+    an assignment they hold (their e-mail is the holder's): then the counterpart must accept."""
     return SwapOut.model_validate(await swaps.request_swap(session, principal, body))
+
+
+@router.post("/swaps/{swap_id}/accept", responses=error_responses(404, 409))
+async def accept_swap(swap_id: uuid.UUID, principal: Reader, session: SessionDep) -> SwapOut:
+    """The counterpart accepts (or a coordinator records their acceptance)."""
+    return SwapOut.model_validate(await swaps.accept_swap(session, principal, swap_id))
+
+
+@router.post("/swaps/{swap_id}/withdraw", responses=error_responses(404, 409))
+async def withdraw_swap(swap_id: uuid.UUID, principal: Reader, session: SessionDep) -> SwapOut:
+    """Either person in the swap (or a coordinator) takes it back while it is pending."""
+    return SwapOut.model_validate(await swaps.withdraw_swap(session, principal, swap_id))
 
 
 @router.get("/swaps/{swap_id}", responses=error_responses(404))

@@ -24,7 +24,7 @@ from tandem.scheduling.domain import (
     TimeOfDay,
     Violation,
 )
-from tandem.scheduling.models import ScheduleStatus, SwapStatus
+from tandem.scheduling.models import ScheduleStatus, SwapKind, SwapStatus
 
 # Long enough for a year of blocks or a long schedule, short enough that one request cannot
 # ask for an unbounded amount of work.
@@ -299,6 +299,33 @@ class SwapIn(BaseModel):
     assignment_id: uuid.UUID
     to_person_id: uuid.UUID
     reason: Text
+    kind: SwapKind = Field(
+        default=SwapKind.give_away,
+        description="give_away: the counterpart takes the assignment; exchange: they trade, "
+        "the giving person taking `counter_assignment_id` in return",
+    )
+    counter_assignment_id: uuid.UUID | None = Field(
+        default=None, description="Exchange only: the counterpart's assignment given in return"
+    )
+    needs_acceptance: bool = Field(
+        default=False,
+        description="The counterpart must accept (POST /swaps/{id}/accept) before a coordinator "
+        "may approve. Always true when the holder asks for the swap themselves; a coordinator "
+        "arranging a swap both people agreed to may skip it (the default)",
+    )
+
+    @model_validator(mode="after")
+    def _counterpart_assignment(self) -> Self:
+        if self.kind is SwapKind.exchange and self.counter_assignment_id is None:
+            raise PydanticCustomError(
+                "counter_assignment_missing", "An exchange needs counter_assignment_id"
+            )
+        if self.kind is SwapKind.give_away and self.counter_assignment_id is not None:
+            raise PydanticCustomError(
+                "counter_assignment_not_allowed",
+                "counter_assignment_id is for exchanges only; a give-away has none",
+            )
+        return self
 
 
 class SwapOut(BaseModel):
@@ -311,4 +338,8 @@ class SwapOut(BaseModel):
     from_person_id: uuid.UUID
     to_person_id: uuid.UUID
     reason: str
+    kind: SwapKind
+    counter_assignment_id: uuid.UUID | None
+    needs_acceptance: bool
+    accepted_at: datetime | None
     created_at: datetime

@@ -32,8 +32,8 @@ from sqlalchemy.ext.asyncio import (
 
 from tandem.app import create_app
 from tandem.db import create_engine, create_sessionmaker, get_session, transaction_scope
+from tandem.identity.logins import start_login
 from tandem.identity.models import User
-from tandem.identity.sessions import start_login
 from tandem.migrations import upgrade_to_head
 from tandem.models import Base
 from tandem.settings import Settings

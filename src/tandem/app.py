@@ -18,7 +18,7 @@ from tandem.jobs.dispatch import Dispatch, InProcessDispatch
 from tandem.jobs.distributed import ProcrastinateDispatch
 from tandem.jobs.executor import EmbeddedExecutor, JobMetrics, JobRunner, worker_name
 from tandem.jobs.router import router as jobs_router
-from tandem.jobs.service import JobQueue, count_jobs_by_status
+from tandem.jobs.service import JobControl, count_jobs_by_status
 from tandem.notifications.dispatcher import OutboxDispatcher
 from tandem.notifications.transport import transport_from_settings
 from tandem.observability import HttpMetrics, RequestContextMiddleware
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.job_executor is JobExecutor.procrastinate
             else dispatch
         )
-        app.state.job_queue = JobQueue(task_registry(), submit_dispatch)
+        app.state.job_control = JobControl(task_registry(), submit_dispatch)
         resources = TaskResources(settings)
         executor = _embedded_executor(settings, app, dispatch, resources)
         app.state.metrics_refreshers = [

@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, Enum, MetaData, Uuid, event
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy import DateTime, Enum, MetaData, Update, Uuid, event
+from sqlalchemy.engine import Connection, CursorResult, Dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -24,7 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
-from tandem.errors import TandemError
+from tandem.errors import Conflict, TandemError
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -177,3 +178,27 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function": the commit happens before the response is sent, so a failed commit is
 # reported to the client instead of being lost after a 2xx.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+# --- the two concurrency idioms: the database, not a prior SELECT, decides races ---------------
+
+
+@asynccontextmanager
+async def unique_or_conflict(
+    session: AsyncSession, conflict: str | Conflict
+) -> AsyncIterator[None]:
+    """Runs the block in a savepoint and flushes it: a unique constraint it breaks (a race
+    lost to another request, or a plain duplicate) is a 409 with `conflict`, and the caller's
+    transaction stays usable."""
+    try:
+        async with session.begin_nested():
+            yield
+    except IntegrityError as exc:
+        raise (Conflict(conflict) if isinstance(conflict, str) else conflict) from exc
+
+
+async def compare_and_set(session: AsyncSession, statement: Update) -> bool:
+    """Runs a guarded UPDATE (its WHERE restates the state read) and says whether it changed
+    exactly one row: False means someone changed that row first, and nothing was written."""
+    result = await session.execute(statement.execution_options(synchronize_session=False))
+    return cast(CursorResult[Any], result).rowcount == 1

@@ -1,28 +1,16 @@
-"""Every task, imported in one place so that the registry is complete (API, executors),
-and the process-wide services tasks use, built once per process."""
+"""The task registry (its tasks are listed in `tandem.plugins`) and the process-wide
+services tasks use, built once per process."""
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from tandem.agents import runs as agent_runs
 from tandem.agents.providers import AgentModels
 from tandem.content import generation as content_generation
-from tandem.jobs import builtin
 from tandem.jobs.registry import TaskRegistry, registry
-from tandem.scheduling import swaps as scheduling_swaps
 from tandem.scheduling import tasks as scheduling_tasks
 from tandem.settings import Settings
 
-__all__ = [
-    "TaskResources",
-    "agent_runs",
-    "builtin",
-    "content_generation",
-    "registry",
-    "scheduling_swaps",
-    "scheduling_tasks",
-    "task_registry",
-]
+__all__ = ["TaskResources", "registry", "task_registry"]
 
 
 def task_registry() -> TaskRegistry:

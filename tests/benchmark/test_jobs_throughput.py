@@ -33,7 +33,7 @@ from tandem.jobs.dispatch import InProcessDispatch
 from tandem.jobs.distributed import ProcrastinateDispatch, libpq_conninfo
 from tandem.jobs.executor import EmbeddedExecutor, JobRunner, worker_name
 from tandem.jobs.models import Job, JobAttempt, JobStatus
-from tandem.jobs.service import JobQueue, submit_job
+from tandem.jobs.service import JobControl, submit_job
 from tandem.migrations import upgrade_to_head
 from tandem.settings import Settings
 from tandem.tasks import task_registry
@@ -110,7 +110,7 @@ class JobsDatabase:
             if self.url.startswith("postgresql"):
                 await connection.execute(text("DELETE FROM procrastinate.procrastinate_jobs"))
 
-    async def submit(self, queue: JobQueue, count: int, start: int = 0) -> datetime:
+    async def submit(self, queue: JobControl, count: int, start: int = 0) -> datetime:
         """`count` echo jobs in one transaction; returns when it committed."""
         async with self.sessionmaker() as session, session.begin():
             for n in range(start, start + count):
@@ -144,7 +144,7 @@ class JobsDatabase:
             ).all()
         return [(started - created).total_seconds() * 1000 for created, started in rows]
 
-    async def measure(self, queue: JobQueue) -> Figures:
+    async def measure(self, queue: JobControl) -> Figures:
         # Throughput: one burst.
         committed = await self.submit(queue, BURST)
         await _wait_for(lambda: self._all_done(BURST))
@@ -188,7 +188,7 @@ async def _embedded(url: str, tmp_path: Path) -> Figures:
         executor = EmbeddedExecutor(runner, dispatch, concurrency=CONCURRENCY)
         executor.start()
         try:
-            return await db.measure(JobQueue(task_registry(), dispatch))
+            return await db.measure(JobControl(task_registry(), dispatch))
         finally:
             await executor.stop()
 
@@ -245,7 +245,7 @@ async def _tandem_workers(url: str, tmp_path: Path, workers: int) -> Figures:
                 return await _registered_workers(db.engine) == workers
 
             await _wait_for(ready, timeout=30)
-            return await db.measure(JobQueue(task_registry(), ProcrastinateDispatch()))
+            return await db.measure(JobControl(task_registry(), ProcrastinateDispatch()))
         finally:
             processes.stop()
 

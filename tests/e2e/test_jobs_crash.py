@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from tandem.db import create_engine, create_sessionmaker
 from tandem.jobs.distributed import ProcrastinateDispatch
 from tandem.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
-from tandem.jobs.service import JobQueue, submit_job
+from tandem.jobs.service import JobControl, submit_job
 from tandem.tasks import task_registry
 from tests.e2e.conftest import (
     ServerProcess,
@@ -272,7 +272,7 @@ async def test_two_workers_share_200_jobs_and_run_each_exactly_once(
     engine = create_engine(url)
     sessionmaker = create_sessionmaker(engine)
     try:
-        queue = JobQueue(task_registry(), ProcrastinateDispatch())
+        queue = JobControl(task_registry(), ProcrastinateDispatch())
         async with sessionmaker() as session, session.begin():
             for n in range(200):
                 await submit_job(

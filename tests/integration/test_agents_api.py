@@ -11,6 +11,8 @@ import pytest
 import respx
 
 from tandem.app import create_app
+from tandem.jobs import lifecycle
+from tandem.jobs.dispatch import InProcessDispatch
 from tandem.settings import Settings
 from tests.conftest import CommittedDatabase, LoginAs, running
 from tests.factories import make_user
@@ -169,6 +171,52 @@ async def test_a_sync_run_past_the_wait_hands_over_to_its_job(
             await wait_until(completed, timeout=15)
 
 
+async def test_a_run_whose_job_gives_up_ends_failed_with_the_jobs_error(
+    committed_db: CommittedDatabase, tmp_path: Path
+) -> None:
+    """Its job died without the task recording anything (every attempt crashed, or its last
+    lease expired), or was cancelled before it ran: the run does not stay queued or running."""
+    api_only = settings_for(committed_db, tmp_path, worker_enabled=False)
+    async with signed_in(api_only) as (client, headers):
+        runs = []
+        for _ in range(2):
+            response = await client.post(
+                "/api/v1/agents/run",
+                json={"agent_id": "summarizer", "input_text": ARTICLE, "background": True},
+                headers=headers,
+            )
+            assert response.status_code == 202, response.text
+            runs.append(response.json())
+        dying, cancelled = runs
+        cancel = await client.post(f"/api/v1/jobs/{cancelled['job_id']}/cancel", headers=headers)
+        assert cancel.json()["status"] == "cancelled"
+        for _ in range(2):  # the run job's budget: every attempt crashes
+            (claim,) = await lifecycle.claim_due(committed_db.sessionmaker, "test", 1, lease=30)
+            assert str(claim.job_id) == dying["job_id"]
+            await lifecycle.record_failure(
+                committed_db.sessionmaker,
+                claim,
+                "RuntimeError: worker crashed",
+                0.0,
+                InProcessDispatch(),
+            )
+
+        async def run_of(accepted: dict[str, Any]) -> dict[str, Any]:
+            url = f"/api/v1/agents/runs/{accepted['run_id']}"
+            return dict((await client.get(url, headers=headers)).json())
+
+        died = await run_of(dying)
+        assert (died["status"], died["error"]) == ("failed", "RuntimeError: worker crashed")
+        assert died["finished_at"] is not None
+        stopped = await run_of(cancelled)
+        assert (stopped["status"], stopped["error"]) == ("failed", "The job was cancelled")
+        # Retrying the dead job from the dead-letter queue queues its run again.
+        retried = await client.post(f"/api/v1/jobs/{dying['job_id']}/retry", headers=headers)
+        assert retried.status_code == 200, retried.text
+        again = await run_of(dying)
+        assert (again["status"], again["error"], again["finished_at"]) == ("queued", None, None)
+
+
 async def test_a_failing_model_marks_the_run_failed_never_a_500(
     committed_db: CommittedDatabase, tmp_path: Path
 ) -> None:
@@ -207,6 +255,11 @@ async def test_a_failing_model_marks_the_run_failed_never_a_500(
             {"agent_id": "summarizer", "input_text": ""}, ["body", "input_text"], id="empty-input"
         ),
         pytest.param(
+            {"agent_id": "summarizer", "input_text": " \n\t "},
+            ["body", "input_text"],
+            id="blank-input",
+        ),
+        pytest.param(
             {"agent_id": "summarizer", "input_text": "x" * 50_001},
             ["body", "input_text"],
             id="too-long",
@@ -223,7 +276,9 @@ async def test_bad_runs_are_422(
 ) -> None:
     response = await client.post("/api/v1/agents/run", json=body, headers=await login_as(member))
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == loc
+    error = response.json()["detail"][0]
+    assert error["loc"] == loc
+    assert error["msg"], "a message a person can act on"
 
 
 async def test_running_an_unknown_agent_is_404(

@@ -288,3 +288,14 @@ async def test_notify_queues_the_submitted_email(
         )
         is None
     )
+
+
+async def test_a_pending_job_of_a_task_no_longer_in_the_code_can_be_cancelled(
+    client: httpx.AsyncClient, login_as: LoginAs, member: User
+) -> None:
+    job = await JobFactory.create_async(
+        organization_id=member.organization_id, task="retired.task", status=JobStatus.pending
+    )
+    response = await client.post(f"/api/v1/jobs/{job.id}/cancel", headers=await login_as(member))
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "cancelled"

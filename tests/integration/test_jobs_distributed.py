@@ -27,7 +27,7 @@ from tandem.jobs.distributed import (
     libpq_conninfo,
 )
 from tandem.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
-from tandem.jobs.service import JobQueue, submit_job
+from tandem.jobs.service import JobControl, submit_job
 from tandem.migrations import upgrade_to_head
 from tandem.settings import Settings
 from tandem.tasks import task_registry
@@ -55,7 +55,7 @@ class PgDatabase:
         return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
 
     async def submit(self, commit: bool = True, **payload: Any) -> uuid.UUID:
-        queue = JobQueue(task_registry(), ProcrastinateDispatch())
+        queue = JobControl(task_registry(), ProcrastinateDispatch())
         async with self.sessionmaker() as session, session.begin() as transaction:
             job, _ = await submit_job(
                 session, queue, task="echo", payload=payload, organization_id=None

@@ -20,7 +20,7 @@ from tandem.jobs import lifecycle
 from tandem.jobs.dispatch import InProcessDispatch
 from tandem.jobs.executor import EmbeddedExecutor, JobRunner, SuccessWriter
 from tandem.jobs.models import Job, JobAttempt, JobStatus
-from tandem.jobs.service import JobQueue, submit_job
+from tandem.jobs.service import JobControl, submit_job
 from tandem.notifications.models import OutboxMessage, OutboxStatus
 from tandem.settings import Settings
 from tandem.tasks import task_registry
@@ -212,7 +212,7 @@ async def test_two_executors_racing_run_every_job_exactly_once(
     committed_db: CommittedDatabase, tmp_path: Path, wait_until: WaitUntil
 ) -> None:
     settings = fast_settings(committed_db, tmp_path, worker_enabled=False, job_concurrency=4)
-    queue = JobQueue(task_registry(), InProcessDispatch())
+    queue = JobControl(task_registry(), InProcessDispatch())
     async with committed_db.sessionmaker() as session, session.begin():
         for n in range(60):
             await submit_job(session, queue, task="echo", payload={"n": n}, organization_id=None)
@@ -310,6 +310,8 @@ async def test_notify_emails_the_submitter_at_submit_and_at_the_end(
         job_mails = [m for m in smtp_server.received if m.subject.startswith("Job ")]
         assert len(job_mails) == 4
         assert all(m.recipients == ["notify@example.com"] for m in job_mails)
+        (dead_letter,) = [m for m in job_mails if m.subject == f"Job {bad['id']} failed"]
+        assert f"retry it with POST /api/v1/jobs/{bad['id']}/retry." in dead_letter.body
 
 
 async def test_group_commit_records_a_burst_together_and_isolates_a_bad_result(
@@ -317,7 +319,7 @@ async def test_group_commit_records_a_burst_together_and_isolates_a_bad_result(
 ) -> None:
     """Successes finishing together share a transaction; one unstorable result fails only
     its own job."""
-    queue = JobQueue(task_registry(), InProcessDispatch())
+    queue = JobControl(task_registry(), InProcessDispatch())
     async with committed_db.sessionmaker() as session, session.begin():
         for n in range(3):
             await submit_job(session, queue, task="echo", payload={"n": n}, organization_id=None)

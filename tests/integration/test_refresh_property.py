@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.errors import Unauthorized
-from tandem.identity import sessions
+from tandem.identity import logins
 from tandem.identity.models import LoginSession, RefreshToken, User
 from tandem.identity.security import TokenSigner
 from tests.factories import make_user
@@ -63,13 +63,13 @@ async def test_no_sequence_leaves_two_usable_refresh_tokens_of_one_login(
             users.append(await make_user())
             operation, index = "login", len(users) - 1
         if operation == "login":
-            tokens = await sessions.start_login(
+            tokens = await logins.start_login(
                 db_session, SIGNER, REFRESH_TTL, users[index % len(users)]
             )
             issued.append(tokens.refresh_token)
         elif operation == "refresh" and issued:
             try:
-                rotated = await sessions.refresh(
+                rotated = await logins.refresh(
                     db_session, SIGNER, REFRESH_TTL, issued[index % len(issued)]
                 )
             except Unauthorized:
@@ -77,7 +77,7 @@ async def test_no_sequence_leaves_two_usable_refresh_tokens_of_one_login(
             else:
                 issued.append(rotated.refresh_token)
         elif operation == "logout" and issued:
-            await sessions.logout(db_session, issued[index % len(issued)])
+            await logins.logout(db_session, issued[index % len(issued)])
 
         counts = await usable_tokens_per_login(db_session, users)
         assert all(count <= 1 for count in counts.values()), counts
@@ -94,12 +94,12 @@ async def test_no_sequence_leaves_two_usable_refresh_tokens_of_one_login(
 async def test_a_refresh_token_presented_twice_revokes_the_login(db_session: AsyncSession) -> None:
     """The second presentation is reuse: neither the old nor the rotated token survives."""
     user = await make_user()
-    tokens = await sessions.start_login(db_session, SIGNER, REFRESH_TTL, user)
-    winner = await sessions.refresh(db_session, SIGNER, REFRESH_TTL, tokens.refresh_token)
-    with pytest.raises(sessions.RefreshTokenReused):
-        await sessions.refresh(db_session, SIGNER, REFRESH_TTL, tokens.refresh_token)
+    tokens = await logins.start_login(db_session, SIGNER, REFRESH_TTL, user)
+    winner = await logins.refresh(db_session, SIGNER, REFRESH_TTL, tokens.refresh_token)
+    with pytest.raises(logins.RefreshTokenReused):
+        await logins.refresh(db_session, SIGNER, REFRESH_TTL, tokens.refresh_token)
     with pytest.raises(Unauthorized, match="signed out"):
-        await sessions.refresh(db_session, SIGNER, REFRESH_TTL, winner.refresh_token)
+        await logins.refresh(db_session, SIGNER, REFRESH_TTL, winner.refresh_token)
     login = await db_session.scalar(select(LoginSession).where(LoginSession.user_id == user.id))
     assert login is not None
     assert login.revoked_reason == "refresh_token_reused"

@@ -17,7 +17,7 @@ from tandem.identity.scopes import Role, scopes_for
 from tandem.jobs.models import Job, JobStatus
 from tandem.review.kinds import DecisionContext, Outcome, ReviewKind, register_kind
 from tandem.review.models import ReviewDecision
-from tandem.review.service import open_thread
+from tandem.review.service import fail_generation, open_thread, save_revision
 from tandem.review.states import ThreadStatus
 from tests.conftest import LoginAs
 from tests.factories import JobFactory, ProjectFactory, make_thread, make_user
@@ -447,24 +447,55 @@ async def test_an_api_key_reads_and_decides(
     }
 
 
-async def test_a_thread_whose_job_died_reads_as_failed(
+async def test_a_thread_whose_generation_job_is_cancelled_fails_with_it(
     client: httpx.AsyncClient, login_as: LoginAs, reviewer: User
 ) -> None:
-    """The job's last attempt never reported (its worker died): the thread does not stay
-    generating; it fails with the job's error when read."""
+    """The job is given up before it ran: the thread fails in the same transaction (the
+    task's `on_give_up`), not when someone next reads it."""
+    thread = await make_thread(reviewer.organization_id, status=ThreadStatus.generating, revision=0)
     job = await JobFactory.create_async(
         organization_id=reviewer.organization_id,
         task="content.generate",
-        status=JobStatus.dead,
-        attempts=3,
-        last_error="Lease expired: the worker running this attempt stopped responding",
+        payload={"thread_id": str(thread.id), "revision": 1},
+        status=JobStatus.pending,
     )
+    thread.job_id = job.id
+    headers = await login_as(reviewer)
+    cancelled = await client.post(f"/api/v1/jobs/{job.id}/cancel", headers=headers)
+    assert cancelled.json()["status"] == "cancelled", cancelled.text
+    stored = (await client.get(f"/api/hitl/{thread.id}", headers=headers)).json()
+    assert (stored["status"], stored["error"]) == ("failed", "The job was cancelled")
+
+
+async def test_reading_a_generating_thread_changes_nothing(
+    client: httpx.AsyncClient, login_as: LoginAs, reviewer: User
+) -> None:
+    """Only a job recorded as given up fails its thread; a read never does, even when the
+    job row is not what the thread expects (here: missing)."""
     thread = await make_thread(
-        reviewer.organization_id, status=ThreadStatus.generating, revision=0, job_id=job.id
+        reviewer.organization_id, status=ThreadStatus.generating, revision=0, job_id=None
     )
     stored = (await client.get(f"/api/hitl/{thread.id}", headers=await login_as(reviewer))).json()
-    assert stored["status"] == "failed"
-    assert stored["error"] == job.last_error
+    assert (stored["status"], stored["error"]) == ("generating", None)
+
+
+@pytest.mark.parametrize(
+    ("status", "revision"),
+    [
+        pytest.param(ThreadStatus.pending_review, 1, id="already-saved"),
+        pytest.param(ThreadStatus.generating, 1, id="another-revision"),
+        pytest.param(ThreadStatus.published, 0, id="decided"),
+    ],
+)
+async def test_a_generation_ending_for_a_revision_not_being_written_changes_nothing(
+    db_session: AsyncSession, reviewer: User, status: ThreadStatus, revision: int
+) -> None:
+    thread = await make_thread(reviewer.organization_id, status=status, revision=revision)
+    assert not await fail_generation(db_session, thread.id, revision=1, error="late")
+    assert not await save_revision(db_session, thread.id, revision=1, drafts=["late"])
+    assert not await fail_generation(db_session, uuid.uuid4(), revision=1, error="gone")
+    await db_session.refresh(thread)
+    assert (thread.status, thread.revision, thread.error) == (status, revision, None)
 
 
 async def test_another_kind_opens_pending_and_supplies_its_decisions(

@@ -142,6 +142,25 @@ async def test_a_patch_making_faculty_with_a_level_is_422(api: SchedulingApi) ->
     assert "residents only" in response.json()["detail"][0]["msg"]
 
 
+@pytest.mark.parametrize(
+    ("body", "loc", "message"),
+    [
+        pytest.param({"nickname": "Al"}, ["body", "nickname"], "Extra inputs", id="unknown"),
+        pytest.param({"name": None}, ["body", "name"], "name cannot be null", id="null-name"),
+    ],
+)
+async def test_a_patch_with_an_unknown_or_null_field_is_422(
+    api: SchedulingApi, body: dict[str, Any], loc: list[str], message: str
+) -> None:
+    person = await api.person("faculty")
+    response = await api.client.patch(
+        f"/api/v1/people/{person['id']}", json=body, headers=api.headers
+    )
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert (error["loc"], message in error["msg"]) == (loc, True), error
+
+
 async def test_absences_are_recorded_and_checked(api: SchedulingApi) -> None:
     resident = await api.person()
     url = f"/api/v1/people/{resident['id']}/absences"

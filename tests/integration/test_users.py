@@ -165,6 +165,21 @@ async def test_update_rejects_unknown_fields(
     assert response.json()["detail"][0]["loc"] == ["body", "email"]
 
 
+@pytest.mark.parametrize("field", ["full_name", "role", "is_active"])
+async def test_update_refuses_null_for_a_field_a_user_cannot_be_without(
+    client: httpx.AsyncClient, login_as: LoginAs, admin: User, field: str
+) -> None:
+    """PATCH everywhere: only the fields sent change; null clears an optional field and is
+    422 for one the row cannot be without."""
+    response = await client.patch(
+        f"/api/v1/users/{admin.id}", json={field: None}, headers=await login_as(admin)
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"] == [
+        {"loc": ["body", field], "msg": f"{field} cannot be null", "type": "value_error"}
+    ]
+
+
 @pytest.mark.parametrize("method", ["get", "patch", "delete"])
 async def test_another_organizations_user_is_404(
     client: httpx.AsyncClient, login_as: LoginAs, admin: User, method: str

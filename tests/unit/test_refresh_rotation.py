@@ -2,7 +2,7 @@
 
 import pytest
 
-from tandem.identity.sessions import RefreshVerdict, judge_refresh
+from tandem.identity.logins import RefreshVerdict, judge_refresh
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,15 @@
-"""The agents Tandem knows, by id. Adding one: write its module, add its `spec` to BUILT_IN."""
+"""The agents Tandem knows, by id. Adding one: write its module with a `spec`, and list it
+in `tandem.plugins.BUILT_IN` (group `tandem.agents`)."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from tandem.agents import classifier, content_writer, summarizer
 from tandem.agents.offline import OfflineSkill
 from tandem.agents.spec import AgentSpec
 from tandem.errors import NotFound
+from tandem.plugins import AGENTS, Registry
 
 AnySpec = AgentSpec[Any, Any]
-
-BUILT_IN: tuple[AnySpec, ...] = (summarizer.spec, classifier.spec, content_writer.spec)
 
 
 class UnknownAgent(NotFound, KeyError):
@@ -24,30 +23,20 @@ class UnknownAgent(NotFound, KeyError):
         return self.detail
 
 
-class AgentRegistry:
-    def __init__(self, specs: Iterable[AnySpec] = ()) -> None:
-        self._specs: dict[str, AnySpec] = {}
-        for spec in specs:
-            self.register(spec)
+class AgentRegistry(Registry[AnySpec]):
+    what = "Agent"
+    key_attribute = "agent_id"
 
-    def register(self, spec: AnySpec) -> None:
-        if spec.agent_id in self._specs:
-            raise ValueError(f"An agent with id '{spec.agent_id}' is already registered")
-        self._specs[spec.agent_id] = spec
-
-    def get(self, agent_id: str) -> AnySpec:
-        try:
-            return self._specs[agent_id]
-        except KeyError:
-            raise UnknownAgent(agent_id) from None
+    def unknown(self, name: str) -> Exception:
+        return UnknownAgent(name)
 
     def list(self) -> list[AnySpec]:
         """Every agent, in the order they were registered."""
-        return list(self._specs.values())
+        return self.all()
 
     def offline_skills(self) -> Mapping[str, OfflineSkill]:
         """What the offline model needs to answer for each agent."""
-        return {agent_id: spec.answer_offline for agent_id, spec in self._specs.items()}
+        return {spec.agent_id: spec.answer_offline for spec in self.all()}
 
 
-registry = AgentRegistry(BUILT_IN)
+registry = AgentRegistry(group=AGENTS)

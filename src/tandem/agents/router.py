@@ -1,6 +1,5 @@
 """HTTP for agents: list, describe, run (waiting or in the background), read runs."""
 
-import asyncio
 import uuid
 from typing import Annotated
 
@@ -14,7 +13,7 @@ from tandem.db import SessionDep
 from tandem.errors import error_responses
 from tandem.identity.principal import CurrentPrincipal, Principal, require_scopes
 from tandem.identity.scopes import Scope
-from tandem.jobs.router import JobQueueDep
+from tandem.jobs.deps import JobControlDep
 from tandem.pagination import Page, PageParamsDep
 from tandem.ratelimit import RateLimiter, apply_headers
 from tandem.settings import Settings
@@ -67,29 +66,20 @@ async def run(
     response: Response,
     principal: AgentRunner,
     session: SessionDep,
-    queue: JobQueueDep,
+    jobs: JobControlDep,
 ) -> RunOut | RunAcceptedOut:
     settings: Settings = request.app.state.settings
-    agent_run = await runs.submit_run(
+    agent_run, finished = await runs.run_or_defer(
         session,
-        queue,
+        request.app.state.sessionmaker,
+        jobs,
         principal,
-        agent_id=body.agent_id,
-        input_text=body.input_text,
-        parameters=body.parameters,
-        project_id=body.project_id,
+        body,
         max_input_chars=settings.agent_max_input_chars,
+        wait_seconds=None if body.background else settings.agent_sync_timeout_seconds,
     )
-    # Commit now rather than when the request ends: the job must be visible to an executor
-    # before we wait for it to finish.
-    await session.commit()
-    if not body.background:
-        sessionmaker = request.app.state.sessionmaker
-        try:
-            async with asyncio.timeout(settings.agent_sync_timeout_seconds):
-                return RunOut.of(await runs.until_finished(sessionmaker, agent_run.id))
-        except TimeoutError:
-            agent_run = await runs.load_run(sessionmaker, agent_run.id)
+    if finished:
+        return RunOut.of(agent_run)
     response.status_code = status.HTTP_202_ACCEPTED
     return RunAcceptedOut(
         run_id=agent_run.id,

@@ -14,16 +14,17 @@ from tandem.agents.models import AgentRun, RunStatus
 from tandem.agents.providers import AgentModels
 from tandem.agents.registry import registry
 from tandem.agents.runner import run_agent
+from tandem.agents.schemas import RunIn
 from tandem.agents.spec import AgentFailed
-from tandem.db import READ_ONLY, utcnow
-from tandem.errors import Invalid, NotFound
-from tandem.identity.models import Project
+from tandem.db import READ_ONLY, call_after_commit, utcnow
+from tandem.errors import Invalid
 from tandem.identity.principal import Principal
+from tandem.identity.projects import get_project
 from tandem.identity.scopes import Scope
-from tandem.jobs.registry import TaskContext
-from tandem.jobs.registry import registry as tasks
-from tandem.jobs.service import JobQueue, submit_job
+from tandem.jobs.registry import TaskContext, task
+from tandem.jobs.service import JobControl, submit_job
 from tandem.pagination import PageParams, paginate
+from tandem.tenancy import owned
 
 RUN_TASK = "agent.run"
 FINISHED = frozenset({RunStatus.completed, RunStatus.failed})
@@ -35,15 +36,15 @@ _finished_here: dict[uuid.UUID, asyncio.Event] = {}
 
 async def submit_run(
     session: AsyncSession,
-    queue: JobQueue,
+    jobs: JobControl,
     principal: Principal,
+    request: RunIn,
     *,
-    agent_id: str,
-    input_text: str,
-    parameters: dict[str, Any],
-    project_id: uuid.UUID | None,
     max_input_chars: int,
 ) -> AgentRun:
+    """Records the run and submits its job, in the caller's transaction."""
+    agent_id, input_text, parameters = request.agent_id, request.input_text, request.parameters
+    project_id = request.project_id
     spec = registry.get(agent_id)  # 404 for an unknown agent
     if len(input_text) > max_input_chars:
         raise Invalid(
@@ -52,9 +53,7 @@ async def submit_run(
         )
     spec.validate_parameters(parameters)  # 422 naming the parameter
     if project_id is not None:
-        project = await session.get(Project, project_id)
-        if project is None or project.organization_id != principal.organization_id:
-            raise NotFound(f"Project {project_id} not found")
+        await get_project(session, principal, project_id)
     run = AgentRun(
         organization_id=principal.organization_id,
         user_id=principal.user_id,
@@ -73,7 +72,7 @@ async def submit_run(
     await session.flush()
     job, _ = await submit_job(
         session,
-        queue,
+        jobs,
         task=RUN_TASK,
         payload={"run_id": str(run.id)},
         organization_id=principal.organization_id,
@@ -84,6 +83,36 @@ async def submit_run(
     run.job_id = job.id
     await session.flush()
     return run
+
+
+async def run_or_defer(
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    jobs: JobControl,
+    principal: Principal,
+    request: RunIn,
+    *,
+    max_input_chars: int,
+    wait_seconds: float | None,
+) -> tuple[AgentRun, bool]:
+    """Records the run and its job, then waits up to `wait_seconds` (None: not at all) for
+    the job to finish it. Returns the run and whether it finished within the wait.
+
+    The one service that commits, against `tandem.db`'s rule that the request commits at its
+    end: an executor cannot see the job, let alone run it, until the transaction that
+    submitted it has committed, and the request must wait for the run before it can end. The
+    commit happens after every check (a refused run writes nothing); the request's own
+    commit at its end then has nothing left to write.
+    """
+    run = await submit_run(session, jobs, principal, request, max_input_chars=max_input_chars)
+    await session.commit()
+    if wait_seconds is None:
+        return run, False
+    try:
+        async with asyncio.timeout(wait_seconds):
+            return await until_finished(sessionmaker, run.id), True
+    except TimeoutError:
+        return await load_run(sessionmaker, run.id), False
 
 
 async def load_run(sessionmaker: async_sessionmaker[AsyncSession], run_id: uuid.UUID) -> AgentRun:
@@ -107,10 +136,7 @@ async def until_finished(
 
 
 async def get_run(session: AsyncSession, principal: Principal, run_id: uuid.UUID) -> AgentRun:
-    run = await session.get(AgentRun, run_id)
-    if run is None or run.organization_id != principal.organization_id:
-        raise NotFound(f"Run {run_id} not found")
-    return run
+    return await owned(session, principal, AgentRun, run_id, "Run")
 
 
 async def list_runs(
@@ -129,10 +155,47 @@ async def list_runs(
     return await paginate(session, query.order_by(AgentRun.created_at.desc(), AgentRun.id), params)
 
 
-@tasks.task(
+def _wake_waiter(session: AsyncSession, run_id: uuid.UUID) -> None:
+    """A waiter in this process sees the run finished as soon as the change commits."""
+    if (waiter := _finished_here.get(run_id)) is not None:
+        call_after_commit(session, waiter.set)
+
+
+async def _fail_run(
+    session: AsyncSession, job_id: uuid.UUID, payload: dict[str, Any], error: str
+) -> None:
+    """The run's job gave up (it died, or was cancelled): the run will not finish, it fails."""
+    run_id = uuid.UUID(payload["run_id"])
+    now = utcnow()
+    await session.execute(
+        update(AgentRun)
+        .where(AgentRun.id == run_id, AgentRun.status.not_in(FINISHED))
+        .values(status=RunStatus.failed, error=error, finished_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    _wake_waiter(session, run_id)
+
+
+async def _revive_run(session: AsyncSession, job_id: uuid.UUID, payload: dict[str, Any]) -> None:
+    """The job that failed the run is retried: the run is queued again."""
+    await session.execute(
+        update(AgentRun)
+        .where(
+            AgentRun.id == uuid.UUID(payload["run_id"]),
+            AgentRun.status == RunStatus.failed,
+            AgentRun.job_id == job_id,
+        )
+        .values(status=RunStatus.queued, error=None, finished_at=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+@task(
     RUN_TASK,
     description="Runs an agent for a recorded agent run (`run_id`).",
     public=False,
+    on_retry=_revive_run,
+    on_give_up=_fail_run,
     control_scopes=frozenset({Scope.agent_run}),
 )
 async def execute_run(context: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from tandem.agents.models import AgentRun, RunStatus
 
@@ -21,6 +21,13 @@ class RunIn(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     background: bool = False
     project_id: uuid.UUID | None = None
+
+    @field_validator("input_text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("input_text is blank: give the text the agent should work on")
+        return value
 
 
 class Usage(BaseModel):

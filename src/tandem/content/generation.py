@@ -4,8 +4,8 @@ Drafts are written concurrently, at most TANDEM_CONTENT_CONCURRENCY model calls 
 the whole process (one semaphore shared by every generation job), and saved as the next
 revision with one guarded update: a job that runs again after a crash finds the revision
 written (or the thread decided) and writes nothing. A generation that fails on its last
-attempt fails its thread; one whose last attempt never reported (its worker died) is settled
-when the thread is next read (`tandem.review.service.get_thread`).
+attempt fails its thread; so does a job given up otherwise (its last lease expired, or it was
+cancelled), through the task's `on_give_up`.
 """
 
 import asyncio
@@ -15,7 +15,6 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 from pydantic_ai.models import Model
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.agents.providers import AgentModels
@@ -25,10 +24,15 @@ from tandem.content.schemas import ContentRequest
 from tandem.content.service import GENERATE_TASK
 from tandem.db import READ_ONLY
 from tandem.identity.scopes import Scope
-from tandem.jobs.registry import TaskContext
-from tandem.jobs.registry import registry as tasks
-from tandem.review.models import ReviewDecision, ReviewRevision, ReviewThread
-from tandem.review.service import fail_generation, revive_generation, save_revision
+from tandem.jobs.registry import TaskContext, task
+from tandem.review.models import ReviewThread
+from tandem.review.service import (
+    drafts_of,
+    fail_generation,
+    feedback_on,
+    revive_generation,
+    save_revision,
+)
 from tandem.review.states import GENERATING
 from tandem.settings import Settings
 
@@ -107,20 +111,19 @@ async def _read_brief(context: TaskContext, job: GeneratePayload) -> Brief | Non
             return None
         brief = Brief(request=ContentRequest.model_validate(thread.payload))
         if thread.revision > 0:
-            previous = await session.scalar(
-                select(ReviewRevision.drafts).where(
-                    ReviewRevision.thread_id == thread.id,
-                    ReviewRevision.number == thread.revision,
-                )
-            )
-            brief.previous = [str(draft) for draft in previous or []]
-            brief.feedback = await session.scalar(
-                select(ReviewDecision.feedback).where(
-                    ReviewDecision.thread_id == thread.id,
-                    ReviewDecision.revision == thread.revision,
-                )
-            )
+            previous = await drafts_of(session, thread.id, thread.revision)
+            brief.previous = [str(draft) for draft in previous]
+            brief.feedback = await feedback_on(session, thread.id, thread.revision)
     return brief
+
+
+async def _fail_thread(
+    session: AsyncSession, job_id: uuid.UUID, payload: dict[str, Any], error: str
+) -> None:
+    """The job gave up without the task failing the thread itself (its last lease expired,
+    or it was cancelled): the drafts will not come."""
+    job = GeneratePayload.model_validate(payload)
+    await fail_generation(session, job.thread_id, revision=job.revision, error=error)
 
 
 async def _revive_thread(session: AsyncSession, job_id: uuid.UUID, payload: dict[str, Any]) -> None:
@@ -128,13 +131,14 @@ async def _revive_thread(session: AsyncSession, job_id: uuid.UUID, payload: dict
     await revive_generation(session, job.thread_id, revision=job.revision, job_id=job_id)
 
 
-@tasks.task(
+@task(
     GENERATE_TASK,
     description="Writes a content thread's drafts with the content-writer agent "
     "(`thread_id`, `revision`).",
     payload_model=GeneratePayload,
     public=False,
     on_retry=_revive_thread,
+    on_give_up=_fail_thread,
     control_scopes=frozenset({Scope.agent_run}),
 )
 async def generate(context: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:

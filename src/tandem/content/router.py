@@ -12,7 +12,7 @@ from tandem.db import SessionDep
 from tandem.errors import error_responses
 from tandem.identity.principal import Principal, require_scopes
 from tandem.identity.scopes import Scope
-from tandem.jobs.router import JobQueueDep
+from tandem.jobs.deps import JobControlDep
 from tandem.pagination import Page, PageParamsDep
 
 router = APIRouter(prefix="/api/content", tags=["content"], responses=error_responses(401, 403))
@@ -23,12 +23,12 @@ ReviewReader = Annotated[Principal, Depends(require_scopes(Scope.review_read))]
 
 @router.post("/create", status_code=status.HTTP_202_ACCEPTED, responses=error_responses(404))
 async def create(
-    body: ContentCreateIn, principal: ContentCreator, session: SessionDep, queue: JobQueueDep
+    body: ContentCreateIn, principal: ContentCreator, session: SessionDep, jobs: JobControlDep
 ) -> ContentAcceptedOut:
     """Drafts are written by the content-writer agent in a job; the thread then waits for
     review (`GET /api/hitl/{thread_id}`)."""
     request = ContentRequest.model_validate(body.model_dump(exclude={"project_id"}))
-    thread = await service.create_content(session, queue, principal, request, body.project_id)
+    thread = await service.create_content(session, jobs, principal, request, body.project_id)
     assert thread.job_id is not None
     return ContentAcceptedOut(thread_id=thread.id, job_id=thread.job_id)
 

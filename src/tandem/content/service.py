@@ -11,9 +11,9 @@ from tandem.content.models import ContentItem, ContentStatus
 from tandem.content.schemas import ContentRequest
 from tandem.db import utcnow
 from tandem.identity.principal import Principal
-from tandem.jobs.service import JobQueue, submit_job
+from tandem.jobs.service import JobControl, submit_job
 from tandem.pagination import PageParams, paginate
-from tandem.review.kinds import DecisionContext, Outcome, ReviewKind, register_kind
+from tandem.review.kinds import DecisionContext, Outcome, ReviewKind
 from tandem.review.models import ReviewThread
 from tandem.review.service import start_thread
 
@@ -26,7 +26,7 @@ GENERATE_ATTEMPTS = 3
 
 async def submit_generation(
     session: AsyncSession,
-    queue: JobQueue,
+    jobs: JobControl,
     principal: Principal,
     thread: ReviewThread,
     revision: int,
@@ -35,7 +35,7 @@ async def submit_generation(
     transaction, and makes it the thread's job."""
     job, _ = await submit_job(
         session,
-        queue,
+        jobs,
         task=GENERATE_TASK,
         payload={"thread_id": str(thread.id), "revision": revision},
         organization_id=thread.organization_id,
@@ -49,7 +49,7 @@ async def submit_generation(
 
 async def create_content(
     session: AsyncSession,
-    queue: JobQueue,
+    jobs: JobControl,
     principal: Principal,
     request: ContentRequest,
     project_id: uuid.UUID | None,
@@ -62,7 +62,7 @@ async def create_content(
         platform=request.platform,
         project_id=project_id,
     )
-    await submit_generation(session, queue, principal, thread, revision=1)
+    await submit_generation(session, jobs, principal, thread, revision=1)
     return thread
 
 
@@ -112,7 +112,7 @@ class ContentReview(ReviewKind):
     async def edit(self, decision: DecisionContext) -> Outcome:
         revision = decision.thread.revision + 1
         job_id = await submit_generation(
-            decision.session, decision.queue, decision.principal, decision.thread, revision
+            decision.session, decision.jobs, decision.principal, decision.thread, revision
         )
         return Outcome(
             message=f"Sent back with your feedback: revision {revision} is being written",
@@ -120,4 +120,4 @@ class ContentReview(ReviewKind):
         )
 
 
-register_kind(ContentReview())
+content_review = ContentReview()

@@ -6,14 +6,15 @@ import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tandem.errors import Conflict, Invalid, NotFound
+from tandem.db import unique_or_conflict
+from tandem.errors import Conflict, Invalid
 from tandem.identity.models import Project
 from tandem.identity.principal import Principal
 from tandem.identity.schemas import ProjectIn, ProjectUpdateIn
 from tandem.pagination import PageParams, paginate
+from tandem.tenancy import owned
 
 
 def slugify(name: str) -> str:
@@ -31,10 +32,7 @@ def _slug_for(name: str) -> str:
 async def get_project(
     session: AsyncSession, principal: Principal, project_id: uuid.UUID
 ) -> Project:
-    project = await session.get(Project, project_id)
-    if project is None or project.organization_id != principal.organization_id:
-        raise NotFound(f"Project {project_id} not found")
-    return project
+    return await owned(session, principal, Project, project_id, "Project")
 
 
 def _slug_taken(slug: str) -> Conflict:
@@ -49,12 +47,8 @@ async def create_project(session: AsyncSession, principal: Principal, data: Proj
         slug=_slug_for(data.name),
         description=data.description,
     )
-    try:
-        # A savepoint, so that the unique constraint turns into a clean 409.
-        async with session.begin_nested():
-            session.add(project)
-    except IntegrityError as exc:
-        raise _slug_taken(project.slug) from exc
+    async with unique_or_conflict(session, _slug_taken(project.slug)):
+        session.add(project)
     return project
 
 
@@ -70,19 +64,16 @@ async def list_projects(
 
 
 async def update_project(
-    session: AsyncSession, principal: Principal, project_id: uuid.UUID, changes: ProjectUpdateIn
+    session: AsyncSession, principal: Principal, project_id: uuid.UUID, body: ProjectUpdateIn
 ) -> Project:
     project = await get_project(session, principal, project_id)
-    slug = _slug_for(changes.name) if changes.name is not None else project.slug
-    try:
-        # The changes are made inside the savepoint: begin_nested() flushes what is pending.
-        async with session.begin_nested():
-            if changes.name is not None:
-                project.name, project.slug = changes.name, slug
-            if "description" in changes.model_fields_set:
-                project.description = changes.description
-    except IntegrityError as exc:
-        raise _slug_taken(slug) from exc
+    changes = body.changes()
+    if "name" in changes:
+        changes["slug"] = _slug_for(changes["name"])
+    # The changes are made inside the savepoint: begin_nested() flushes what is pending.
+    async with unique_or_conflict(session, _slug_taken(changes.get("slug", project.slug))):
+        for field, value in changes.items():
+            setattr(project, field, value)
     return project
 
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from tandem.db import SessionDep
 from tandem.errors import error_responses
-from tandem.identity import api_keys, projects, service, sessions
+from tandem.identity import api_keys, logins, projects, service
 from tandem.identity.principal import CurrentPrincipal, Principal, get_token_signer, require_scopes
 from tandem.identity.schemas import (
     ApiKeyCreatedOut,
@@ -60,7 +60,7 @@ def _refresh_ttl(request: Request) -> timedelta:
     return timedelta(days=settings.refresh_token_days)
 
 
-def _token_out(tokens: sessions.IssuedTokens) -> TokenOut:
+def _token_out(tokens: logins.IssuedTokens) -> TokenOut:
     return TokenOut(
         access_token=tokens.access_token,
         refresh_token=tokens.refresh_token,
@@ -88,7 +88,7 @@ async def register(
         full_name=body.full_name,
         organization_name=body.organization_name,
     )
-    tokens = await sessions.start_login(session, signer, _refresh_ttl(request), user)
+    tokens = await logins.start_login(session, signer, _refresh_ttl(request), user)
     return RegisterOut(
         user=UserOut.model_validate(user),
         access_token=tokens.access_token,
@@ -150,7 +150,7 @@ async def login(
         settings.rate_limit_login, "login", f"{client_address(request)}|{credentials.email}"
     )
     apply_headers(response, limit)
-    tokens = await sessions.login_with_password(
+    tokens = await logins.login_with_password(
         session,
         signer,
         _refresh_ttl(request),
@@ -165,13 +165,13 @@ async def login(
 async def refresh(
     body: RefreshIn, request: Request, session: SessionDep, signer: SignerDep
 ) -> TokenOut:
-    tokens = await sessions.refresh(session, signer, _refresh_ttl(request), body.refresh_token)
+    tokens = await logins.refresh(session, signer, _refresh_ttl(request), body.refresh_token)
     return _token_out(tokens)
 
 
 @public.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
 async def logout(body: RefreshIn, session: SessionDep) -> None:
-    await sessions.logout(session, body.refresh_token)
+    await logins.logout(session, body.refresh_token)
 
 
 # --- users and the organization -------------------------------------------------------------

@@ -16,6 +16,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from tandem.identity.scopes import Role, Scope
+from tandem.patch import Patch
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
@@ -108,8 +109,8 @@ class UserCreateIn(BaseModel):
     role: Role = Role.member
 
 
-class UserUpdateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class UserUpdateIn(Patch):
+    not_null = frozenset({"full_name", "role", "is_active"})
 
     full_name: Name | None = None
     role: Role | None = None
@@ -129,8 +130,8 @@ class ProjectIn(BaseModel):
     description: Annotated[str, Field(max_length=5000)] | None = None
 
 
-class ProjectUpdateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ProjectUpdateIn(Patch):
+    not_null = frozenset({"name"})
 
     name: Name | None = None
     description: Annotated[str, Field(max_length=5000)] | None = None

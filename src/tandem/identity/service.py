@@ -4,19 +4,20 @@ import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tandem.db import unique_or_conflict
 from tandem.errors import Conflict, NotFound
+from tandem.identity.logins import revoke_all_logins
 from tandem.identity.models import Organization, User
 from tandem.identity.principal import Principal
 from tandem.identity.schemas import UserCreateIn, UserUpdateIn
 from tandem.identity.scopes import Role
 from tandem.identity.security import hash_password
-from tandem.identity.sessions import revoke_all_logins
 from tandem.notifications.service import enqueue_email
 from tandem.notifications.templates import welcome_email
 from tandem.pagination import PageParams, paginate
+from tandem.tenancy import owned
 
 EMAIL_TAKEN = "Email already registered"
 LAST_ADMIN = "An organization needs at least one active admin; promote another user first"
@@ -43,13 +44,8 @@ async def _add_user(
         role=role.value,
         is_active=True,
     )
-    try:
-        # A savepoint, so that losing a race to the unique constraint is a clean 409.
-        async with session.begin_nested():
-            session.add(user)
-            await session.flush()
-    except IntegrityError as exc:
-        raise Conflict(EMAIL_TAKEN) from exc
+    async with unique_or_conflict(session, EMAIL_TAKEN):
+        session.add(user)
     subject, body = welcome_email(full_name=full_name, organization_name=organization.name)
     await enqueue_email(
         session,
@@ -92,10 +88,7 @@ async def current_organization(session: AsyncSession, principal: Principal) -> O
 
 
 async def get_user(session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> User:
-    user = await session.get(User, user_id)
-    if user is None or user.organization_id != principal.organization_id:
-        raise NotFound(f"User {user_id} not found")
-    return user
+    return await owned(session, principal, User, user_id, "User")
 
 
 async def create_user(session: AsyncSession, principal: Principal, data: UserCreateIn) -> User:
@@ -137,22 +130,19 @@ async def _ensure_another_active_admin(session: AsyncSession, user: User) -> Non
 
 
 async def update_user(
-    session: AsyncSession, principal: Principal, user_id: uuid.UUID, changes: UserUpdateIn
+    session: AsyncSession, principal: Principal, user_id: uuid.UUID, body: UserUpdateIn
 ) -> User:
     user = await get_user(session, principal, user_id)
+    changes = body.changes()
     loses_admin = user.role == Role.admin.value and user.is_active
-    demoted = changes.role is not None and changes.role is not Role.admin
-    deactivated = changes.is_active is False
+    demoted = changes.get("role", Role.admin) is not Role.admin
+    deactivated = changes.get("is_active") is False
     if loses_admin and (demoted or deactivated):
         await _ensure_another_active_admin(session, user)
-    if changes.full_name is not None:
-        user.full_name = changes.full_name
-    if changes.role is not None:
-        user.role = changes.role.value
-    if changes.is_active is not None:
-        if user.is_active and not changes.is_active:
-            await revoke_all_logins(session, user.id, "deactivated")
-        user.is_active = changes.is_active
+    if deactivated and user.is_active:
+        await revoke_all_logins(session, user.id, "deactivated")
+    for field, value in changes.items():
+        setattr(user, field, value.value if isinstance(value, Role) else value)
     await session.flush()
     return user
 

@@ -5,7 +5,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
-from tandem.jobs.registry import TaskContext, registry
+from tandem.jobs.registry import TaskContext, task
 
 MAX_ECHO_SECONDS = 60
 
@@ -22,7 +22,7 @@ class EchoPayload(BaseModel):
     duration_seconds: float = Field(default=0, ge=0, le=MAX_ECHO_SECONDS)
 
 
-@registry.task(
+@task(
     "echo",
     description=(
         "Returns its payload. `fail_times: n` fails the first n attempts, `will_fail: true` "

@@ -21,6 +21,7 @@ from tandem.jobs import states
 from tandem.jobs.dispatch import Dispatch
 from tandem.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from tandem.jobs.notify import notify_finished
+from tandem.jobs.registry import registry as task_registry
 from tandem.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -256,6 +257,8 @@ async def _apply(
         .where(JobAttempt.job_id == job.id, JobAttempt.number == claim.run)
         .values(outcome=outcome, finished_at=now, error=error and error[:MAX_ERROR_LENGTH])
     )
+    if after.status in states.GAVE_UP:
+        await task_registry.gave_up(session, job)
     if after.status in (JobStatus.succeeded, JobStatus.dead):
         await notify_finished(session, job)
     return after.status

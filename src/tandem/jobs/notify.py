@@ -55,5 +55,5 @@ async def notify_finished(session: AsyncSession, job: Job) -> None:
             f"Job {job.id} failed",
             f"Your job {job.id} ({job.task}) failed after {job.attempts} attempt(s).\n"
             f"Last error: {job.last_error}\n"
-            "It is in the dead-letter queue; retry it with POST /api/v1/jobs/{id}/retry.\n",
+            f"It is in the dead-letter queue; retry it with POST /api/v1/jobs/{job.id}/retry.\n",
         )

@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tandem.errors import Invalid
 from tandem.identity.scopes import Scope
+from tandem.jobs.models import Job, JobStatus
+from tandem.plugins import TASKS, Registry
 from tandem.settings import Settings
 
 
@@ -35,6 +37,9 @@ TaskFunction = Callable[[TaskContext, dict[str, Any]], Awaitable[Any]]
 # job back to pending: what the job works for (a review thread, a schedule) was given up with
 # the job, and comes back with it.
 RetryHook = Callable[[AsyncSession, uuid.UUID, dict[str, Any]], Awaitable[None]]
+# Called with (session, job id, payload, error) in the transaction that records the job dead
+# or cancelled: what the job works for will not get its result, and says so (with `error`).
+GiveUpHook = Callable[[AsyncSession, uuid.UUID, dict[str, Any], str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class TaskDefinition:
     # are started by that domain's endpoints only, never through POST /api/v1/jobs.
     public: bool = True
     on_retry: RetryHook | None = None
+    on_give_up: GiveUpHook | None = None
     # Retrying or cancelling an internal task's job changes its domain row (a schedule's
     # generation starts or stops): beyond jobs:write it takes the scopes of the endpoint that
     # starts the task.
@@ -64,50 +70,69 @@ class TaskDefinition:
             raise Invalid(f"{self.name}: {error['msg']}", loc=loc) from exc
         return payload
 
+    async def __call__(self, context: TaskContext, payload: dict[str, Any]) -> Any:
+        return await self.function(context, payload)
+
+
+def task(
+    name: str,
+    *,
+    description: str,
+    payload_model: type[BaseModel] | None = None,
+    public: bool = True,
+    on_retry: RetryHook | None = None,
+    on_give_up: GiveUpHook | None = None,
+    control_scopes: frozenset[Scope] = frozenset(),
+) -> Callable[[TaskFunction], TaskDefinition]:
+    """Makes a function a task: the definition a provider names in `tandem.plugins` (group
+    `tandem.tasks`). It is still called like the function."""
+
+    def define(function: TaskFunction) -> TaskDefinition:
+        return TaskDefinition(
+            name,
+            description,
+            function,
+            payload_model,
+            public,
+            on_retry=on_retry,
+            on_give_up=on_give_up,
+            control_scopes=control_scopes,
+        )
+
+    return define
+
 
 class UnknownTask(LookupError):
     pass
 
 
-class TaskRegistry:
-    def __init__(self) -> None:
-        self._tasks: dict[str, TaskDefinition] = {}
+class TaskRegistry(Registry[TaskDefinition]):
+    what = "Task"
 
-    def task(
-        self,
-        name: str,
-        *,
-        description: str,
-        payload_model: type[BaseModel] | None = None,
-        public: bool = True,
-        on_retry: RetryHook | None = None,
-        control_scopes: frozenset[Scope] = frozenset(),
-    ) -> Callable[[TaskFunction], TaskFunction]:
-        def register(function: TaskFunction) -> TaskFunction:
-            if name in self._tasks:
-                raise ValueError(f"Task {name!r} is already registered")
-            self._tasks[name] = TaskDefinition(
-                name, description, function, payload_model, public, on_retry, control_scopes
-            )
-            return function
-
-        return register
-
-    def get(self, name: str) -> TaskDefinition:
-        try:
-            return self._tasks[name]
-        except KeyError:
-            raise UnknownTask(name) from None
+    def unknown(self, name: str) -> Exception:
+        return UnknownTask(name)
 
     def __iter__(self) -> Iterator[TaskDefinition]:
-        return iter(sorted(self._tasks.values(), key=lambda t: t.name))
-
-    def names(self) -> list[str]:
-        return sorted(self._tasks)
+        return iter(sorted(self.all(), key=lambda t: t.name))
 
     def public(self) -> list[TaskDefinition]:
         """The tasks anyone with jobs:write may submit by name."""
         return [definition for definition in self if definition.public]
 
+    async def gave_up(self, session: AsyncSession, job: Job) -> None:
+        """Runs the task's `on_give_up` hook for `job`, just recorded dead or cancelled, in
+        the transaction that recorded it (a task no longer in the code has nothing to do)."""
+        try:
+            hook = self.get(job.task).on_give_up
+        except UnknownTask:
+            return
+        if hook is None:
+            return
+        if job.status is JobStatus.dead:
+            error = job.last_error or "The job died"
+        else:
+            error = "The job was cancelled"
+        await hook(session, job.id, job.payload, error)
 
-registry = TaskRegistry()
+
+registry = TaskRegistry(group=TASKS)

@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.db import SessionDep
@@ -11,23 +11,15 @@ from tandem.errors import error_responses
 from tandem.identity.principal import Principal, require_scopes
 from tandem.identity.scopes import Scope
 from tandem.jobs import service
+from tandem.jobs.deps import JobControlDep
 from tandem.jobs.models import Job, JobStatus
 from tandem.jobs.schemas import AttemptOut, JobDetailOut, JobIn, JobOut, TaskOut
-from tandem.jobs.service import JobQueue
 from tandem.pagination import Page, PageParamsDep
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=error_responses(401, 403))
 
 JobsReader = Annotated[Principal, Depends(require_scopes(Scope.jobs_read))]
 JobsWriter = Annotated[Principal, Depends(require_scopes(Scope.jobs_write))]
-
-
-def get_job_queue(request: Request) -> JobQueue:
-    queue: JobQueue = request.app.state.job_queue
-    return queue
-
-
-JobQueueDep = Annotated[JobQueue, Depends(get_job_queue)]
 
 
 async def _detail(session: AsyncSession, job: Job) -> JobDetailOut:
@@ -45,11 +37,11 @@ async def _detail(session: AsyncSession, job: Job) -> JobDetailOut:
     responses={200: {"model": JobOut, "description": "The job first submitted with this key"}},
 )
 async def submit_job(
-    body: JobIn, principal: JobsWriter, session: SessionDep, queue: JobQueueDep, response: Response
+    body: JobIn, principal: JobsWriter, session: SessionDep, jobs: JobControlDep, response: Response
 ) -> JobOut:
     job, created = await service.submit_job(
         session,
-        queue,
+        jobs,
         task=body.task,
         payload=body.payload,
         organization_id=principal.organization_id,
@@ -80,8 +72,8 @@ async def list_jobs(
 
 
 @router.get("/tasks")
-async def list_tasks(principal: JobsReader, queue: JobQueueDep) -> Page[TaskOut]:
-    tasks = [TaskOut(name=t.name, description=t.description) for t in queue.registry.public()]
+async def list_tasks(principal: JobsReader, jobs: JobControlDep) -> Page[TaskOut]:
+    tasks = [TaskOut(name=t.name, description=t.description) for t in jobs.registry.public()]
     return Page(items=tasks, count=len(tasks))
 
 
@@ -93,15 +85,15 @@ async def get_job(job_id: uuid.UUID, principal: JobsReader, session: SessionDep)
 
 @router.post("/{job_id}/retry", responses=error_responses(404, 409))
 async def retry_job(
-    job_id: uuid.UUID, principal: JobsWriter, session: SessionDep, queue: JobQueueDep
+    job_id: uuid.UUID, principal: JobsWriter, session: SessionDep, jobs: JobControlDep
 ) -> JobDetailOut:
-    job = await service.retry_job(session, queue, principal, job_id)
+    job = await service.retry_job(session, jobs, principal, job_id)
     return await _detail(session, job)
 
 
 @router.post("/{job_id}/cancel", responses=error_responses(404, 409))
 async def cancel_job(
-    job_id: uuid.UUID, principal: JobsWriter, session: SessionDep, queue: JobQueueDep
+    job_id: uuid.UUID, principal: JobsWriter, session: SessionDep, jobs: JobControlDep
 ) -> JobDetailOut:
-    job = await service.cancel_job(session, queue, principal, job_id)
+    job = await service.cancel_job(session, jobs, principal, job_id)
     return await _detail(session, job)

@@ -10,8 +10,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tandem.db import READ_ONLY, utcnow
-from tandem.errors import Conflict, Invalid, NotFound
+from tandem.db import READ_ONLY, compare_and_set, utcnow
+from tandem.errors import Conflict, Invalid
 from tandem.identity.principal import Principal
 from tandem.jobs import states
 from tandem.jobs.dispatch import Dispatch
@@ -19,11 +19,13 @@ from tandem.jobs.models import Job, JobAttempt, JobStatus
 from tandem.jobs.notify import notify_submitted
 from tandem.jobs.registry import TaskDefinition, TaskRegistry, UnknownTask
 from tandem.pagination import PageParams, paginate
+from tandem.tenancy import owned
 
 
 @dataclass(frozen=True)
-class JobQueue:
-    """What submitting needs: the known tasks and how runnable jobs reach an executor."""
+class JobControl:
+    """What submitting, retrying and cancelling jobs needs: the known tasks (their hooks
+    and scopes included) and the dispatch that tells executors a job is runnable."""
 
     registry: TaskRegistry
     dispatch: Dispatch
@@ -31,7 +33,7 @@ class JobQueue:
 
 async def submit_job(
     session: AsyncSession,
-    queue: JobQueue,
+    jobs: JobControl,
     *,
     task: str,
     payload: dict[str, Any],
@@ -50,12 +52,12 @@ async def submit_job(
     (submissions by name, from the API) refuses internal tasks as if they did not exist.
     """
     try:
-        definition = queue.registry.get(task)
+        definition = jobs.registry.get(task)
         if public_only and not definition.public:
             raise UnknownTask(task)
     except UnknownTask:
         known = ", ".join(
-            d.name for d in (queue.registry.public() if public_only else queue.registry)
+            d.name for d in (jobs.registry.public() if public_only else jobs.registry)
         )
         raise Invalid(
             f"Unknown task '{task}'. Known tasks: {known}", loc=("body", "task")
@@ -86,7 +88,7 @@ async def submit_job(
         if existing is None:
             raise
         return existing, False
-    await queue.dispatch.enqueue(session, job.id, job.next_run_at)
+    await jobs.dispatch.enqueue(session, job.id, job.next_run_at)
     await notify_submitted(session, job)
     return job, True
 
@@ -100,10 +102,7 @@ async def _by_idempotency_key(
 
 
 async def get_job(session: AsyncSession, principal: Principal, job_id: uuid.UUID) -> Job:
-    job = await session.get(Job, job_id)
-    if job is None or job.organization_id != principal.organization_id:
-        raise NotFound(f"Job {job_id} not found")
-    return job
+    return await owned(session, principal, Job, job_id, "Job")
 
 
 async def attempt_history(session: AsyncSession, job_id: uuid.UUID) -> Sequence[JobAttempt]:
@@ -143,7 +142,8 @@ async def _transition(
         after: states.JobState = change(before)
     except states.IllegalTransition as exc:
         raise Conflict(str(exc)) from exc
-    result = await session.execute(
+    changed = await compare_and_set(
+        session,
         update(Job)
         .where(Job.id == job.id, Job.status == before.status, Job.runs == job.runs)
         .values(
@@ -152,51 +152,52 @@ async def _transition(
             cancel_requested=after.cancel_requested,
             updated_at=utcnow(),
             **values,
-        )
-        .execution_options(synchronize_session=False)
+        ),
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if not changed:
         raise Conflict(f"Job {job.id} changed while this request was handled; try again")
     await session.refresh(job)
     return job
 
 
 async def retry_job(
-    session: AsyncSession, queue: JobQueue, principal: Principal, job_id: uuid.UUID
+    session: AsyncSession, jobs: JobControl, principal: Principal, job_id: uuid.UUID
 ) -> Job:
     """A dead or cancelled job goes back to pending with a fresh budget; history is kept."""
     job = await get_job(session, principal, job_id)
-    task = _task_of(queue, job)
+    task = _task_of(jobs, job)
     if task is not None:
         principal.require(*task.control_scopes)
     now = utcnow()
     job = await _transition(session, job, states.retry, {"next_run_at": now, "finished_at": None})
     if task is not None and task.on_retry is not None:
         await task.on_retry(session, job.id, job.payload)
-    await queue.dispatch.enqueue(session, job.id, now)
+    await jobs.dispatch.enqueue(session, job.id, now)
     return job
 
 
-def _task_of(queue: JobQueue, job: Job) -> TaskDefinition | None:
+def _task_of(jobs: JobControl, job: Job) -> TaskDefinition | None:
     """The job's task, or None for one no longer in the code (the job fails when it runs)."""
     try:
-        return queue.registry.get(job.task)
+        return jobs.registry.get(job.task)
     except UnknownTask:
         return None
 
 
 async def cancel_job(
-    session: AsyncSession, queue: JobQueue, principal: Principal, job_id: uuid.UUID
+    session: AsyncSession, jobs: JobControl, principal: Principal, job_id: uuid.UUID
 ) -> Job:
     """Pending: cancelled now. Running: cancellation requested; the executor stops it (one
     in this process as soon as the request commits, others at their next heartbeat)."""
     job = await get_job(session, principal, job_id)
-    if (task := _task_of(queue, job)) is not None:
+    if (task := _task_of(jobs, job)) is not None:
         principal.require(*task.control_scopes)
     finishing = {"finished_at": utcnow()} if job.status is JobStatus.pending else {}
     job = await _transition(session, job, states.cancel, finishing)
     if job.status is JobStatus.running:
-        await queue.dispatch.cancel(session, job.id)
+        await jobs.dispatch.cancel(session, job.id)
+    else:
+        await jobs.registry.gave_up(session, job)
     return job
 
 

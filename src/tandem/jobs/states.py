@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from tandem.jobs.models import JobStatus
 
 FINISHED = frozenset({JobStatus.succeeded, JobStatus.dead, JobStatus.cancelled})
+# Finished without a result: what the job worked for will not get one (`on_give_up`).
+GAVE_UP = frozenset({JobStatus.dead, JobStatus.cancelled})
 
 
 class IllegalTransition(Exception):

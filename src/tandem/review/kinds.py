@@ -7,8 +7,8 @@ How to add a kind (the scheduling module's swaps are one):
    the decision: raise a domain error (`Conflict`, `Invalid`, ...) and the whole decision,
    state change included, is rolled back. A kind that cannot be revised keeps the default
    `edit`, which refuses with a 422.
-2. Register one instance at import time: `register_kind(SwapReview())`, in a module that
-   `tandem.tasks` or the app imports.
+2. Make one instance at module level (`swap_review = SwapReview()`) and list it in
+   `tandem.plugins.BUILT_IN` (group `tandem.review_kinds`).
 3. Open threads with `tandem.review.service.open_thread(session, principal, kind="swap",
    drafts=[...], payload={...})`: the thread starts in `pending_review`, its drafts as
    revision 1, and appears in `GET /api/hitl/pending` with that kind.
@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.errors import Conflict, Invalid
 from tandem.identity.principal import Principal
-from tandem.jobs.service import JobQueue
+from tandem.jobs.service import JobControl
+from tandem.plugins import REVIEW_KINDS, Registry
 from tandem.review.models import ReviewThread
 
 PREVIEW_CHARS = 200
@@ -44,7 +45,7 @@ class DecisionContext:
     edit, the new edit count); `drafts` are those of the revision decided on."""
 
     session: AsyncSession
-    queue: JobQueue
+    jobs: JobControl
     principal: Principal
     thread: ReviewThread
     drafts: list[Any]
@@ -81,22 +82,11 @@ class ReviewKind:
         return first if len(first) <= PREVIEW_CHARS else first[: PREVIEW_CHARS - 1] + "…"
 
 
-_kinds: dict[str, ReviewKind] = {}
+class KindRegistry(Registry[ReviewKind]):
+    what = "Review kind"
 
 
-def register_kind(kind: ReviewKind) -> ReviewKind:
-    if kind.name in _kinds:
-        raise ValueError(f"Review kind {kind.name!r} is already registered")
-    _kinds[kind.name] = kind
-    return kind
-
-
-def get_kind(name: str) -> ReviewKind:
-    try:
-        return _kinds[name]
-    except KeyError:
-        raise LookupError(f"No review kind {name!r} is registered") from None
-
-
-def kind_names() -> list[str]:
-    return sorted(_kinds)
+kinds = KindRegistry(group=REVIEW_KINDS)
+register_kind = kinds.register
+get_kind = kinds.get
+kind_names = kinds.names

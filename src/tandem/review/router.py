@@ -9,7 +9,7 @@ from tandem.db import SessionDep
 from tandem.errors import error_responses
 from tandem.identity.principal import Principal, require_scopes
 from tandem.identity.scopes import Scope
-from tandem.jobs.router import JobQueueDep
+from tandem.jobs.deps import JobControlDep
 from tandem.pagination import Page, PageParamsDep
 from tandem.review import service
 from tandem.review.kinds import get_kind
@@ -57,12 +57,12 @@ async def pending(
 
 @router.post("/resume", responses=error_responses(404, 409))
 async def resume(
-    body: ResumeIn, principal: ReviewWriter, session: SessionDep, queue: JobQueueDep
+    body: ResumeIn, principal: ReviewWriter, session: SessionDep, jobs: JobControlDep
 ) -> ResumeOut:
     """approve publishes, reject closes with the feedback, edit writes the drafts again."""
-    resumed = await service.resume(
+    decided = await service.decide(
         session,
-        queue,
+        jobs,
         principal,
         body.thread_id,
         body.decision,
@@ -70,10 +70,10 @@ async def resume(
         seen_revision=body.revision,
     )
     return ResumeOut(
-        thread_id=resumed.thread.id,
-        status=resumed.thread.status,
-        message=resumed.message,
-        final_content=resumed.final_content,
+        thread_id=decided.thread.id,
+        status=decided.thread.status,
+        message=decided.message,
+        final_content=decided.final_content,
     )
 
 

@@ -3,37 +3,34 @@
 A decision is claimed with one guarded UPDATE (compare-and-set on status `pending_review`
 and the revision the reviewer saw), never with a lock held across awaits: of two reviewers
 deciding at once, exactly one update matches and the other gets a 409. The generation side
-(`save_revision`, `fail_generation`) is guarded the same way, on a generating status and the
-revision before the one being written, so a job that runs twice changes nothing the second
-time.
+(`save_revision`, `fail_generation`) asks the state machine (`states.py`) what the end of a
+generation leads to and writes it guarded the same way, on the status read and the revision
+before the one being written, so a job that runs twice changes nothing the second time.
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tandem.db import utcnow
-from tandem.errors import Conflict, Invalid, NotFound
-from tandem.identity.models import Project
+from tandem.db import compare_and_set, utcnow
+from tandem.errors import Conflict, Invalid
 from tandem.identity.principal import Principal
-from tandem.jobs.models import Job, JobStatus
-from tandem.jobs.service import JobQueue
+from tandem.identity.projects import get_project
+from tandem.jobs.service import JobControl
 from tandem.pagination import PageParams, paginate
 from tandem.review import states
 from tandem.review.kinds import ApprovalNotCarriedOut, DecisionContext, Outcome, get_kind
 from tandem.review.models import ReviewDecision, ReviewRevision, ReviewThread
-from tandem.review.states import GENERATING, Decision, ReviewState, ThreadStatus
-
-# A generation whose job ended like this will never finish: the thread has failed.
-_JOB_GAVE_UP = frozenset({JobStatus.dead, JobStatus.cancelled})
+from tandem.review.states import Decision, ReviewState, ThreadStatus
+from tandem.tenancy import owned
 
 
 @dataclass(frozen=True)
-class Resumed:
+class Decided:
     thread: ReviewThread
     message: str
     final_content: list[Any] | None
@@ -48,11 +45,8 @@ class History:
 async def check_project(
     session: AsyncSession, principal: Principal, project_id: uuid.UUID | None
 ) -> None:
-    if project_id is None:
-        return
-    project = await session.get(Project, project_id)
-    if project is None or project.organization_id != principal.organization_id:
-        raise NotFound(f"Project {project_id} not found")
+    if project_id is not None:
+        await get_project(session, principal, project_id)
 
 
 async def start_thread(
@@ -108,24 +102,7 @@ async def open_thread(
 async def get_thread(
     session: AsyncSession, principal: Principal, thread_id: uuid.UUID
 ) -> ReviewThread:
-    thread = await session.get(ReviewThread, thread_id)
-    if thread is None or thread.organization_id != principal.organization_id:
-        raise NotFound(f"Thread {thread_id} not found")
-    await _fail_if_job_gave_up(session, thread)
-    return thread
-
-
-async def _fail_if_job_gave_up(session: AsyncSession, thread: ReviewThread) -> None:
-    """A job that dies without running task code (its last lease expired) cannot mark its
-    thread failed; the thread is settled here, when it is next read."""
-    if thread.status not in GENERATING or thread.job_id is None:
-        return
-    job = await session.get(Job, thread.job_id)
-    if job is None or job.status not in _JOB_GAVE_UP:
-        return
-    error = job.last_error or f"The generation job was {job.status.value}"
-    if await fail_generation(session, thread.id, revision=thread.revision + 1, error=error):
-        await session.refresh(thread)
+    return await owned(session, principal, ReviewThread, thread_id, "Thread")
 
 
 async def history(session: AsyncSession, thread: ReviewThread) -> History:
@@ -153,6 +130,15 @@ async def drafts_of(session: AsyncSession, thread_id: uuid.UUID, revision: int) 
         )
     )
     return list(drafts or [])
+
+
+async def feedback_on(session: AsyncSession, thread_id: uuid.UUID, revision: int) -> str | None:
+    """What the reviewer asked for when they decided on `revision` (None: nothing)."""
+    return await session.scalar(
+        select(ReviewDecision.feedback).where(
+            ReviewDecision.thread_id == thread_id, ReviewDecision.revision == revision
+        )
+    )
 
 
 async def list_pending(
@@ -192,16 +178,16 @@ _DEFAULT_MESSAGES = {
 }
 
 
-async def resume(
+async def decide(
     session: AsyncSession,
-    queue: JobQueue,
+    jobs: JobControl,
     principal: Principal,
     thread_id: uuid.UUID,
     decision: Decision,
     feedback: str | None,
     *,
     seen_revision: int | None = None,
-) -> Resumed:
+) -> Decided:
     """Applies one decision to the thread's current review round (see the module doc), or,
     when the reviewer names the revision they saw, to that round only."""
     feedback = (feedback or "").strip() or None
@@ -221,17 +207,17 @@ async def resume(
             f"Thread {thread_id} is at revision {seen.revision}, not {seen_revision}: "
             "read its new drafts before deciding"
         )
-    claimed = await session.execute(
+    claimed = await compare_and_set(
+        session,
         update(ReviewThread)
         .where(
             ReviewThread.id == thread_id,
             ReviewThread.status == ThreadStatus.pending_review,
             ReviewThread.revision == seen.revision,
         )
-        .values(status=after.status, edit_count=after.edit_count, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
+        .values(status=after.status, edit_count=after.edit_count, updated_at=utcnow()),
     )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+    if not claimed:
         raise Conflict(
             f"Thread {thread_id} was decided by someone else while this request was handled"
         )
@@ -249,7 +235,7 @@ async def resume(
     await session.flush()
     await session.refresh(thread)
     drafts = await drafts_of(session, thread_id, seen.revision)
-    context = DecisionContext(session, queue, principal, thread, drafts, feedback)
+    context = DecisionContext(session, jobs, principal, thread, drafts, feedback)
     kind = get_kind(thread.kind)
     outcome: Outcome
     if decision is Decision.approve:
@@ -273,7 +259,43 @@ async def resume(
     message = outcome.message or _DEFAULT_MESSAGES[decision].format(
         count=len(drafts), next=seen.revision + 1
     )
-    return Resumed(thread, message, thread.final_content)
+    return Decided(thread, message, thread.final_content)
+
+
+async def _generation_ends(
+    session: AsyncSession,
+    thread_id: uuid.UUID,
+    revision: int,
+    change: Callable[[ReviewState], ReviewState],
+    **values: Any,
+) -> bool:
+    """Asks the state machine what the end of the generation writing `revision` leads to,
+    and writes it guarded on the state read; False (nothing written) when that revision is
+    not being written any more (already saved, failed, or the thread is gone)."""
+    row = (
+        await session.execute(
+            select(ReviewThread.status, ReviewThread.revision, ReviewThread.edit_count).where(
+                ReviewThread.id == thread_id
+            )
+        )
+    ).one_or_none()
+    if row is None or row.revision != revision - 1:
+        return False
+    before = ReviewState(row.status, row.revision, row.edit_count)
+    try:
+        after = change(before)
+    except states.IllegalTransition:
+        return False
+    return await compare_and_set(
+        session,
+        update(ReviewThread)
+        .where(
+            ReviewThread.id == thread_id,
+            ReviewThread.status == before.status,
+            ReviewThread.revision == before.revision,
+        )
+        .values(status=after.status, revision=after.revision, updated_at=utcnow(), **values),
+    )
 
 
 async def save_revision(
@@ -281,19 +303,7 @@ async def save_revision(
 ) -> bool:
     """Stores `drafts` as `revision` and puts the thread up for review; False (and nothing
     written) when that revision is no longer being written (already saved, or failed)."""
-    moved = await session.execute(
-        update(ReviewThread)
-        .where(
-            ReviewThread.id == thread_id,
-            ReviewThread.status.in_(GENERATING),
-            ReviewThread.revision == revision - 1,
-        )
-        .values(
-            status=ThreadStatus.pending_review, revision=revision, error=None, updated_at=utcnow()
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
+    if not await _generation_ends(session, thread_id, revision, states.drafts_ready, error=None):
         return False
     session.add(ReviewRevision(thread_id=thread_id, number=revision, drafts=drafts))
     await session.flush()
@@ -304,17 +314,9 @@ async def fail_generation(
     session: AsyncSession, thread_id: uuid.UUID, *, revision: int, error: str
 ) -> bool:
     """The drafts of `revision` will not come: the thread fails with `error`."""
-    moved = await session.execute(
-        update(ReviewThread)
-        .where(
-            ReviewThread.id == thread_id,
-            ReviewThread.status.in_(GENERATING),
-            ReviewThread.revision == revision - 1,
-        )
-        .values(status=ThreadStatus.failed, error=error[:4000], updated_at=utcnow())
-        .execution_options(synchronize_session=False)
+    return await _generation_ends(
+        session, thread_id, revision, states.generation_failed, error=error[:4000]
     )
-    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
 
 
 async def revive_generation(
@@ -323,7 +325,8 @@ async def revive_generation(
     """The generation job that failed the thread (writing `revision`) is retried: the thread
     waits for its drafts again. A thread failed otherwise, or gone, stays as it is."""
     after = states.generation_retried(ReviewState(ThreadStatus.failed, revision - 1))
-    moved = await session.execute(
+    return await compare_and_set(
+        session,
         update(ReviewThread)
         .where(
             ReviewThread.id == thread_id,
@@ -331,7 +334,5 @@ async def revive_generation(
             ReviewThread.revision == revision - 1,
             ReviewThread.job_id == job_id,
         )
-        .values(status=after.status, error=None, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
+        .values(status=after.status, error=None, updated_at=utcnow()),
     )
-    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]

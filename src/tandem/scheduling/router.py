@@ -10,7 +10,7 @@ from tandem.db import SessionDep
 from tandem.errors import error_responses
 from tandem.identity.principal import Principal, require_scopes
 from tandem.identity.scopes import Scope
-from tandem.jobs.router import JobQueueDep
+from tandem.jobs.deps import JobControlDep
 from tandem.pagination import Page, PageParamsDep
 from tandem.scheduling import service, swaps
 from tandem.scheduling.domain import PersonType
@@ -190,14 +190,14 @@ async def generate_schedule(
     schedule_id: uuid.UUID,
     principal: Writer,
     session: SessionDep,
-    queue: JobQueueDep,
+    jobs: JobControlDep,
     request: Request,
     body: GenerateIn | None = None,
 ) -> GenerateAccepted:
     settings: Settings = request.app.state.settings
     timeout = (body.timeout_seconds if body else None) or settings.schedule_solver_timeout_seconds
     job_id = await service.request_generation(
-        session, queue, principal, schedule_id, timeout_seconds=timeout
+        session, jobs, principal, schedule_id, timeout_seconds=timeout
     )
     return GenerateAccepted(job_id=job_id)
 

@@ -15,6 +15,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from tandem.identity.schemas import Email, Name
+from tandem.patch import Patch
 from tandem.scheduling.domain import (
     AbsenceKind,
     AssignmentRole,
@@ -83,8 +84,10 @@ class PersonIn(BaseModel):
         return self
 
 
-class PersonPatch(BaseModel):
-    """Only the fields sent change; the result is checked as a whole by the service."""
+class PersonPatch(Patch):
+    """The result is checked as a whole by the service."""
+
+    not_null = frozenset({"name", "email", "type"})
 
     name: Name | None = None
     email: Email | None = None

@@ -10,19 +10,17 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tandem.db import utcnow
+from tandem.db import compare_and_set, unique_or_conflict, utcnow
 from tandem.errors import Conflict, Invalid, NotFound
 from tandem.identity.principal import Principal
-from tandem.jobs.models import Job, JobStatus
-from tandem.jobs.service import JobQueue, submit_job
+from tandem.jobs.service import JobControl, submit_job
 from tandem.pagination import PageParams, paginate
 from tandem.scheduling import domain, rules, states
 from tandem.scheduling.domain import AssignmentRole, PersonType, TimeOfDay
@@ -46,54 +44,35 @@ from tandem.scheduling.schemas import (
     ScheduleIn,
     check_person_fields,
 )
+from tandem.tenancy import owned
 
-OwnedT = TypeVar("OwnedT", Person, Block, Rotation, Schedule, Assignment)
 GENERATE_TASK = "schedule.generate"
 
 
 # --- loading ------------------------------------------------------------------------------------
 
 
-async def _owned(
-    session: AsyncSession,
-    principal: Principal,
-    model: type[OwnedT],
-    object_id: uuid.UUID,
-    what: str,
-) -> OwnedT:
-    row = await session.get(model, object_id)
-    if row is None or row.organization_id != principal.organization_id:
-        raise NotFound(f"{what} {object_id} not found")
-    return row
-
-
 async def get_person(session: AsyncSession, principal: Principal, person_id: uuid.UUID) -> Person:
-    return await _owned(session, principal, Person, person_id, "Person")
+    return await owned(session, principal, Person, person_id, "Person")
 
 
 async def get_schedule(
     session: AsyncSession, principal: Principal, schedule_id: uuid.UUID
 ) -> Schedule:
-    schedule = await _owned(session, principal, Schedule, schedule_id, "Schedule")
-    await _fail_if_job_gave_up(session, schedule)
-    return schedule
+    return await owned(session, principal, Schedule, schedule_id, "Schedule")
 
 
-async def _fail_if_job_gave_up(session: AsyncSession, schedule: Schedule) -> None:
-    """A generation job that was cancelled, or died without running task code (its last
-    lease expired), cannot fail its schedule itself: the schedule is settled here."""
-    if schedule.status is not ScheduleStatus.generating or schedule.job_id is None:
-        return
-    job = await session.get(Job, schedule.job_id)
-    if job is not None and job.status not in (JobStatus.dead, JobStatus.cancelled):
-        return
-    error = (job.last_error if job else None) or "The generation job was cancelled"
-    settled = await session.execute(
+async def fail_given_up_generation(
+    session: AsyncSession, job_id: uuid.UUID, payload: dict[str, Any], error: str
+) -> None:
+    """The generation job gave up without failing its schedule itself (it was cancelled, or
+    its last lease expired): the `on_give_up` hook of `schedule.generate`."""
+    await session.execute(
         update(Schedule)
         .where(
-            Schedule.id == schedule.id,
+            Schedule.id == uuid.UUID(payload["schedule_id"]),
             Schedule.status == ScheduleStatus.generating,
-            Schedule.job_id == schedule.job_id,
+            Schedule.job_id == job_id,
         )
         .values(
             status=ScheduleStatus.failed,
@@ -103,14 +82,12 @@ async def _fail_if_job_gave_up(session: AsyncSession, schedule: Schedule) -> Non
         )
         .execution_options(synchronize_session=False)
     )
-    if settled.rowcount:  # type: ignore[attr-defined]
-        await session.refresh(schedule)
 
 
 async def get_assignment(
     session: AsyncSession, principal: Principal, assignment_id: uuid.UUID
 ) -> Assignment:
-    return await _owned(session, principal, Assignment, assignment_id, "Assignment")
+    return await owned(session, principal, Assignment, assignment_id, "Assignment")
 
 
 def _ask(
@@ -128,11 +105,10 @@ def _ask(
 
 async def _flush_unique_email(session: AsyncSession) -> None:
     """Flush in a savepoint: the unique constraint, not a prior SELECT, decides races."""
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError as exc:
-        raise Conflict("A person with this e-mail already exists in the organization") from exc
+    async with unique_or_conflict(
+        session, "A person with this e-mail already exists in the organization"
+    ):
+        await session.flush()
 
 
 async def create_person(session: AsyncSession, principal: Principal, body: PersonIn) -> Person:
@@ -162,10 +138,7 @@ async def update_person(
     session: AsyncSession, principal: Principal, person_id: uuid.UUID, body: PersonPatch
 ) -> Person:
     person = await get_person(session, principal, person_id)
-    changes = body.model_dump(exclude_unset=True)
-    for field in ("name", "email", "type"):
-        if changes.get(field, "") is None:
-            raise Invalid(f"{field} cannot be null", loc=("body", field))
+    changes = body.changes()
     type_ = changes.get("type", person.type)
     pgy_level = changes.get("pgy_level", person.pgy_level)
     # Turning a resident into faculty drops the PGY level unless the client sent one.
@@ -408,13 +381,13 @@ async def publish_schedule(
     schedule = await get_schedule(session, principal, schedule_id)
     seen = states.state_of(schedule)
     after = _ask(states.publish, seen)
-    published = await session.execute(
+    published = await compare_and_set(
+        session,
         update(Schedule)
         .where(Schedule.id == schedule.id, Schedule.status == seen.status)
-        .values(status=after.status, updated_at=utcnow())
-        .returning(Schedule.id)
+        .values(status=after.status, updated_at=utcnow()),
     )
-    if published.one_or_none() is None:  # a concurrent request changed it first
+    if not published:  # a concurrent request changed it first
         raise Conflict(f"Schedule is {schedule.status.value}; only a generated one is published")
     await session.refresh(schedule)
     return schedule
@@ -422,7 +395,7 @@ async def publish_schedule(
 
 async def request_generation(
     session: AsyncSession,
-    queue: JobQueue,
+    jobs: JobControl,
     principal: Principal,
     schedule_id: uuid.UUID,
     *,
@@ -446,17 +419,17 @@ async def request_generation(
     seen = states.state_of(schedule)
     after = _ask(states.generate, seen)
     # Guarded on the status read: of two concurrent requests, one starts a generation.
-    claimed = await session.execute(
+    claimed = await compare_and_set(
+        session,
         update(Schedule)
         .where(Schedule.id == schedule.id, Schedule.status == seen.status)
-        .values(status=after.status, error=None, progress={"phase": "queued"}, updated_at=utcnow())
-        .returning(Schedule.id)
+        .values(status=after.status, error=None, progress={"phase": "queued"}, updated_at=utcnow()),
     )
-    if claimed.one_or_none() is None:
+    if not claimed:
         raise Conflict(f"Schedule is {schedule.status.value}; it cannot be generated now")
     job, _ = await submit_job(
         session,
-        queue,
+        jobs,
         task=GENERATE_TASK,
         payload={"schedule_id": str(schedule.id), "timeout_seconds": timeout_seconds},
         organization_id=principal.organization_id,
@@ -515,9 +488,9 @@ async def create_assignment(
     """Adds a manual assignment and returns it with the violations it causes (warnings)."""
     schedule = await get_schedule(session, principal, schedule_id)
     _ask(states.edit_assignments, states.state_of(schedule))
-    person = await _owned(session, principal, Person, body.person_id, "Person")
-    block = await _owned(session, principal, Block, body.block_id, "Block")
-    rotation = await _owned(session, principal, Rotation, body.rotation_id, "Rotation")
+    person = await owned(session, principal, Person, body.person_id, "Person")
+    block = await owned(session, principal, Block, body.block_id, "Block")
+    rotation = await owned(session, principal, Rotation, body.rotation_id, "Rotation")
     if body.role is not role_for(person):
         raise Invalid(
             f"A {person.type.value} can only be assigned as {role_for(person).value}",
@@ -537,12 +510,8 @@ async def create_assignment(
         rotation_id=rotation.id,
         role=body.role,
     )
-    session.add(assignment)
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError as exc:
-        raise Conflict("This person already has an assignment in this block") from exc
+    async with unique_or_conflict(session, "This person already has an assignment in this block"):
+        session.add(assignment)
     # warnings_for compares the schedule without the assignment and with it.
     problem = await load_problem(session, schedule)
     without = replace(

@@ -20,8 +20,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tandem.db import utcnow
-from tandem.errors import Conflict, Forbidden, Invalid, NotFound
+from tandem.db import compare_and_set, utcnow
+from tandem.errors import Conflict, Forbidden, Invalid
 from tandem.identity.models import User
 from tandem.identity.principal import Principal
 from tandem.identity.scopes import Scope
@@ -31,7 +31,6 @@ from tandem.review.kinds import (
     DecisionContext,
     Outcome,
     ReviewKind,
-    register_kind,
 )
 from tandem.review.models import ReviewThread
 from tandem.review.service import open_thread
@@ -50,6 +49,7 @@ from tandem.scheduling.models import (
 )
 from tandem.scheduling.problem import load_problem
 from tandem.scheduling.schemas import SwapIn, ViolationOut
+from tandem.tenancy import owned
 
 SWAP_KIND = "swap"
 
@@ -266,10 +266,7 @@ async def request_swap(session: AsyncSession, principal: Principal, body: SwapIn
 
 
 async def get_swap(session: AsyncSession, principal: Principal, swap_id: uuid.UUID) -> Swap:
-    swap = await session.get(Swap, swap_id)
-    if swap is None or swap.organization_id != principal.organization_id:
-        raise NotFound(f"Swap {swap_id} not found")
-    return swap
+    return await owned(session, principal, Swap, swap_id, "Swap")
 
 
 def _pending(swap: Swap) -> None:
@@ -287,13 +284,13 @@ async def accept_swap(session: AsyncSession, principal: Principal, swap_id: uuid
     _pending(swap)
     if swap.accepted_at is not None:
         raise Conflict("This swap was already accepted")
-    accepted = await session.execute(
+    accepted = await compare_and_set(
+        session,
         update(Swap)
         .where(Swap.id == swap.id, Swap.status == SwapStatus.pending, Swap.accepted_at.is_(None))
-        .values(accepted_at=utcnow(), accepted_by_id=principal.user_id, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
+        .values(accepted_at=utcnow(), accepted_by_id=principal.user_id, updated_at=utcnow()),
     )
-    if accepted.rowcount != 1:  # type: ignore[attr-defined]
+    if not accepted:
         raise Conflict("This swap changed while it was being accepted")
     await session.refresh(swap)
     return swap
@@ -307,13 +304,13 @@ async def withdraw_swap(session: AsyncSession, principal: Principal, swap_id: uu
     ):
         raise Forbidden("Only the two people in this swap (or a coordinator) can withdraw it")
     _pending(swap)
-    withdrawn = await session.execute(
+    withdrawn = await compare_and_set(
+        session,
         update(Swap)
         .where(Swap.id == swap.id, Swap.status == SwapStatus.pending)
-        .values(status=SwapStatus.withdrawn, decided_at=utcnow(), updated_at=utcnow())
-        .execution_options(synchronize_session=False)
+        .values(status=SwapStatus.withdrawn, decided_at=utcnow(), updated_at=utcnow()),
     )
-    if withdrawn.rowcount != 1:  # type: ignore[attr-defined]
+    if not withdrawn:
         raise Conflict("This swap was decided while it was being withdrawn")
     if swap.thread_id is not None:
         await session.execute(
@@ -400,13 +397,13 @@ async def _execute(decision: DecisionContext, swap: Swap) -> str | None:
     try:
         async with session.begin_nested():
             for moved, holder, taker in moves:
-                changed = await session.execute(
+                changed = await compare_and_set(
+                    session,
                     update(Assignment)
                     .where(Assignment.id == moved.id, Assignment.person_id == holder)
-                    .values(person_id=taker, updated_at=utcnow())
-                    .execution_options(synchronize_session=False)
+                    .values(person_id=taker, updated_at=utcnow()),
                 )
-                if changed.rowcount != 1:  # type: ignore[attr-defined]
+                if not changed:
                     raise _Changed
     except IntegrityError:
         return f"{swap.to_person_id} was given another assignment in that block"
@@ -464,4 +461,4 @@ class SwapReview(ReviewKind):
     # edit: the default refuses with 422; a swap is approved or rejected as asked.
 
 
-register_kind(SwapReview())
+swap_review = SwapReview()

@@ -26,12 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tandem.db import utcnow
 from tandem.identity.scopes import Scope
-from tandem.jobs.registry import TaskContext
-from tandem.jobs.registry import registry as tasks
+from tandem.jobs.registry import TaskContext, task
 from tandem.scheduling import domain, rules, solver, states
 from tandem.scheduling.models import Assignment, Schedule, ScheduleStatus
 from tandem.scheduling.problem import load_problem
-from tandem.scheduling.service import GENERATE_TASK, statistics_json
+from tandem.scheduling.service import GENERATE_TASK, fail_given_up_generation, statistics_json
 from tandem.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -261,12 +260,13 @@ def judge(problem: domain.ScheduleProblem, result: solver.SolveResult) -> Verdic
     return Verdict(valid=check.valid, error=error, statistics=statistics)
 
 
-@tasks.task(
+@task(
     GENERATE_TASK,
     description="Generates a schedule with CP-SAT (`schedule_id`, `timeout_seconds`).",
     payload_model=GeneratePayload,
     public=False,
     on_retry=_revive_schedule,
+    on_give_up=fail_given_up_generation,
     control_scopes=frozenset({Scope.schedule_write}),
 )
 async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -314,7 +314,7 @@ async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> di
         # Before the last attempt the retry starts again from scratch. A cancellation (a
         # hand-back at shutdown, or a cancelled job) leaves the schedule `generating`: a
         # handed-back job runs again, and a schedule whose job was cancelled or died is
-        # settled when it is next read (`service.get_schedule`).
+        # failed by the task's `on_give_up`.
         if not context.last_attempt:
             raise
         with anyio.CancelScope(shield=True):

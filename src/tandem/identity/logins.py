@@ -14,6 +14,7 @@ from enum import StrEnum
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tandem.db import compare_and_set
 from tandem.errors import Unauthorized
 from tandem.identity.models import LoginSession, RefreshToken, User
 from tandem.identity.scopes import Role, Scope, narrow, scopes_for
@@ -182,12 +183,13 @@ async def refresh(
     if verdict is not RefreshVerdict.rotate:
         raise Unauthorized(_REFUSALS[verdict])
 
-    claimed = await session.execute(
+    claimed = await compare_and_set(
+        session,
         update(RefreshToken)
         .where(RefreshToken.id == presented.id, RefreshToken.used_at.is_(None))
-        .values(used_at=_now())
+        .values(used_at=_now()),
     )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+    if not claimed:
         # Another request exchanged this token between our read and our write.
         await revoke_login(session, login.id, "refresh_token_reused")
         raise RefreshTokenReused()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from uuid import UUID
 
@@ -69,6 +69,16 @@ class RuleName(StrEnum):
     DOUBLE_BOOKING = "double_booking"
     ABSENCE = "absence"
     COVERAGE = "coverage"
+    CONTINUOUS_DUTY = "continuous_duty"
+    REST_AFTER_CALL = "rest_after_call"
+    REST_BETWEEN_SHIFTS = "rest_between_shifts"
+    CALL_FREQUENCY = "call_frequency"
+    EIGHTY_HOUR_APPROACHING = "80_hour_approaching"
+
+
+class CallKind(StrEnum):
+    IN_HOUSE = "in_house"  # on site for the whole period: every hour is duty
+    HOME = "home"  # reachable from home: only the hours actually worked count
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +126,30 @@ class Assignment:
 
 
 @dataclass(frozen=True, slots=True)
+class Call:
+    """Overnight or 24-hour call beyond the AM/PM blocks, in the program's local time.
+
+    In-house call is duty from `start` to `end`; home call counts only `worked_hours` (the
+    hours actually worked, when recorded) toward the 80 hours, on the day it starts."""
+
+    person_id: UUID
+    start: datetime
+    end: datetime
+    kind: CallKind = CallKind.IN_HOUSE
+    worked_hours: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Moonlighting:
+    """Hours worked outside the schedule (internal or external) in the 7 days from
+    `week_start`: they count toward the 80 hours, spread evenly over those days."""
+
+    person_id: UUID
+    week_start: date
+    hours: float
+
+
+@dataclass(frozen=True, slots=True)
 class Violation:
     rule: RuleName
     severity: Severity
@@ -141,3 +175,5 @@ class ScheduleProblem:
     rotations: Mapping[UUID, Rotation]
     assignments: Sequence[Assignment] = ()
     absences: Sequence[Absence] = ()
+    calls: Sequence[Call] = ()
+    moonlighting: Sequence[Moonlighting] = ()

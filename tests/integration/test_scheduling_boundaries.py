@@ -6,16 +6,11 @@ The scenario: one resident per block; X, Y and Z; Y and Z away 1-6 February 2027
 1-6 February. January (4-31) is scheduled after February, with Y away on 31 January too.
 """
 
-from collections.abc import AsyncIterator
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tandem.app import create_app
-from tandem.settings import Settings
-from tests.conftest import CommittedDatabase, running
 from tests.integration.scheduling_setup import SchedulingApi
 from tests.integration.test_scheduling_generation import WaitUntil, _finished
 
@@ -23,23 +18,6 @@ pytestmark = pytest.mark.anyio
 
 JAN_4, JAN_31 = date(2027, 1, 4), date(2027, 1, 31)
 FEB_1, FEB_6, FEB_28 = date(2027, 2, 1), date(2027, 2, 6), date(2027, 2, 28)
-
-
-@pytest.fixture
-async def live(committed_db: CommittedDatabase, tmp_path: Path) -> AsyncIterator[SchedulingApi]:
-    settings = Settings(
-        _env_file=None,
-        database_url=committed_db.url,
-        data_dir=tmp_path,
-        job_poll_seconds=0.05,
-        job_retry_base_seconds=0.05,
-        job_lease_seconds=3,
-        rate_limit_register="1000/minute",
-    )
-    async with running(create_app(settings)) as client:
-        body = {"email": "chief@example.com", "password": "a long enough password"}
-        token = (await client.post("/api/v1/auth/register", json=body | {"full_name": "C"})).json()
-        yield SchedulingApi(client, {"Authorization": f"Bearer {token['access_token']}"})
 
 
 async def _absent(api: SchedulingApi, person: dict[str, Any], start: date, end: date) -> None:

@@ -54,14 +54,18 @@ async def setup(api: SchedulingApi) -> dict[str, Any]:
     }
 
 
-async def _request(api: SchedulingApi, setup: dict[str, Any], to: str = "bob") -> httpx.Response:
+async def _request(
+    api: SchedulingApi, setup: dict[str, Any], to: str = "bob", **extra: Any
+) -> httpx.Response:
+    """Asks for the swap of `setup`'s assignment as `api`'s user, with `extra` fields."""
     return await api.client.post(
         "/api/v1/swaps",
         json={
             "assignment_id": setup["assignment"]["id"],
             "to_person_id": setup[to]["id"],
             "reason": "Family event",
-        },
+        }
+        | extra,
         headers=api.headers,
     )
 
@@ -294,15 +298,7 @@ async def test_a_holder_asks_the_counterpart_accepts_the_coordinator_approves(
 ) -> None:
     ada = await _person_user(client, login_as, admin, setup["ada"])
     bob = await _person_user(client, login_as, admin, setup["bob"])
-    asked = await ada.client.post(
-        "/api/v1/swaps",
-        json={
-            "assignment_id": setup["assignment"]["id"],
-            "to_person_id": setup["bob"]["id"],
-            "reason": "Family event",
-        },
-        headers=ada.headers,
-    )
+    asked = await _request(ada, setup)
     assert asked.status_code == 201, asked.text
     swap = asked.json()
     assert (swap["kind"], swap["needs_acceptance"], swap["accepted_at"]) == (
@@ -340,67 +336,13 @@ async def test_someone_else_cannot_ask_for_a_holders_swap(
     setup: dict[str, Any], client: httpx.AsyncClient, login_as: LoginAs, admin: User
 ) -> None:
     bob = await _person_user(client, login_as, admin, setup["bob"])
-    response = await bob.client.post(
-        "/api/v1/swaps",
-        json={
-            "assignment_id": setup["assignment"]["id"],
-            "to_person_id": setup["bob"]["id"],
-            "reason": "Mine now",
-        },
-        headers=bob.headers,
-    )
+    response = await _request(bob, setup)
     assert response.status_code == 403
     assert "holder" in response.json()["detail"]
 
 
-async def test_an_exchange_trades_both_assignments_at_once(
-    api: SchedulingApi, db_session: AsyncSession
-) -> None:
-    tuesday = MONDAY + timedelta(days=1)
-    blocks = await api.blocks(MONDAY, tuesday)
-    schedule = await api.schedule(MONDAY, tuesday)
-    ward = await api.rotation(name="Ward")
-    ada = await api.person("resident", name="Ada", pgy_level=2)
-    bob = await api.person("resident", name="Bob", pgy_level=2)
-    mine = await api.assigned(schedule, ada, blocks[0], ward)  # Monday AM
-    theirs = await api.assigned(schedule, bob, blocks[2], ward)  # Tuesday AM
-    asked = await api.client.post(
-        "/api/v1/swaps",
-        json={
-            "assignment_id": mine["id"],
-            "to_person_id": bob["id"],
-            "reason": "Trade",
-            "kind": "exchange",
-            "counter_assignment_id": theirs["id"],
-        },
-        headers=api.headers,
-    )
-    assert asked.status_code == 201, asked.text
-    swap = asked.json()
-    assert (swap["kind"], swap["counter_assignment_id"], swap["needs_acceptance"]) == (
-        "exchange",
-        theirs["id"],
-        False,  # arranged by a coordinator: no acceptance step, as before
-    )
-    pending = (await api.client.get("/api/hitl/pending", headers=api.headers)).json()
-    (item,) = pending["items"]
-    assert "Ada gives Ward (primary) on 2027-03-01 AM to Bob" in item["preview"]
-    approved = await _resume(api, swap["thread_id"], "approve")
-    assert approved.status_code == 200, approved.text
-    holders = {
-        a["id"]: a["person_id"]
-        for a in (
-            await api.client.get(
-                f"/api/v1/schedules/{schedule['id']}/assignments", headers=api.headers
-            )
-        ).json()["items"]
-    }
-    assert holders == {mine["id"]: bob["id"], theirs["id"]: ada["id"]}
-
-
-async def test_an_exchange_whose_counter_assignment_moved_changes_nothing(
-    api: SchedulingApi,
-) -> None:
+async def _exchange(api: SchedulingApi) -> tuple[dict[str, Any], ...]:
+    """Ada works Monday AM, Bob Tuesday AM; a coordinator asks for their exchange."""
     tuesday = MONDAY + timedelta(days=1)
     blocks = await api.blocks(MONDAY, tuesday)
     schedule = await api.schedule(MONDAY, tuesday)
@@ -409,19 +351,40 @@ async def test_an_exchange_whose_counter_assignment_moved_changes_nothing(
     bob = await api.person("resident", name="Bob", pgy_level=2)
     mine = await api.assigned(schedule, ada, blocks[0], ward)
     theirs = await api.assigned(schedule, bob, blocks[2], ward)
-    swap = (
-        await api.client.post(
-            "/api/v1/swaps",
-            json={
-                "assignment_id": mine["id"],
-                "to_person_id": bob["id"],
-                "reason": "Trade",
-                "kind": "exchange",
-                "counter_assignment_id": theirs["id"],
-            },
-            headers=api.headers,
-        )
-    ).json()
+    asked = await _request(
+        api,
+        {"assignment": mine, "bob": bob},
+        kind="exchange",
+        counter_assignment_id=theirs["id"],
+    )
+    assert asked.status_code == 201, asked.text
+    return schedule, ada, bob, mine, theirs, asked.json()
+
+
+async def test_an_exchange_trades_both_assignments_at_once(api: SchedulingApi) -> None:
+    schedule, ada, bob, mine, theirs, swap = await _exchange(api)
+    assert (swap["kind"], swap["counter_assignment_id"], swap["needs_acceptance"]) == (
+        "exchange",
+        theirs["id"],
+        False,  # arranged by a coordinator: no acceptance step, as before
+    )
+    pending = (await api.client.get("/api/hitl/pending", headers=api.headers)).json()
+    (item,) = pending["items"]
+    assert "Ada gives Ward (primary) on 2027-03-01 AM to Bob" in item["preview"]
+    assert "takes Ward (primary) on 2027-03-02 AM in return" in item["preview"]
+    approved = await _resume(api, swap["thread_id"], "approve")
+    assert approved.status_code == 200, approved.text
+    listed = await api.client.get(
+        f"/api/v1/schedules/{schedule['id']}/assignments", headers=api.headers
+    )
+    holders = {a["id"]: a["person_id"] for a in listed.json()["items"]}
+    assert holders == {mine["id"]: bob["id"], theirs["id"]: ada["id"]}
+
+
+async def test_an_exchange_whose_counter_assignment_moved_changes_nothing(
+    api: SchedulingApi,
+) -> None:
+    schedule, ada, _, mine, theirs, swap = await _exchange(api)
     url = f"/api/v1/schedules/{schedule['id']}/assignments"
     await api.client.delete(f"{url}/{theirs['id']}", headers=api.headers)
     response = await _resume(api, swap["thread_id"], "approve")
@@ -449,16 +412,7 @@ async def test_an_exchange_whose_counter_assignment_moved_changes_nothing(
 async def test_swap_kinds_are_checked(
     api: SchedulingApi, setup: dict[str, Any], body: dict[str, str], message: str
 ) -> None:
-    response = await api.client.post(
-        "/api/v1/swaps",
-        json={
-            "assignment_id": setup["assignment"]["id"],
-            "to_person_id": setup["bob"]["id"],
-            "reason": "Trade",
-        }
-        | body,
-        headers=api.headers,
-    )
+    response = await _request(api, setup, **body)
     assert response.status_code == 422
     assert message in response.json()["detail"][0]["msg"]
 
@@ -539,17 +493,7 @@ async def test_a_swap_invalidated_between_acceptance_and_approval_is_409(
     db_session: AsyncSession,
 ) -> None:
     bob = await _person_user(client, login_as, admin, setup["bob"])
-    response = await api.client.post(
-        "/api/v1/swaps",
-        json={
-            "assignment_id": setup["assignment"]["id"],
-            "to_person_id": setup["bob"]["id"],
-            "reason": "Family event",
-            "needs_acceptance": True,
-        },
-        headers=api.headers,
-    )
-    swap = response.json()
+    swap = (await _request(api, setup, needs_acceptance=True)).json()
     accepted = await bob.client.post(f"/api/v1/swaps/{swap['id']}/accept", headers=bob.headers)
     assert accepted.status_code == 200
     absent = await api.client.post(

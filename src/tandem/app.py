@@ -6,9 +6,11 @@ from datetime import timedelta
 from functools import partial
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from tandem import __version__, health
+from tandem import __version__, console, health
 from tandem.agents.router import router as agents_router
+from tandem.body_limit import BodySizeLimitMiddleware
 from tandem.content.router import router as content_router
 from tandem.db import create_engine, create_sessionmaker
 from tandem.errors import install_error_handlers
@@ -16,7 +18,7 @@ from tandem.identity import router as identity
 from tandem.identity.security import TokenSigner, resolve_jwt_secret
 from tandem.jobs.dispatch import Dispatch, InProcessDispatch
 from tandem.jobs.distributed import ProcrastinateDispatch
-from tandem.jobs.executor import EmbeddedExecutor, JobMetrics, JobRunner, worker_name
+from tandem.jobs.executor import Executor, JobMetrics, JobRunner, worker_name
 from tandem.jobs.router import router as jobs_router
 from tandem.jobs.service import JobControl, count_jobs_by_status
 from tandem.notifications.dispatcher import OutboxDispatcher
@@ -31,7 +33,7 @@ from tandem.tasks import TaskResources, task_registry
 
 def _embedded_executor(
     settings: Settings, app: FastAPI, dispatch: InProcessDispatch, resources: TaskResources
-) -> EmbeddedExecutor | None:
+) -> Executor | None:
     """The in-process executor, unless this process serves the API only."""
     if not settings.worker_enabled or settings.job_executor is not JobExecutor.embedded:
         return None
@@ -44,7 +46,7 @@ def _embedded_executor(
         metrics=app.state.job_metrics,
         resources=resources.mapping,
     )
-    executor = EmbeddedExecutor(runner, dispatch)
+    executor = Executor(runner, dispatch)
     app.state.executor = executor
     return executor
 
@@ -110,7 +112,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     job_metrics = JobMetrics(app.state.metrics.registry)
     app.state.job_metrics = job_metrics
     install_error_handlers(app)
+    # Inside the request context, so that a 413 has a request id and is counted too.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    if settings.forwarded_allow_ips:
+        # Outermost: every layer sees the client's address, read from the trusted proxies'
+        # X-Forwarded-For (the rightmost entry not itself a trusted proxy).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     app.include_router(health.router)
     app.include_router(identity.public)
     app.include_router(identity.router)
@@ -119,4 +127,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(scheduling_router)
     app.include_router(content_router)
     app.include_router(review_router)
+    console.install(app)
     return app

@@ -99,7 +99,9 @@ def serve(
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(code=1) from exc
     _prepare_or_exit(settings, migrate=migrate)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    # X-Forwarded-For is read by the app, from TANDEM_FORWARDED_ALLOW_IPS only: uvicorn's own
+    # default would believe it from any client on 127.0.0.1.
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, proxy_headers=False)
 
 
 async def run_worker(

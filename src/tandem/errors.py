@@ -1,7 +1,8 @@
 """Domain errors and their one mapping to HTTP.
 
 Services raise these; they know nothing of HTTP beyond the status code each error carries.
-One handler turns any of them into `{"detail": "..."}`.
+One handler turns any of them into `{"detail": "..."}`; a database that cannot be reached
+(connection refused or lost, pool exhausted) is a 503 with `Retry-After`, not a 500.
 """
 
 from collections.abc import Mapping, Sequence
@@ -12,7 +13,11 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly"
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 class TandemError(Exception):
@@ -77,6 +82,13 @@ class ServiceUnavailable(TandemError):
     default_detail = "Service unavailable"
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """The database could not be reached or the connection was lost: worth trying again."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError)
+
+
 class ErrorOut(BaseModel):
     detail: str
 
@@ -99,6 +111,16 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 async def _handle_tandem_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TandemError)
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _handle_database_error(request: Request, exc: Exception) -> Response:
+    if not database_unavailable(exc):
+        raise exc
+    return JSONResponse(
+        {"detail": DATABASE_UNAVAILABLE},
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
 
 
 async def _handle_validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -124,3 +146,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TandemError, _handle_tandem_error)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
+    app.add_exception_handler(sa_exc.DBAPIError, _handle_database_error)
+    app.add_exception_handler(sa_exc.TimeoutError, _handle_database_error)

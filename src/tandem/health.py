@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tandem import __version__
 from tandem.db import READ_ONLY
+from tandem.errors import DATABASE_RETRY_AFTER_SECONDS
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 READINESS_TIMEOUT_SECONDS = 3.0
@@ -61,7 +62,9 @@ async def ready(request: Request) -> JSONResponse:
     body: dict[str, Any] = {"status": "ready" if not failing else "not ready", "checks": results}
     if failing:
         body["detail"] = f"Not ready: {', '.join(failing)} check failed"
-        return JSONResponse(body, status_code=503)
+        return JSONResponse(
+            body, status_code=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
+        )
     return JSONResponse(body)
 
 

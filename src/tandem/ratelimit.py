@@ -13,6 +13,11 @@ Headers: `X-RateLimit-Limit` (hits per period), `X-RateLimit-Remaining`, and
 hit leaves the window and one unit of budget comes back. Over the limit: 429 with
 `Retry-After` in whole seconds, at least 1.
 
+Budgets: a request may draw on several (agent calls per user and per organization; login per
+address and e-mail and per address): `hit_all` takes from all or none, and the headers are
+those of the budget with least left. A hit may cost more than one unit (content drafts).
+Failed logins are counted with `check` before and `record` after the attempt.
+
 Redis down: fail open to a per-process memory budget. Rate limits protect capacity and slow
 brute force; they are not an authorisation boundary, so an outage of Redis must not take
 login and every agent call down with it (failing closed would). Falling back to memory
@@ -27,8 +32,10 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
 
 import coredis
 from fastapi import Request, Response
@@ -38,6 +45,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
 from tandem.errors import RateLimited
+from tandem.identity.principal import CurrentPrincipal, Principal
 from tandem.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,17 @@ log = logging.getLogger(__name__)
 REDIS_TIMEOUT_SECONDS = 1.0
 REDIS_RETRY_SECONDS = 5.0
 REDIS_SCHEMES = ("redis://", "rediss://")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One budget: `limit` in the `limits` notation ("60/minute"), for `key` within `scope`."""
+
+    limit: str
+    scope: str
+    key: str
 
 
 @dataclass(frozen=True)
@@ -66,6 +85,29 @@ class RateLimitState:
     def retry_after(self) -> int:
         """Whole seconds until one unit comes back, rounded up and never 0."""
         return max(1, math.ceil(self.reset_at - time.time()))
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    item: RateLimitItem
+    state: RateLimitState
+    allowed: bool
+
+
+async def _state(
+    strategy: MovingWindowRateLimiter, item: RateLimitItem, budget: Budget
+) -> RateLimitState:
+    stats = await strategy.get_window_stats(item, budget.scope, budget.key)
+    return RateLimitState(item.amount, stats.remaining, stats.reset_time)
+
+
+def _refusal(item: RateLimitItem, state: RateLimitState) -> RateLimited:
+    retry = state.retry_after()
+    unit = "second" if retry == 1 else "seconds"
+    return RateLimited(
+        f"Rate limit exceeded ({item}). Retry in {retry} {unit}.",
+        headers={**state.headers(), "Retry-After": str(retry)},
+    )
 
 
 class RateLimiter:
@@ -107,25 +149,70 @@ class RateLimiter:
     def from_settings(cls, settings: Settings) -> "RateLimiter":
         return cls(settings.redis_url or "memory://")
 
-    async def hit(self, limit: str, scope: str, key: str) -> RateLimitState:
-        """Consumes one unit of `limit` for (scope, key); raises RateLimited when none is left."""
-        item = parse(limit)
-        allowed, state = await self._hit(item, scope, key)
-        if not allowed:
-            retry = state.retry_after()
-            unit = "second" if retry == 1 else "seconds"
-            raise RateLimited(
-                f"Rate limit exceeded ({item}). Retry in {retry} {unit}.",
-                headers={**state.headers(), "Retry-After": str(retry)},
-            )
-        return state
+    async def hit(self, limit: str, scope: str, key: str, *, cost: int = 1) -> RateLimitState:
+        """Consumes `cost` units of `limit` for (scope, key); raises RateLimited when fewer
+        are left (and then consumes nothing)."""
+        return await self.hit_all([Budget(limit, scope, key)], cost=cost)
 
-    async def _hit(self, item: RateLimitItem, scope: str, key: str) -> tuple[bool, RateLimitState]:
+    async def hit_all(self, budgets: Sequence[Budget], *, cost: int = 1) -> RateLimitState:
+        """Consumes `cost` units of every budget, or of none: raises RateLimited for the first
+        budget with fewer than `cost` left. Returns the state of the budget with least left,
+        whose headers the response carries."""
+        items = [(parse(budget.limit), budget) for budget in budgets]
+
+        async def consume(strategy: MovingWindowRateLimiter) -> _Outcome:
+            # Test all first, so that one budget over its limit uses up none of the others
+            # (one budget alone: its hit takes nothing when refused).
+            for item, budget in items if len(items) > 1 else []:
+                if not await strategy.test(item, budget.scope, budget.key, cost=cost):
+                    return _Outcome(item, await _state(strategy, item, budget), allowed=False)
+            states = []
+            for item, budget in items:
+                allowed = await strategy.hit(item, budget.scope, budget.key, cost=cost)
+                state = await _state(strategy, item, budget)
+                if not allowed:  # a concurrent request took the last units since the test
+                    return _Outcome(item, state, allowed=False)
+                states.append((item, state))
+            item, state = min(states, key=lambda pair: pair[1].remaining)
+            return _Outcome(item, state, allowed=True)
+
+        outcome = await self._with_storage(consume)
+        if not outcome.allowed:
+            raise _refusal(outcome.item, outcome.state)
+        return outcome.state
+
+    async def check(self, budget: Budget) -> RateLimitState:
+        """Raises RateLimited when `budget` has nothing left, consuming nothing either way:
+        for budgets that count failures, recorded with `record` once they happened."""
+        item = parse(budget.limit)
+
+        async def test(strategy: MovingWindowRateLimiter) -> _Outcome:
+            allowed = await strategy.test(item, budget.scope, budget.key)
+            return _Outcome(item, await _state(strategy, item, budget), allowed=allowed)
+
+        outcome = await self._with_storage(test)
+        if not outcome.allowed:
+            raise _refusal(item, outcome.state)
+        return outcome.state
+
+    async def record(self, budget: Budget) -> None:
+        """Consumes one unit of `budget` if one is left, never raising: counts a failure."""
+        item = parse(budget.limit)
+
+        async def consume(strategy: MovingWindowRateLimiter) -> bool:
+            return await strategy.hit(item, budget.scope, budget.key)
+
+        await self._with_storage(consume)
+
+    async def _with_storage(
+        self, operation: Callable[[MovingWindowRateLimiter], Awaitable[T]]
+    ) -> T:
+        """`operation` on Redis, or on memory while Redis is failing (module docstring)."""
         if self._redis is not None and time.monotonic() >= self._redis_retry_at:
             try:
                 # Our own deadline: the client enforces its timeouts only seconds late.
                 async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-                    return await self._hit_with(self._redis, item, scope, key)
+                    return await operation(self._redis)
             except (StorageError, TimeoutError) as exc:
                 self._redis_retry_at = time.monotonic() + REDIS_RETRY_SECONDS
                 reason = (
@@ -139,15 +226,7 @@ class RateLimiter:
                     reason,
                     REDIS_RETRY_SECONDS,
                 )
-        return await self._hit_with(self._memory, item, scope, key)
-
-    @staticmethod
-    async def _hit_with(
-        strategy: MovingWindowRateLimiter, item: RateLimitItem, scope: str, key: str
-    ) -> tuple[bool, RateLimitState]:
-        allowed = await strategy.hit(item, scope, key)
-        stats = await strategy.get_window_stats(item, scope, key)
-        return allowed, RateLimitState(item.amount, stats.remaining, stats.reset_time)
+        return await operation(self._memory)
 
     async def ping(self) -> None:
         """Readiness: raises the Redis client's error when Redis does not answer."""
@@ -161,8 +240,9 @@ class RateLimiter:
 
 
 def client_address(request: Request) -> str:
-    """The peer's address. Behind a proxy, let uvicorn rewrite it from X-Forwarded-For
-    (`--forwarded-allow-ips`): trusting that header here would let any client pick its key."""
+    """The peer's address. Behind a proxy it comes from X-Forwarded-For, and only when the
+    peer is one of TANDEM_FORWARDED_ALLOW_IPS (`app.create_app`): trusting that header from
+    anyone would let any client pick its key."""
     return request.client.host if request.client else "unknown"
 
 
@@ -170,12 +250,52 @@ def apply_headers(response: Response, state: RateLimitState) -> None:
     response.headers.update(state.headers())
 
 
-def rate_limit(
-    scope: str,
-    limit_of: Callable[[Settings], str],
-    key_of: Callable[[Request], str | Awaitable[str]],
-) -> Callable[..., Awaitable[None]]:
-    """A dependency consuming one unit of `limit_of(settings)` for (scope, key_of(request)).
+class Per(StrEnum):
+    """Whose budget a principal's request draws on."""
+
+    user = "user"  # an API key's requests count against the user who created it
+    organization = "organization"
+
+
+@dataclass(frozen=True)
+class PrincipalLimit:
+    """A budget per user or organization, its limit a setting."""
+
+    scope: str
+    limit_of: Callable[[Settings], str]
+    per: Per = Per.user
+
+    def budget(self, settings: Settings, principal: Principal) -> Budget:
+        owner = principal.user_id if self.per is Per.user else principal.organization_id
+        return Budget(self.limit_of(settings), self.scope, f"{self.per.value}:{owner}")
+
+
+async def charge(
+    request: Request,
+    response: Response,
+    principal: Principal,
+    *limits: PrincipalLimit,
+    cost: int = 1,
+) -> None:
+    """Consumes `cost` units of each of `limits` for `principal`, or raises 429; the
+    X-RateLimit-* headers are those of the budget with least left."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    settings: Settings = request.app.state.settings
+    budgets = [limit.budget(settings, principal) for limit in limits]
+    apply_headers(response, await limiter.hit_all(budgets, cost=cost))
+
+
+def limit_principal(*limits: PrincipalLimit) -> Callable[..., Awaitable[None]]:
+    """A dependency charging one unit of each of `limits` to the calling principal."""
+
+    async def dependency(request: Request, response: Response, principal: CurrentPrincipal) -> None:
+        await charge(request, response, principal, *limits)
+
+    return dependency
+
+
+def rate_limit(*budgets: Callable[[Request, Settings], Budget]) -> Callable[..., Awaitable[None]]:
+    """A dependency taking one unit of each budget (`budget(request, settings)`), or none.
 
     The X-RateLimit-* headers go on the response when the path function returns a model or
     a dict; a path function returning a `Response` itself must call `apply_headers`.
@@ -184,9 +304,7 @@ def rate_limit(
     async def dependency(request: Request, response: Response) -> None:
         limiter: RateLimiter = request.app.state.rate_limiter
         settings: Settings = request.app.state.settings
-        key = key_of(request)
-        if not isinstance(key, str):
-            key = await key
-        apply_headers(response, await limiter.hit(limit_of(settings), scope, key))
+        state = await limiter.hit_all([budget(request, settings) for budget in budgets])
+        apply_headers(response, state)
 
     return dependency

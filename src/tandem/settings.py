@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tandem.db"
 DEFAULT_JWT_SECRETS = frozenset({"", "change-me", "changeme", "secret", "tandem"})
 MIN_PRODUCTION_SECRET_BYTES = 32
+# The largest `count` of POST /api/content/create: the content limit must allow it.
+MAX_DRAFTS_PER_REQUEST = 50
 
 
 class Environment(StrEnum):
@@ -43,10 +45,31 @@ class Settings(BaseSettings):
     # Redis: shared rate-limit storage when set
     redis_url: str | None = None
 
-    # Rate limits, in the `limits` notation ("60/minute", "1000/hour")
-    rate_limit_agents: str = "60/minute"
-    rate_limit_login: str = "5/minute"
-    rate_limit_register: str = "10/minute"
+    # Rate limits, in the `limits` notation ("60/minute", "1000/hour"). "Per user" counts an
+    # API key's requests against the user who created it.
+    rate_limit_agents: str = "60/minute"  # per user, on /api/v1/agents*
+    rate_limit_agents_organization: str = "300/minute"  # per organization, the same routes
+    rate_limit_content: str = "200/hour"  # drafts asked for per user (a count of 50 costs 50)
+    rate_limit_jobs: str = "120/minute"  # job submissions per user
+    rate_limit_api_keys: str = "20/hour"  # API keys created per user
+    rate_limit_login: str = "5/minute"  # per client address and e-mail
+    rate_limit_login_address: str = "30/minute"  # per client address, whatever the e-mail
+    rate_limit_login_failures: str = "10/hour"  # failed logins per e-mail, whatever the address
+    rate_limit_register: str = "10/hour"  # per client address
+    rate_limit_register_global: str = "200/hour"  # over all addresses
+    # Proxies whose X-Forwarded-For is believed ("10.0.0.5,10.1.0.0/16"); none by default
+    forwarded_allow_ips: str = ""
+
+    # Sizes: a longer request body is refused (413) before it is read whole
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+    job_max_payload_bytes: int = Field(default=64 * 1024, ge=256)  # as JSON; larger: 422
+    job_max_result_bytes: int = Field(default=1024 * 1024, ge=256)  # larger: the attempt fails
+
+    # Quotas per organization: a request that would go past one is refused (409)
+    quota_waiting_threads: int = Field(default=1000, ge=1)  # review threads not yet decided
+    quota_schedules: int = Field(default=200, ge=1)
+    quota_people: int = Field(default=2000, ge=1)
+    quota_api_keys: int = Field(default=100, ge=1)  # keys not revoked
 
     # E-mail: SMTP when a host is set, otherwise the outbox and the log
     smtp_host: str | None = None
@@ -64,6 +87,10 @@ class Settings(BaseSettings):
     job_retry_base_seconds: float = Field(default=2.0, gt=0)
     job_lease_seconds: float = Field(default=30.0, ge=1)
     job_concurrency: int = Field(default=8, ge=1)
+    # Most jobs of one organization running at once in one process (below job_concurrency,
+    # so other organizations always find a free slot), and over all processes (None: no limit)
+    job_org_concurrency: int = Field(default=6, ge=1)
+    job_org_concurrency_total: int | None = Field(default=None, ge=1)
     job_poll_seconds: float = Field(default=0.5, gt=0)
     job_executor: JobExecutor = JobExecutor.embedded
     # False: this process serves the API and runs no jobs (`tandem serve --no-worker`).
@@ -85,6 +112,8 @@ class Settings(BaseSettings):
     schedule_solver_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     # Generations solving at once per process; each uses two CP-SAT threads
     schedule_solver_concurrency: int = Field(default=1, ge=1)
+    # Of those, most for one organization at once
+    schedule_solver_org_concurrency: int = Field(default=1, ge=1)
 
     # Content: model calls writing drafts at once, per process, over all generation jobs
     content_concurrency: int = Field(default=10, ge=1)
@@ -98,7 +127,18 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("rate_limit_agents", "rate_limit_login", "rate_limit_register")
+    @field_validator(
+        "rate_limit_agents",
+        "rate_limit_agents_organization",
+        "rate_limit_content",
+        "rate_limit_jobs",
+        "rate_limit_api_keys",
+        "rate_limit_login",
+        "rate_limit_login_address",
+        "rate_limit_login_failures",
+        "rate_limit_register",
+        "rate_limit_register_global",
+    )
     @classmethod
     def _parsable_limit(cls, value: str) -> str:
         try:
@@ -107,6 +147,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{value!r} is not a rate limit; write it like '60/minute' or '1000 per hour'"
             ) from exc
+        return value
+
+    @field_validator("rate_limit_content")
+    @classmethod
+    def _fits_the_largest_request(cls, value: str) -> str:
+        if limits.parse(value).amount < MAX_DRAFTS_PER_REQUEST:
+            raise ValueError(
+                f"{value!r} allows fewer drafts than one request may ask for "
+                f"({MAX_DRAFTS_PER_REQUEST}); such a request could never pass"
+            )
         return value
 
     @model_validator(mode="after")

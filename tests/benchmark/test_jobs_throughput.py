@@ -7,6 +7,10 @@ layer (claim, lease, attempt history, outcome) is a ratio.
 - latency: PACED jobs submitted one per transaction at PACE_PER_SECOND; per job, the attempt's
   `started_at` minus the job's `created_at`; median and p99.
 
+- fairness: organization A submits FLOOD jobs in one transaction, then organization B
+  submits NEIGHBOUR in another; B's median wait before its jobs start (the attempt's
+  `started_at` minus the job's `created_at`) and the throughput of all of them.
+
 Run: pytest tests/benchmark -m performance --benchmark-only --no-cov -p no:randomly
 """
 
@@ -17,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -29,9 +34,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tandem.db import READ_ONLY, create_engine, create_sessionmaker, utcnow
+from tandem.identity.models import Organization
 from tandem.jobs.dispatch import InProcessDispatch
 from tandem.jobs.distributed import ProcrastinateDispatch, libpq_conninfo
-from tandem.jobs.executor import EmbeddedExecutor, JobRunner, worker_name
+from tandem.jobs.executor import Executor, JobRunner, worker_name
 from tandem.jobs.models import Job, JobAttempt, JobStatus
 from tandem.jobs.service import JobControl, submit_job
 from tandem.migrations import upgrade_to_head
@@ -41,6 +47,8 @@ from tandem.tasks import task_registry
 BURST = 1500
 PACED = 100
 PACE_PER_SECOND = 50
+FLOOD = 2000
+NEIGHBOUR = 20
 CONCURRENCY = 8  # TANDEM_JOB_CONCURRENCY's default, and procrastinate's for the comparison
 DONE_TIMEOUT = 60.0
 
@@ -88,6 +96,24 @@ class Figures:
         )
 
 
+@dataclass
+class FairnessFigures:
+    throughput: float  # jobs/s, both organizations' jobs
+    neighbour_waits_ms: list[float]
+
+    def record(self, benchmark: Any, **extra: Any) -> None:
+        benchmark.extra_info.update(
+            {
+                "jobs_per_second": round(self.throughput),
+                "flood_jobs": FLOOD,
+                "neighbour_jobs": NEIGHBOUR,
+                "neighbour_wait_median_ms": round(statistics.median(self.neighbour_waits_ms), 1),
+                "neighbour_wait_max_ms": round(max(self.neighbour_waits_ms), 1),
+                **extra,
+            }
+        )
+
+
 async def _wait_for(condition: Callable[[], Any], timeout: float = DONE_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while not await condition():
@@ -110,14 +136,47 @@ class JobsDatabase:
             if self.url.startswith("postgresql"):
                 await connection.execute(text("DELETE FROM procrastinate.procrastinate_jobs"))
 
-    async def submit(self, queue: JobControl, count: int, start: int = 0) -> datetime:
+    async def submit(
+        self,
+        queue: JobControl,
+        count: int,
+        start: int = 0,
+        organization_id: uuid.UUID | None = None,
+    ) -> datetime:
         """`count` echo jobs in one transaction; returns when it committed."""
         async with self.sessionmaker() as session, session.begin():
             for n in range(start, start + count):
                 await submit_job(
-                    session, queue, task="echo", payload={"n": n}, organization_id=None
+                    session, queue, task="echo", payload={"n": n}, organization_id=organization_id
                 )
         return utcnow()
+
+    async def organization(self, name: str) -> uuid.UUID:
+        async with self.sessionmaker() as session, session.begin():
+            organization = Organization(name=name)
+            session.add(organization)
+        return organization.id
+
+    async def waits_ms(self, organization_id: uuid.UUID) -> list[float]:
+        async with self.sessionmaker() as session:
+            rows = (
+                await session.execute(
+                    select(Job.created_at, JobAttempt.started_at)
+                    .join(JobAttempt, JobAttempt.job_id == Job.id)
+                    .where(Job.organization_id == organization_id, JobAttempt.number == 1)
+                )
+            ).all()
+        return [(started - created).total_seconds() * 1000 for created, started in rows]
+
+    async def measure_fairness(self, queue: JobControl) -> "FairnessFigures":
+        """A floods the queue, then B submits a few: how long B waits, and the throughput."""
+        flooder, neighbour = await self.organization("A"), await self.organization("B")
+        started = utcnow()
+        await self.submit(queue, FLOOD, organization_id=flooder)
+        await self.submit(queue, NEIGHBOUR, start=FLOOD, organization_id=neighbour)
+        await _wait_for(lambda: self._all_done(FLOOD + NEIGHBOUR), timeout=120)
+        seconds = (await self.last_finish() - started).total_seconds()
+        return FairnessFigures((FLOOD + NEIGHBOUR) / seconds, await self.waits_ms(neighbour))
 
     async def finished(self) -> int:
         async with self.sessionmaker() as session:
@@ -178,17 +237,18 @@ def _settings(url: str, tmp_path: Path) -> Settings:
     return Settings(_env_file=None, database_url=url, data_dir=tmp_path)  # type: ignore[call-arg]
 
 
-async def _embedded(url: str, tmp_path: Path) -> Figures:
+async def _embedded(url: str, tmp_path: Path, fairness: bool = False) -> Any:
     async with jobs_database(url) as db:
         settings = _settings(url, tmp_path)
         dispatch = InProcessDispatch()
         runner = JobRunner(
             db.sessionmaker, task_registry(), settings, dispatch, worker_name("bench")
         )
-        executor = EmbeddedExecutor(runner, dispatch, concurrency=CONCURRENCY)
+        executor = Executor(runner, dispatch, concurrency=CONCURRENCY)
         executor.start()
+        queue = JobControl(task_registry(), dispatch)
         try:
-            return await db.measure(JobControl(task_registry(), dispatch))
+            return await (db.measure_fairness(queue) if fairness else db.measure(queue))
         finally:
             await executor.stop()
 
@@ -229,7 +289,7 @@ async def _registered_workers(engine: AsyncEngine) -> int:
     return int(count or 0)
 
 
-async def _tandem_workers(url: str, tmp_path: Path, workers: int) -> Figures:
+async def _tandem_workers(url: str, tmp_path: Path, workers: int, fairness: bool = False) -> Any:
     processes = Processes()
     async with jobs_database(url) as db:
         try:
@@ -245,7 +305,8 @@ async def _tandem_workers(url: str, tmp_path: Path, workers: int) -> Figures:
                 return await _registered_workers(db.engine) == workers
 
             await _wait_for(ready, timeout=30)
-            return await db.measure(JobControl(task_registry(), ProcrastinateDispatch()))
+            queue = JobControl(task_registry(), ProcrastinateDispatch())
+            return await (db.measure_fairness(queue) if fairness else db.measure(queue))
         finally:
             processes.stop()
 
@@ -373,3 +434,34 @@ def test_tandem_workers_on_postgresql(
         # The issue's target: our layer costs under 25 % of the engine's own throughput.
         extra["ratio_to_procrastinate"] = round(figures.throughput / bare.throughput, 2)
     figures.record(benchmark, **extra)
+
+
+# --- fairness between organizations -------------------------------------------------------
+
+
+def _run_fairness(benchmark: Any, scenario: Callable[[], Any]) -> FairnessFigures:
+    figures: list[FairnessFigures] = []
+    benchmark.pedantic(lambda: figures.append(asyncio.run(scenario())), rounds=1, iterations=1)
+    return figures[0]
+
+
+def test_fairness_embedded_on_sqlite(benchmark: Any, tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bench.db'}"
+    figures = _run_fairness(benchmark, lambda: _embedded(url, tmp_path, fairness=True))
+    figures.record(benchmark, executor="embedded", database="sqlite")
+
+
+def test_fairness_embedded_on_postgresql(
+    benchmark: Any, tmp_path: Path, postgres_bench_url: str
+) -> None:
+    figures = _run_fairness(
+        benchmark, lambda: _embedded(postgres_bench_url, tmp_path, fairness=True)
+    )
+    figures.record(benchmark, executor="embedded", database="postgresql")
+
+
+def test_fairness_tandem_worker(benchmark: Any, tmp_path: Path, postgres_bench_url: str) -> None:
+    figures = _run_fairness(
+        benchmark, lambda: _tandem_workers(postgres_bench_url, tmp_path, 1, fairness=True)
+    )
+    figures.record(benchmark, executor="tandem worker", workers=1)

@@ -76,8 +76,11 @@ def start_server(
 
 
 async def wait_until_serving(
-    server: ServerProcess, wait_until: Callable[..., object], timeout: float = 30.0
+    server: ServerProcess, wait_until: Callable[..., object], timeout: float = 90.0
 ) -> None:
+    """Up to 90 s: importing the app takes ~6 s, several times that under subprocess coverage
+    on a busy 2-core machine (the full suite with `-n 2` next to the browser tests)."""
+
     async def answers() -> bool:
         if server.process.poll() is not None:
             raise AssertionError(f"tandem serve exited early:\n{server.output()}")
@@ -88,3 +91,15 @@ async def wait_until_serving(
             return False
 
     await wait_until(answers, timeout=timeout)  # type: ignore[operator]
+
+
+# A test's outcome, for fixtures that keep evidence of a failure (browser screenshots).
+CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    report = yield
+    if call.when == "call":
+        item.stash[CALL_FAILED] = bool(getattr(report, "failed", False))
+    return report

@@ -309,3 +309,53 @@ async def test_two_workers_share_200_jobs_and_run_each_exactly_once(
     assert sum(per_worker.values()) == 200
     for worker in workers:
         assert worker.stop() == 0, worker.log()
+
+
+async def test_worker_concurrency_caps_the_jobs_running_at_once(
+    start_worker: Callable[..., WorkerProcess],
+    create_postgres_database: Callable[[], str],
+    wait_until: WaitUntil,
+) -> None:
+    """Issue 12, finding 7: `--concurrency 3` ran up to 3 x 3 jobs at once (every
+    procrastinate slot claimed for every free slot). Sampled in the database while 24 jobs
+    of 0.4 s run: never more than 3 `running`, and 3 reached."""
+    url = create_postgres_database()
+    env = clean_environment(
+        TANDEM_DATABASE_URL=url, TANDEM_JOB_EXECUTOR="procrastinate", **FAST_JOBS
+    )
+    migrated = subprocess.run(
+        tandem_command("migrate"), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    worker = start_worker(env, "--concurrency", "3")
+    await wait_until_working(worker, wait_until)
+    engine = create_engine(url)
+    sessionmaker = create_sessionmaker(engine)
+    samples: list[int] = []
+    try:
+        queue = JobControl(task_registry(), ProcrastinateDispatch())
+        async with sessionmaker() as session, session.begin():
+            for n in range(24):
+                await submit_job(
+                    session,
+                    queue,
+                    task="echo",
+                    payload={"n": n, "duration_seconds": 0.4},
+                    organization_id=None,
+                )
+
+        async def all_done() -> bool:
+            async with sessionmaker() as session:
+                counts = dict(
+                    (
+                        await session.execute(select(Job.status, func.count()).group_by(Job.status))
+                    ).all()
+                )
+            samples.append(counts.get(JobStatus.running, 0))
+            return counts.get(JobStatus.succeeded, 0) == 24
+
+        await wait_until(all_done, timeout=60, interval=0.01)
+    finally:
+        await engine.dispose()
+    assert max(samples) == 3, f"running jobs sampled: {sorted(set(samples))}"
+    assert worker.stop() == 0, worker.log()

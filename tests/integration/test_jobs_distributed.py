@@ -188,8 +188,8 @@ async def test_the_reaper_defers_an_expired_lease_again_and_a_worker_finishes_th
 ) -> None:
     job_id = await pg.submit(n=1)
     # A worker claims it and dies: its lease runs out at once.
-    claim = await lifecycle.claim_job(pg.sessionmaker, job_id, "worker:dead", lease=0)
-    assert claim is not None
+    claims = await lifecycle.claim_due(pg.sessionmaker, "worker:dead", limit=1, lease=0)
+    assert [claim.job_id for claim in claims] == [job_id]
 
     reaped = await lifecycle.reap_expired(pg.sessionmaker, 0.01, ProcrastinateDispatch())
     assert reaped == 1
@@ -224,7 +224,8 @@ async def test_a_worker_reaps_expired_leases_itself(
 ) -> None:
     job_id = await pg.submit()
     # Claimed by a worker that died: its procrastinate job is now a no-op for anyone else.
-    assert await lifecycle.claim_job(pg.sessionmaker, job_id, "worker:dead", lease=0.5)
+    claims = await lifecycle.claim_due(pg.sessionmaker, "worker:dead", limit=1, lease=0.5)
+    assert [claim.job_id for claim in claims] == [job_id]
     async with running_worker(pg, pg.settings(tmp_path, job_lease_seconds=1)):
 
         async def finished() -> Job | None:

@@ -18,7 +18,7 @@ from tandem.app import create_app
 from tandem.db import create_engine, create_sessionmaker, utcnow
 from tandem.jobs import lifecycle
 from tandem.jobs.dispatch import InProcessDispatch
-from tandem.jobs.executor import EmbeddedExecutor, JobRunner, SuccessWriter
+from tandem.jobs.executor import Executor, JobRunner, SuccessWriter
 from tandem.jobs.models import Job, JobAttempt, JobStatus
 from tandem.jobs.service import JobControl, submit_job
 from tandem.notifications.models import OutboxMessage, OutboxStatus
@@ -200,7 +200,7 @@ async def test_shutdown_hands_a_running_job_back_without_using_an_attempt(
 ) -> None:
     job = await live.submit(payload={"duration_seconds": 30})
     await live.until(job["id"], "running")
-    executor: EmbeddedExecutor = live.app.state.executor
+    executor: Executor = live.app.state.executor
     await executor.stop(grace_seconds=0)
     handed_back = await live.job(job["id"])
     assert handed_back["status"] == "pending"
@@ -208,18 +208,15 @@ async def test_shutdown_hands_a_running_job_back_without_using_an_attempt(
     assert outcomes(handed_back) == ["handed_back"]
 
 
-async def test_two_executors_racing_run_every_job_exactly_once(
-    committed_db: CommittedDatabase, tmp_path: Path, wait_until: WaitUntil
-) -> None:
-    settings = fast_settings(committed_db, tmp_path, worker_enabled=False, job_concurrency=4)
-    queue = JobControl(task_registry(), InProcessDispatch())
-    async with committed_db.sessionmaker() as session, session.begin():
-        for n in range(60):
-            await submit_job(session, queue, task="echo", payload={"n": n}, organization_id=None)
-
-    engines = [create_engine(committed_db.url) for _ in range(2)]
+@asynccontextmanager
+async def executors_until_all_succeeded(
+    db: CommittedDatabase, settings: Settings, queue: JobControl, count: int, wait_until: WaitUntil
+) -> AsyncIterator[None]:
+    """`count` executors, each on its own engine (as separate processes would be), running
+    until every job has succeeded (then the body runs), stopped at the end."""
+    engines = [create_engine(db.url) for _ in range(count)]
     executors = [
-        EmbeddedExecutor(
+        Executor(
             JobRunner(
                 create_sessionmaker(engine), task_registry(), settings, queue.dispatch, f"w{i}"
             ),
@@ -232,18 +229,32 @@ async def test_two_executors_racing_run_every_job_exactly_once(
             executor.start()
 
         async def all_succeeded() -> bool:
-            async with committed_db.sessionmaker() as session:
+            async with db.sessionmaker() as session:
                 left = await session.scalar(
                     select(func.count()).select_from(Job).where(Job.status != JobStatus.succeeded)
                 )
             return left == 0
 
         await wait_until(all_succeeded, timeout=30)
+        yield
     finally:
         for executor in executors:
             await executor.stop()
         for engine in engines:
             await engine.dispose()
+
+
+async def test_two_executors_racing_run_every_job_exactly_once(
+    committed_db: CommittedDatabase, tmp_path: Path, wait_until: WaitUntil
+) -> None:
+    settings = fast_settings(committed_db, tmp_path, worker_enabled=False, job_concurrency=4)
+    queue = JobControl(task_registry(), InProcessDispatch())
+    async with committed_db.sessionmaker() as session, session.begin():
+        for n in range(60):
+            await submit_job(session, queue, task="echo", payload={"n": n}, organization_id=None)
+
+    async with executors_until_all_succeeded(committed_db, settings, queue, 2, wait_until):
+        pass
 
     async with committed_db.sessionmaker() as session:
         per_job = (

@@ -22,7 +22,13 @@ from tandem.app import create_app
 from tandem.db import create_engine
 from tandem.errors import RateLimited
 from tandem.migrations import upgrade_to_head
-from tandem.ratelimit import REDIS_TIMEOUT_SECONDS, RateLimiter, client_address, rate_limit
+from tandem.ratelimit import (
+    REDIS_TIMEOUT_SECONDS,
+    Budget,
+    RateLimiter,
+    client_address,
+    rate_limit,
+)
 from tandem.settings import Settings
 from tests.conftest import running
 
@@ -48,7 +54,7 @@ def limited_app(
     *,
     scope: str,
     limit: str,
-    key_of: Callable[[Request], str | Awaitable[str]] = client_address,
+    key_of: Callable[[Request], str] = client_address,
 ) -> FastAPI:
     """The real app with one extra route behind the `rate_limit` dependency."""
     settings = Settings(  # type: ignore[call-arg]
@@ -58,7 +64,10 @@ def limited_app(
     )
     app = create_app(settings)
 
-    @app.get("/limited", dependencies=[Depends(rate_limit(scope, lambda _: limit, key_of))])
+    @app.get(
+        "/limited",
+        dependencies=[Depends(rate_limit(lambda r, _: Budget(limit, scope, key_of(r))))],
+    )
     async def limited() -> dict[str, bool]:
         return {"ok": True}
 
@@ -238,7 +247,7 @@ async def test_two_apps_on_one_redis_share_one_budget(
     sqlite_url: str,
     redis_url: str,
 ) -> None:
-    async def api_key(request: Request) -> str:  # an awaitable key, like a principal lookup
+    def api_key(request: Request) -> str:
         return request.headers["X-Api-Key"]
 
     scope = unique_scope()
@@ -299,3 +308,27 @@ async def test_ready_has_no_redis_check_on_memory_storage(sqlite_url: str) -> No
         response = await client.get("/health/ready")
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "checks": {"database": "ok"}}
+
+
+async def test_several_budgets_and_costs_on_redis(redis_url: str, redis_key_prefix: str) -> None:
+    """hit_all, costs, check and record take the Redis path too, shared by two limiters."""
+    first = RateLimiter(redis_url, key_prefix=redis_key_prefix)
+    second = RateLimiter(redis_url, key_prefix=redis_key_prefix)
+    user, organization = Budget("60/hour", "content", "u"), Budget("100/hour", "content", "o")
+    failures = Budget("1/hour", "login-failures", "ann@example.com")
+    try:
+        assert (await first.hit_all([user, organization], cost=50)).remaining == 10
+        with pytest.raises(RateLimited) as raised:
+            await second.hit_all([organization, user], cost=11)
+        state = await second.hit_all([organization], cost=1)  # untouched by the refusal
+        await first.check(failures)
+        await first.record(failures)
+        with pytest.raises(RateLimited):
+            await second.check(failures)
+    finally:
+        await first.close()
+        await second.close()
+
+    assert raised.value.headers["X-RateLimit-Limit"] == "60"
+    assert raised.value.headers["X-RateLimit-Remaining"] == "10"
+    assert (state.limit, state.remaining) == (100, 49)

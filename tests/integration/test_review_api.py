@@ -504,10 +504,20 @@ async def test_another_kind_opens_pending_and_supplies_its_decisions(
     principal = principal_of(reviewer)
     drafts = [{"swap": "A takes B's Monday clinic"}]
     thread = await open_thread(
-        db_session, principal, kind="test-swap", drafts=drafts, payload={"still_valid": True}
+        db_session,
+        principal,
+        kind="test-swap",
+        drafts=drafts,
+        payload={"still_valid": True},
+        quota=10,
     )
     stale = await open_thread(
-        db_session, principal, kind="test-swap", drafts=drafts, payload={"still_valid": False}
+        db_session,
+        principal,
+        kind="test-swap",
+        drafts=drafts,
+        payload={"still_valid": False},
+        quota=10,
     )
     headers = await login_as(reviewer)
     listed = (await client.get("/api/hitl/pending?kind=test-swap", headers=headers)).json()

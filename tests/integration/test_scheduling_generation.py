@@ -5,16 +5,18 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tandem.app import create_app
 from tandem.jobs.registry import TaskContext
 from tandem.scheduling import solver
 from tandem.scheduling.domain import Assignment, AssignmentRole, ScheduleProblem
 from tandem.scheduling.tasks import generate_schedule
 from tandem.settings import Settings
-from tests.conftest import CommittedDatabase
+from tests.conftest import CommittedDatabase, running
 from tests.integration.scheduling_setup import SchedulingApi
 
 pytestmark = pytest.mark.anyio
@@ -380,23 +382,30 @@ async def test_a_generation_that_crashes_once_is_generated_by_its_retry(
     assert len(calls) == 2
 
 
+class SearchingSolver:
+    """Stands in for `solver.solve`: searches until cancelled, as CP-SAT does (tests/unit:
+    the real solver stops too)."""
+
+    def __init__(self) -> None:
+        self.started, self.stopped = threading.Event(), threading.Event()
+
+    def __call__(
+        self, problem: ScheduleProblem, *, cancellation: solver.Cancellation, **_: Any
+    ) -> solver.SolveResult:
+        self.started.set()
+        if not cancellation.wait(timeout=60):
+            raise RuntimeError("never cancelled")
+        self.stopped.set()
+        raise solver.SolveCancelled("The solve was cancelled")
+
+
 async def test_a_cancelled_generation_job_stops_the_solver_and_fails_its_schedule(
     live: SchedulingApi, wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api = live
     await api.blocks(MONDAY, MONDAY)
-    searching_started, stopped = threading.Event(), threading.Event()
-
-    def searching(
-        problem: ScheduleProblem, *, cancellation: solver.Cancellation, **_: Any
-    ) -> solver.SolveResult:
-        # Searches until cancelled, as CP-SAT does (tests/unit: the real solver stops too).
-        searching_started.set()
-        if not cancellation.wait(timeout=60):
-            raise RuntimeError("never cancelled")
-        stopped.set()
-        raise solver.SolveCancelled("The solve was cancelled")
-
+    searching = SearchingSolver()
+    searching_started, stopped = searching.started, searching.stopped
     monkeypatch.setattr(solver, "solve", searching)
     schedule = await api.schedule(MONDAY, MONDAY)
     accepted = await api.client.post(
@@ -499,3 +508,161 @@ async def test_a_member_cannot_stop_or_restart_a_generation_through_its_job(
         return bool(job["status"] == "succeeded")
 
     await wait_until(succeeded, timeout=30)  # neither refusal changed the job
+
+
+# --- isolation between organizations (issue 12, finding 2) -------------------------------
+
+
+async def _sign_up(client: Any, email: str) -> SchedulingApi:
+    body = {"email": email, "password": "a long enough password", "full_name": "C"}
+    token = (await client.post("/api/v1/auth/register", json=body)).json()["access_token"]
+    return SchedulingApi(client, {"Authorization": f"Bearer {token}"})
+
+
+def _settings(committed_db: CommittedDatabase, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": committed_db.url,
+        "data_dir": tmp_path,
+        "job_poll_seconds": 0.05,
+        "job_retry_base_seconds": 0.05,
+        "job_lease_seconds": 10,
+        "rate_limit_register": "1000/minute",
+    }
+    return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
+
+
+async def _phase(api: SchedulingApi, schedule: dict[str, Any]) -> str:
+    response = await api.client.get(f"/api/v1/schedules/{schedule['id']}", headers=api.headers)
+    return str(response.json()["progress"]["phase"])
+
+
+class HeldSolver:
+    """Stands in for `solver.solve`: each solve records which blocks it was given and waits
+    for `release` before solving for real."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.solving: list[frozenset[uuid.UUID]] = []
+        self.real = solver.solve
+
+    def __call__(self, problem: ScheduleProblem, **options: Any) -> solver.SolveResult:
+        self.solving.append(frozenset(problem.blocks))
+        if not self.release.wait(timeout=30):
+            raise RuntimeError("never released")
+        return self.real(problem, **options)
+
+
+async def test_generations_waiting_for_the_solver_hold_no_job_slot(
+    committed_db: CommittedDatabase,
+    tmp_path: Path,
+    wait_until: WaitUntil,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two job slots, one solver: one generation solves, two wait for the solver outside
+    the slots, and another job still runs at once (it waited for the solve before)."""
+    held = HeldSolver()
+    monkeypatch.setattr(solver, "solve", held)
+    async with running(create_app(_settings(committed_db, tmp_path, job_concurrency=2))) as client:
+        api = await _sign_up(client, "chief@example.com")
+        await api.blocks(MONDAY, MONDAY)
+        schedules = [await api.schedule(MONDAY, MONDAY) for _ in range(3)]
+        try:
+            for schedule in schedules:
+                accepted = await api.client.post(
+                    f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
+                )
+                assert accepted.status_code == 202, accepted.text
+
+            async def one_solving_two_waiting() -> bool:
+                phases = sorted([await _phase(api, s) for s in schedules])
+                return phases == ["solving", "waiting", "waiting"] and len(held.solving) == 1
+
+            await wait_until(one_solving_two_waiting, timeout=30)
+            echo = await api.client.post(
+                "/api/v1/jobs", json={"task": "echo", "payload": {}}, headers=api.headers
+            )
+
+            async def echoed() -> bool:
+                job = await api.client.get(f"/api/v1/jobs/{echo.json()['id']}", headers=api.headers)
+                return bool(job.json()["status"] == "succeeded")
+
+            await wait_until(echoed, timeout=10)
+            assert len(held.solving) == 1, "the solve is still held: the echo did not wait"
+        finally:
+            held.release.set()
+        for schedule in schedules:
+            generated = await _finished(api, schedule["id"], wait_until)
+            assert generated["status"] == "generated", generated["error"]
+
+
+async def test_an_organization_waits_for_the_solver_behind_one_solve_of_another(
+    committed_db: CommittedDatabase,
+    tmp_path: Path,
+    wait_until: WaitUntil,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A queues three generations, then B one: B solves second, not fourth."""
+    held = HeldSolver()
+    monkeypatch.setattr(solver, "solve", held)
+    async with running(create_app(_settings(committed_db, tmp_path))) as client:
+        a, b = await _sign_up(client, "a@example.com"), await _sign_up(client, "b@example.com")
+        b_blocks = frozenset(uuid.UUID(block["id"]) for block in await b.blocks(MONDAY, MONDAY))
+        await a.blocks(MONDAY, MONDAY)
+        a_schedules = [await a.schedule(MONDAY, MONDAY) for _ in range(3)]
+        b_schedule = await b.schedule(MONDAY, MONDAY)
+        try:
+            for schedule in a_schedules:
+                await a.client.post(
+                    f"/api/v1/schedules/{schedule['id']}/generate", headers=a.headers
+                )
+
+            async def a_queued() -> bool:
+                phases = sorted([await _phase(a, s) for s in a_schedules])
+                return phases == ["solving", "waiting", "waiting"]
+
+            await wait_until(a_queued, timeout=30)
+            await b.client.post(f"/api/v1/schedules/{b_schedule['id']}/generate", headers=b.headers)
+
+            async def b_waits() -> bool:
+                return await _phase(b, b_schedule) == "waiting"
+
+            await wait_until(b_waits, timeout=10)
+        finally:
+            held.release.set()
+        await _finished(b, b_schedule["id"], wait_until)
+        for schedule in a_schedules:
+            await _finished(a, schedule["id"], wait_until)
+    assert [blocks == b_blocks for blocks in held.solving] == [False, True, False, False]
+
+
+async def test_deleting_a_schedule_cancels_its_generation_and_stops_the_solver(
+    live: SchedulingApi, wait_until: WaitUntil, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 2: the deleted schedule's job solved to its timeout, then ended `superseded`."""
+    api = live
+    await api.blocks(MONDAY, MONDAY)
+    searching = SearchingSolver()
+    searching_started, stopped = searching.started, searching.stopped
+    monkeypatch.setattr(solver, "solve", searching)
+    solving, queued = [await api.schedule(MONDAY, MONDAY) for _ in range(2)]
+    jobs = []
+    for schedule in (solving, queued):
+        accepted = await api.client.post(
+            f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
+        )
+        jobs.append(f"/api/v1/jobs/{accepted.json()['job_id']}")
+    await wait_until(searching_started.is_set, timeout=30)
+    for schedule in (queued, solving):
+        deleted = await api.client.delete(
+            f"/api/v1/schedules/{schedule['id']}", headers=api.headers
+        )
+        assert deleted.status_code == 204, deleted.text
+    await wait_until(stopped.is_set, timeout=10)
+
+    async def both_cancelled() -> list[str] | None:
+        statuses = [
+            (await api.client.get(url, headers=api.headers)).json()["status"] for url in jobs
+        ]
+        return statuses if statuses == ["cancelled", "cancelled"] else None
+
+    await wait_until(both_cancelled, timeout=10)

@@ -14,7 +14,13 @@ from freezegun.api import FrozenDateTimeFactory
 from starlette.requests import Request
 
 from tandem.errors import RateLimited
-from tandem.ratelimit import RateLimiter, RateLimitState, apply_headers, client_address
+from tandem.ratelimit import (
+    Budget,
+    RateLimiter,
+    RateLimitState,
+    apply_headers,
+    client_address,
+)
 from tandem.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -189,3 +195,52 @@ async def test_from_settings_without_redis_limits_in_memory_and_is_always_ready(
 def test_an_unsupported_storage_is_refused_naming_the_choices(uri: str) -> None:
     with pytest.raises(ValueError, match=r"use memory:// or redis://host:port/db"):
         RateLimiter(uri)
+
+
+# --- several budgets at once, costs, failure counting -------------------------------------
+
+
+async def test_a_hit_costing_several_units_takes_them_all_or_none(limiter: RateLimiter) -> None:
+    assert (await limiter.hit("60/hour", "content", "user-1", cost=50)).remaining == 10
+    with pytest.raises(RateLimited) as raised:
+        await limiter.hit("60/hour", "content", "user-1", cost=11)
+    assert raised.value.headers["X-RateLimit-Remaining"] == "10"
+    assert (await limiter.hit("60/hour", "content", "user-1", cost=10)).remaining == 0
+
+
+async def test_a_cost_over_the_whole_limit_is_always_refused(limiter: RateLimiter) -> None:
+    with pytest.raises(RateLimited):
+        await limiter.hit("10/hour", "content", "user-1", cost=11)
+    assert (await limiter.hit("10/hour", "content", "user-1")).remaining == 9
+
+
+async def test_hit_all_reports_the_budget_with_least_left(limiter: RateLimiter) -> None:
+    user, organization = Budget("3/minute", "agents", "u"), Budget("4/minute", "agents", "o")
+    states = [await limiter.hit_all([user, organization]) for _ in range(2)]
+    assert [(s.limit, s.remaining) for s in states] == [(3, 2), (3, 1)]
+    other_user = Budget("3/minute", "agents", "u2")
+    states = [await limiter.hit_all([other_user, organization]) for _ in range(2)]
+    assert [(s.limit, s.remaining) for s in states] == [(4, 1), (4, 0)]
+
+
+async def test_hit_all_over_one_limit_uses_up_none_of_the_others(limiter: RateLimiter) -> None:
+    small, large = Budget("1/minute", "agents", "u"), Budget("5/minute", "agents", "o")
+    await limiter.hit_all([small])
+    for _ in range(3):
+        with pytest.raises(RateLimited) as raised:
+            await limiter.hit_all([large, small])
+        assert raised.value.headers["X-RateLimit-Limit"] == "1"
+    assert (await limiter.hit_all([large])).remaining == 4
+
+
+async def test_check_refuses_a_spent_budget_and_record_counts_without_raising(
+    limiter: RateLimiter,
+) -> None:
+    failures = Budget("2/hour", "login-failures", "ann@example.com")
+    assert (await limiter.check(failures)).remaining == 2  # checking consumes nothing
+    for _ in range(3):  # the third is over the limit: recorded as nothing, not raised
+        await limiter.record(failures)
+    with pytest.raises(RateLimited) as raised:
+        await limiter.check(failures)
+    assert raised.value.headers["X-RateLimit-Remaining"] == "0"
+    assert raised.value.detail.startswith("Rate limit exceeded (2 per 1 hour). Retry in")

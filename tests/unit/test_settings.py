@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,23 @@ def test_unknown_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("TANDEM_ENV", "staging")
     with pytest.raises(ValidationError, match="development"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        pytest.param("rate_limit_jobs", "lots", "is not a rate limit", id="not-a-limit"),
+        pytest.param(
+            "rate_limit_register_global", "10 per fortnight", "is not a rate limit", id="bad-unit"
+        ),
+        pytest.param(
+            "rate_limit_content",
+            "49/hour",
+            "allows fewer drafts than one request may ask for (50)",
+            id="content-under-one-request",
+        ),
+    ],
+)
+def test_rate_limits_are_checked_when_read(field: str, value: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        Settings(_env_file=None, **{field: value})  # type: ignore[call-arg]

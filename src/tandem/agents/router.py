@@ -11,30 +11,24 @@ from tandem.agents.registry import registry
 from tandem.agents.schemas import AgentOut, RunAcceptedOut, RunIn, RunOut
 from tandem.db import SessionDep
 from tandem.errors import error_responses
-from tandem.identity.principal import CurrentPrincipal, Principal, require_scopes
+from tandem.identity.principal import Principal, require_scopes
 from tandem.identity.scopes import Scope
 from tandem.jobs.deps import JobControlDep
 from tandem.pagination import Page, PageParamsDep
-from tandem.ratelimit import RateLimiter, apply_headers
+from tandem.ratelimit import Per, PrincipalLimit, limit_principal
 from tandem.settings import Settings
 
-
-async def limit_per_principal(
-    request: Request, response: Response, principal: CurrentPrincipal
-) -> None:
-    """TANDEM_RATE_LIMIT_AGENTS per user or API key, on every /api/v1/agents route."""
-    limiter: RateLimiter = request.app.state.rate_limiter
-    settings: Settings = request.app.state.settings
-    state = await limiter.hit(
-        settings.rate_limit_agents, "agents", f"{principal.kind.value}:{principal.id}"
-    )
-    apply_headers(response, state)
-
+# Every /api/v1/agents route: per user (API keys count against their creator), so that new
+# keys add no budget, and per organization, so that new users add none beyond it.
+limit_agents = limit_principal(
+    PrincipalLimit("agents", lambda s: s.rate_limit_agents),
+    PrincipalLimit("agents", lambda s: s.rate_limit_agents_organization, Per.organization),
+)
 
 router = APIRouter(
     prefix="/api/v1/agents",
     tags=["agents"],
-    dependencies=[Depends(limit_per_principal)],
+    dependencies=[Depends(limit_agents)],
     responses=error_responses(401, 403, 429),
 )
 

@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from tandem.content import service
 from tandem.content.models import ContentStatus
@@ -14,6 +14,8 @@ from tandem.identity.principal import Principal, require_scopes
 from tandem.identity.scopes import Scope
 from tandem.jobs.deps import JobControlDep
 from tandem.pagination import Page, PageParamsDep
+from tandem.ratelimit import PrincipalLimit, charge
+from tandem.settings import Settings
 
 router = APIRouter(prefix="/api/content", tags=["content"], responses=error_responses(401, 403))
 
@@ -21,14 +23,29 @@ ContentCreator = Annotated[Principal, Depends(require_scopes(Scope.agent_run))]
 ReviewReader = Annotated[Principal, Depends(require_scopes(Scope.review_read))]
 
 
-@router.post("/create", status_code=status.HTTP_202_ACCEPTED, responses=error_responses(404))
+# Counted in drafts, per user: a request for 50 drafts costs 50.
+CONTENT_LIMIT = PrincipalLimit("content", lambda s: s.rate_limit_content)
+
+
+@router.post(
+    "/create", status_code=status.HTTP_202_ACCEPTED, responses=error_responses(404, 409, 429)
+)
 async def create(
-    body: ContentCreateIn, principal: ContentCreator, session: SessionDep, jobs: JobControlDep
+    body: ContentCreateIn,
+    principal: ContentCreator,
+    session: SessionDep,
+    jobs: JobControlDep,
+    http_request: Request,
+    response: Response,
 ) -> ContentAcceptedOut:
     """Drafts are written by the content-writer agent in a job; the thread then waits for
-    review (`GET /api/hitl/{thread_id}`)."""
+    review (`GET /api/hitl/{thread_id}`). Rate limited in drafts (`count`) per user."""
+    await charge(http_request, response, principal, CONTENT_LIMIT, cost=body.count)
     request = ContentRequest.model_validate(body.model_dump(exclude={"project_id"}))
-    thread = await service.create_content(session, jobs, principal, request, body.project_id)
+    settings: Settings = http_request.app.state.settings
+    thread = await service.create_content(
+        session, jobs, principal, request, body.project_id, quota=settings.quota_waiting_threads
+    )
     assert thread.job_id is not None
     return ContentAcceptedOut(thread_id=thread.id, job_id=thread.job_id)
 

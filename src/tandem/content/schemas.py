@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from tandem.content.models import ContentStatus
+from tandem.settings import MAX_DRAFTS_PER_REQUEST
 
 
 def no_nul(value: str) -> str:
@@ -22,7 +23,7 @@ Topic = Annotated[
 ]
 Platform = Literal["linkedin", "twitter", "instagram", "blog"]
 Tone = Literal["professional", "casual", "educational", "promotional"]
-MAX_DRAFTS = 50
+MAX_DRAFTS = MAX_DRAFTS_PER_REQUEST
 
 
 class ContentRequest(BaseModel):

@@ -53,7 +53,10 @@ async def create_content(
     principal: Principal,
     request: ContentRequest,
     project_id: uuid.UUID | None,
+    *,
+    quota: int,
 ) -> ReviewThread:
+    """`quota`: TANDEM_QUOTA_WAITING_THREADS."""
     thread = await start_thread(
         session,
         principal,
@@ -61,6 +64,7 @@ async def create_content(
         payload=request.model_dump(mode="json"),
         platform=request.platform,
         project_id=project_id,
+        quota=quota,
     )
     await submit_generation(session, jobs, principal, thread, revision=1)
     return thread

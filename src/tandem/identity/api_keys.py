@@ -14,12 +14,14 @@ from tandem.identity.schemas import ApiKeyIn
 from tandem.identity.scopes import Scope
 from tandem.identity.security import new_api_key, sha256_hex
 from tandem.pagination import PageParams, paginate
+from tandem.quotas import enforce_quota
 
 
 async def create_api_key(
-    session: AsyncSession, principal: Principal, data: ApiKeyIn
+    session: AsyncSession, principal: Principal, data: ApiKeyIn, *, quota: int
 ) -> tuple[ApiKey, str]:
-    """The stored key and the key itself, which exists nowhere else after this call."""
+    """The stored key and the key itself, which exists nowhere else after this call; 409
+    when the organization already has `quota` keys not revoked."""
     beyond = sorted(scope.value for scope in set(data.scopes) - principal.scopes)
     if beyond:
         raise Forbidden(f"Cannot grant scopes you do not have: {', '.join(beyond)}")
@@ -30,6 +32,15 @@ async def create_api_key(
             )
         if data.expires_at <= datetime.now(UTC):
             raise Invalid("expires_at must be in the future", loc=("body", "expires_at"))
+    await enforce_quota(
+        session,
+        ApiKey,
+        principal.organization_id,
+        ApiKey.revoked_at.is_(None),
+        limit=quota,
+        what="API keys",
+        remedy="revoke one first",
+    )
     key, prefix = new_api_key()
     api_key = ApiKey(
         organization_id=principal.organization_id,

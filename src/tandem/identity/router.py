@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from tandem.db import SessionDep
-from tandem.errors import error_responses
+from tandem.errors import Unauthorized, error_responses
 from tandem.identity import api_keys, logins, projects, service
 from tandem.identity.principal import CurrentPrincipal, Principal, get_token_signer, require_scopes
 from tandem.identity.schemas import (
@@ -33,7 +33,15 @@ from tandem.identity.schemas import (
 from tandem.identity.scopes import Scope
 from tandem.identity.security import TokenSigner
 from tandem.pagination import Page, PageParamsDep
-from tandem.ratelimit import RateLimiter, apply_headers, client_address, rate_limit
+from tandem.ratelimit import (
+    Budget,
+    PrincipalLimit,
+    RateLimiter,
+    apply_headers,
+    client_address,
+    limit_principal,
+    rate_limit,
+)
 from tandem.settings import Settings
 
 # Auth routes take no credentials; every other route answers 401/403 the same way.
@@ -72,11 +80,18 @@ def _token_out(tokens: logins.IssuedTokens) -> TokenOut:
 # --- auth ----------------------------------------------------------------------------------
 
 
+# Per client address, and over all of them: each registration makes an organization.
+limit_registration = rate_limit(
+    lambda request, s: Budget(s.rate_limit_register, "register", client_address(request)),
+    lambda _, s: Budget(s.rate_limit_register_global, "register-global", "all"),
+)
+
+
 @public.post(
     "/auth/register",
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(409, 429),
-    dependencies=[Depends(rate_limit("register", lambda s: s.rate_limit_register, client_address))],
+    dependencies=[Depends(limit_registration)],
 )
 async def register(
     body: RegisterIn, request: Request, session: SessionDep, signer: SignerDep
@@ -146,18 +161,28 @@ async def login(
 ) -> TokenOut:
     settings: Settings = request.app.state.settings
     limiter: RateLimiter = request.app.state.rate_limiter
-    limit = await limiter.hit(
-        settings.rate_limit_login, "login", f"{client_address(request)}|{credentials.email}"
-    )
-    apply_headers(response, limit)
-    tokens = await logins.login_with_password(
-        session,
-        signer,
-        _refresh_ttl(request),
-        email=credentials.email,
-        password=credentials.password,
-        requested_scopes=set(credentials.scopes) if credentials.scopes else None,
-    )
+    address, email = client_address(request), credentials.email.lower()
+    # Failures per account, whatever the address: a locked account is refused before its
+    # password is checked, so guessing from many addresses gains nothing.
+    failures = Budget(settings.rate_limit_login_failures, "login-failures", email)
+    await limiter.check(failures)
+    budgets = [
+        Budget(settings.rate_limit_login, "login", f"{address}|{email}"),
+        Budget(settings.rate_limit_login_address, "login-address", address),
+    ]
+    apply_headers(response, await limiter.hit_all(budgets))
+    try:
+        tokens = await logins.login_with_password(
+            session,
+            signer,
+            _refresh_ttl(request),
+            email=credentials.email,
+            password=credentials.password,
+            requested_scopes=set(credentials.scopes) if credentials.scopes else None,
+        )
+    except Unauthorized:
+        await limiter.record(failures)
+        raise
     return _token_out(tokens)
 
 
@@ -280,11 +305,22 @@ async def delete_project(
 # --- API keys -------------------------------------------------------------------------------
 
 
-@router.post("/api-keys", status_code=status.HTTP_201_CREATED, tags=["api-keys"])
+@router.post(
+    "/api-keys",
+    status_code=status.HTTP_201_CREATED,
+    tags=["api-keys"],
+    responses=error_responses(409, 429),
+    dependencies=[
+        Depends(limit_principal(PrincipalLimit("api-keys", lambda s: s.rate_limit_api_keys)))
+    ],
+)
 async def create_api_key(
-    body: ApiKeyIn, principal: CurrentPrincipal, session: SessionDep
+    body: ApiKeyIn, principal: CurrentPrincipal, session: SessionDep, request: Request
 ) -> ApiKeyCreatedOut:
-    api_key, key = await api_keys.create_api_key(session, principal, body)
+    settings: Settings = request.app.state.settings
+    api_key, key = await api_keys.create_api_key(
+        session, principal, body, quota=settings.quota_api_keys
+    )
     return ApiKeyCreatedOut(**ApiKeyOut.model_validate(api_key).model_dump(), key=key)
 
 

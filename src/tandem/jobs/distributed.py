@@ -6,9 +6,12 @@ Our `jobs` table stays the source of truth; procrastinate only says *which* job 
   deferred by `ProcrastinateDispatch` in the same transaction, on the caller's connection,
   by calling procrastinate's own SQL function: a rolled-back request defers nothing, and
   workers are woken (LISTEN/NOTIFY) when it commits.
-- A worker's procrastinate task claims our job with `lifecycle.claim_job` and hands the
-  claim to an `EmbeddedExecutor` without a claim loop, so the heartbeat, cancellation,
-  hand-back at shutdown and the lease reaper are the embedded executor's own.
+- A worker's procrastinate task is a trigger: it makes the worker's `Executor` (the one
+  `tandem serve` runs, without its claim loop) claim due jobs for its free slots, shared
+  between organizations like every claim (`lifecycle.claim_due`), and waits for its own job
+  if that was among them. Otherwise, while its job is still due (its organization is at its
+  cap), it looks again whenever a job of this worker finishes. The heartbeat, cancellation,
+  hand-back at shutdown and the lease reaper are the executor's own.
 - procrastinate's retries are off: retries, backoff and `dead` are decided by
   `tandem.jobs.lifecycle`. A procrastinate job that finds our job not claimable (already
   running elsewhere, finished, cancelled) does nothing, so a stale or duplicate procrastinate
@@ -41,8 +44,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tandem.db import READ_ONLY, utcnow
-from tandem.jobs import lifecycle
-from tandem.jobs.executor import EmbeddedExecutor, JobMetrics, JobRunner, worker_name
+from tandem.jobs.executor import Executor, JobMetrics, JobRunner, worker_name
 from tandem.jobs.models import Job, JobStatus
 from tandem.jobs.registry import TaskRegistry
 from tandem.settings import Settings
@@ -154,9 +156,7 @@ class DistributedWorker:
             metrics=metrics,
             resources=dict(resources or {}),
         )
-        self.executor = EmbeddedExecutor(
-            self.runner, None, concurrency=self.concurrency, claim_loop=False
-        )
+        self.executor = Executor(self.runner, None, concurrency=self.concurrency, claim_loop=False)
         self.app = create_procrastinate_app(settings, pool_size=self.concurrency + 2)
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
@@ -211,55 +211,54 @@ class DistributedWorker:
                 log.info("Worker %s stopped", self.name)
 
     async def run_job(self, job_id: uuid.UUID) -> JobStatus | None:
-        """Claims and runs our job `job_id`; returns its status after this attempt, or None
-        when there was nothing to run (someone else has it, it finished, or it is not due)."""
-        if self.executor.stopping:
-            await self._defer_again(job_id, utcnow())  # not claimed: leave it to another
-            return None
-        # Never more than `concurrency` jobs at once, even though the background claims
-        # below run outside procrastinate's own slots.
-        await self.executor.wait_for_free_slot()
-        if self.executor.stopping:
-            await self._defer_again(job_id, utcnow())
-            return None
-        try:
-            # This worker's free slots are filled with other due jobs in the same claim:
-            # their own procrastinate jobs then find them taken and cost only their fetch.
-            claim, others = await lifecycle.claim_job_and_due(
-                self.sessionmaker,
-                job_id,
-                self.name,
-                self.settings.job_lease_seconds,
-                limit=max(1, self.executor.free_slots),
-            )
-        except Exception:
-            # Never claimed, so no lease for the reaper to find: defer it again ourselves.
-            log.exception("Claiming job %s failed; deferring it again", job_id)
-            await self._defer_again(job_id, utcnow())
-            raise
-        if self.executor.stopping:  # shutdown began while we were claiming
-            for other in others:
-                await lifecycle.hand_back(self.sessionmaker, other, self.dispatch)
-            if claim is not None:
-                return await lifecycle.hand_back(self.sessionmaker, claim, self.dispatch)
-            return None
-        for other in others:
-            self.executor.run_in_background(other)
-        if claim is None:
-            await self._defer_if_early(job_id)
-            return None
-        return await self.executor.run_claim(claim)
+        """procrastinate fetched our job `job_id`: claim due jobs for this worker's free slots
+        (not necessarily `job_id` first: the claim is fair between organizations) and return
+        `job_id`'s status after this attempt if it was among them. While it stays due but is
+        not claimed here, look again whenever a job here finishes; None when there is
+        nothing to run (someone else has it, it finished, or it is not due yet)."""
+        while True:
+            # Every fetch claims for the free slots first (waiting for one if none is free),
+            # whatever became of `job_id`: so one fetch serves a batch of jobs, and the
+            # fetches of the jobs claimed with it only pace the next claims.
+            claims = None
+            if self.executor.free_slots > 0:
+                try:
+                    claims = await self.executor.claim(unless_dry=True)
+                except Exception:
+                    # Never claimed, so no lease for the reaper to find: defer it again.
+                    log.exception("Claiming job %s failed; deferring it again", job_id)
+                    await self._defer_again(job_id, utcnow())
+                    raise
+            if any(claim.job_id == job_id for claim in claims or ()):
+                return await self.executor.outcome(job_id)
+            if claims is None and not self.executor.stopping:
+                await self.executor.wait_for_free_slot()
+                continue
+            if self.executor.task_of(job_id) is not None:
+                return None  # claimed with another's; it runs here
+            if self.executor.succeeded_here(job_id):
+                return JobStatus.succeeded
+            if self.executor.stopping:
+                await self._defer_again(job_id, utcnow())  # not claimed: leave it to another
+                return None
+            if not await self._still_due(job_id):
+                return None
+            await self.executor.wait_for_change(self.settings.job_poll_seconds)
 
-    async def _defer_if_early(self, job_id: uuid.UUID) -> None:
-        """procrastinate's clock (the database's) said due while ours says not yet: come back
-        when it is. Any other reason not to claim means another worker has it or it is done."""
+    async def _still_due(self, job_id: uuid.UUID) -> bool:
+        """The job waits for this worker (or another) to claim it. One whose time has not
+        come by our clock (procrastinate's, the database's, said due) is deferred to then."""
         async with self.sessionmaker() as session:
             await session.connection(execution_options=READ_ONLY)
             row = (
                 await session.execute(select(Job.status, Job.next_run_at).where(Job.id == job_id))
             ).one_or_none()
-        if row is not None and row.status is JobStatus.pending and row.next_run_at > utcnow():
+        if row is None or row.status is not JobStatus.pending:
+            return False
+        if row.next_run_at > utcnow():
             await self._defer_again(job_id, row.next_run_at)
+            return False
+        return True
 
     async def _defer_again(self, job_id: uuid.UUID, run_at: datetime) -> None:
         async with self.sessionmaker() as session, session.begin():

@@ -1,20 +1,24 @@
-"""Running jobs: the `JobRunner` every executor shares, and the embedded executor.
+"""Running jobs: the `JobRunner` that runs one claim, and the `Executor` around it.
 
-The embedded executor lives inside `tandem serve`: a loop claims due jobs (up to
-`TANDEM_JOB_CONCURRENCY` at once), a heartbeat renews their leases and notices cancellation
-requests, and a reaper gives jobs whose lease expired (their worker died) another attempt.
-`tandem worker` runs the same executor without its claim loop: procrastinate tells it which
-job to claim and hands the claim to `run_claim` (see `tandem.jobs.distributed`).
+An `Executor` runs at most `TANDEM_JOB_CONCURRENCY` jobs at once: it claims due jobs for its
+free slots (shared between organizations, see `tandem.jobs.fairness`), a heartbeat renews
+their leases and notices cancellation requests, and a reaper gives jobs whose lease expired
+(their worker died) another attempt. In `tandem serve` its own loop claims whenever a slot is
+free or a job is submitted; in `tandem worker` procrastinate's fetches trigger the claims
+instead (see `tandem.jobs.distributed`).
 """
 
 import asyncio
+import collections
 import contextlib
+import itertools
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -22,14 +26,21 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tandem.jobs import lifecycle
+from tandem.errors import database_unavailable
+from tandem.jobs import fairness, lifecycle
 from tandem.jobs.dispatch import Dispatch, InProcessDispatch
 from tandem.jobs.lifecycle import Claim
 from tandem.jobs.models import JobStatus
 from tandem.jobs.registry import TaskContext, TaskRegistry, UnknownTask
+from tandem.jobs.sizes import check_result_size
 from tandem.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+# How many succeeded jobs an executor remembers, so that a worker told about a job it already
+# ran (claimed with others) needs no database round trip to find that out.
+SUCCEEDED_REMEMBERED = 10_000
 
 
 def worker_name(kind: str) -> str:
@@ -59,7 +70,8 @@ class SuccessWriter:
     """Group commit for successes: runners that finish while a write is in flight are recorded
     together in the next transaction, so a burst of short jobs costs one commit per batch,
     not one per job (on SQLite, also one wait for the write lock instead of one per runner).
-    If a batch fails, each success is recorded on its own, so one bad result fails one job."""
+    If a batch fails, each success is recorded on its own, so one bad result fails one job
+    (not when the database is unreachable: the batch was already retried through that)."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.sessionmaker = sessionmaker
@@ -73,6 +85,11 @@ class SuccessWriter:
             self._writer = asyncio.create_task(self._drain(), name="jobs-success-writer")
         return await asyncio.shield(done)
 
+    async def idle(self) -> None:
+        """Returns once no write is in flight (at once if none is)."""
+        if self._writer is not None and not self._writer.done():
+            await asyncio.wait([self._writer])
+
     async def _drain(self) -> None:
         while self._queue:
             batch, self._queue = self._queue, []
@@ -80,9 +97,13 @@ class SuccessWriter:
                 statuses = await lifecycle.record_successes(
                     self.sessionmaker, [(claim, result) for claim, result, _ in batch]
                 )
-            except Exception:
+            except Exception as exc:
                 for claim, result, done in batch:
-                    await self._one(claim, result, done)
+                    if database_unavailable(exc):  # retried already: one by one would too
+                        if not done.done():
+                            done.set_exception(exc)
+                    else:
+                        await self._one(claim, result, done)
                 continue
             for (_, _, done), status in zip(batch, statuses, strict=True):
                 if not done.done():
@@ -114,7 +135,13 @@ class JobRunner:
     resources: Mapping[str, Any] = field(default_factory=dict)
     successes: SuccessWriter | None = None  # group commit; set by the embedded executor
 
-    async def run(self, claim: Claim) -> JobStatus | None:
+    async def run(
+        self, claim: Claim, outside_slot: Any = contextlib.nullcontext
+    ) -> JobStatus | None:
+        """Runs the task; its failure is a failed attempt. A success that cannot be recorded
+        because the database stayed unreachable is not turned into a failure: the job stays
+        `running` until its lease expires (the error is raised); one whose result cannot be
+        stored at all is a failed attempt."""
         started = time.perf_counter()
         try:
             definition = self.registry.get(claim.task)
@@ -126,19 +153,31 @@ class JobRunner:
                 settings=self.settings,
                 resources=dict(self.resources),
                 max_attempts=claim.max_attempts,
+                organization_id=claim.organization_id,
+                outside_slot=outside_slot,
             )
             result = await definition.function(context, claim.payload)
-            if self.successes is not None:
-                status = await self.successes.write(claim, result)
-            else:
-                status = await lifecycle.record_success(self.sessionmaker, claim, result)
+            check_result_size(result, self.settings.job_max_result_bytes)
         except UnknownTask:
             status = await self._failed(claim, f"Unknown task '{claim.task}'")
         except Exception as exc:  # any failure of task code is one failed attempt
             log.info("Job %s attempt %s failed: %r", claim.job_id, claim.attempt, exc)
             status = await self._failed(claim, f"{type(exc).__name__}: {exc}")
+        else:
+            status = await self._succeeded(claim, result)
         self._observe(claim, status, time.perf_counter() - started)
         return status
+
+    async def _succeeded(self, claim: Claim, result: Any) -> JobStatus | None:
+        try:
+            if self.successes is not None:
+                return await self.successes.write(claim, result)
+            return await lifecycle.record_success(self.sessionmaker, claim, result)
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise
+            log.info("Job %s result could not be recorded: %r", claim.job_id, exc)
+            return await self._failed(claim, f"{type(exc).__name__}: {exc}")
 
     async def _failed(self, claim: Claim, error: str) -> JobStatus | None:
         return await lifecycle.record_failure(
@@ -164,7 +203,7 @@ class _Running:
     stop_reason: StopReason | None = None
 
 
-class EmbeddedExecutor:
+class Executor:
     def __init__(
         self,
         runner: JobRunner,
@@ -173,8 +212,8 @@ class EmbeddedExecutor:
         concurrency: int | None = None,
         claim_loop: bool = True,
     ) -> None:
-        """`claim_loop=False`: this executor claims nothing itself; claims made elsewhere are
-        handed to `run_claim` (the heartbeat and the reaper run either way)."""
+        """`claim_loop=False`: claims are triggered from outside (`claim`), not by a loop of
+        its own (the heartbeat and the reaper run either way)."""
         settings = runner.settings
         self.runner = runner
         if runner.successes is None:
@@ -182,9 +221,21 @@ class EmbeddedExecutor:
         self.dispatch = dispatch
         self.claim_loop = claim_loop
         self.concurrency = concurrency or settings.job_concurrency
+        self.caps = fairness.Caps(
+            per_process=min(settings.job_org_concurrency, self.concurrency),
+            total=settings.job_org_concurrency_total,
+        )
         self.lease = settings.job_lease_seconds
         self.poll = settings.job_poll_seconds
         self._running: dict[uuid.UUID, _Running] = {}
+        self._outside: set[uuid.UUID] = set()  # running, but waiting outside the slots
+        self._reserved = 0  # slots a claim in flight may fill
+        self._served: dict[fairness.Tenant, int] = {}  # organization -> claim number
+        # The last jobs that succeeded here (final: no retry can bring them back).
+        self._succeeded: collections.OrderedDict[uuid.UUID, None] = collections.OrderedDict()
+        self._claims = itertools.count()
+        self._dry_until = 0.0  # see `claim(unless_dry=True)`
+        self._claiming = asyncio.Lock()
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._stopping = False
@@ -197,6 +248,10 @@ class EmbeddedExecutor:
     @property
     def stopping(self) -> bool:
         return self._stopping
+
+    @property
+    def free_slots(self) -> int:
+        return self.concurrency - len(self._running) + len(self._outside) - self._reserved
 
     def wake(self) -> None:
         self._wake.set()
@@ -227,6 +282,8 @@ class EmbeddedExecutor:
         if self.dispatch is not None:
             self.dispatch.unsubscribe(self.wake, self.stop_job)
         self.wake()
+        async with self._claiming:  # a claim in flight has launched its jobs
+            pass
         grace = self.lease / 2 if grace_seconds is None else grace_seconds
         running = [entry.task for entry in self._running.values()]
         if running:
@@ -241,52 +298,100 @@ class EmbeddedExecutor:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def claim(self, *, unless_dry: bool = False) -> list[Claim] | None:
+        """Claims due jobs for every free slot and starts them; None when there was no free
+        slot to claim for (or the executor is stopping). One claim at a time per executor,
+        and the slots it may fill are reserved while it runs, so neither a second claim nor
+        a job coming back from outside its slot can take them meanwhile: never more than
+        `concurrency` jobs at once. `unless_dry`: claims nothing (returns []) if the last
+        claim left slots free for want of claimable jobs, less than a poll interval ago,
+        and no job finished here since."""
+        async with self._claiming:
+            free = self.free_slots
+            if self._stopping or free <= 0:
+                return None
+            if unless_dry and time.monotonic() < self._dry_until:
+                return []
+            self._reserved = free
+            try:
+                claims = await lifecycle.claim_due(
+                    self.runner.sessionmaker,
+                    self.runner.worker,
+                    free,
+                    self.lease,
+                    caps=self.caps,
+                    running_here=self._running_by_organization(),
+                    last_served=self._served,
+                )
+            finally:
+                self._reserved = 0
+            for claim in claims:
+                self._served[claim.organization_id] = next(self._claims)
+                self._launch(claim)
+            self._dry_until = time.monotonic() + self.poll if len(claims) < free else 0.0
+            return claims
+
+    def _running_by_organization(self) -> collections.Counter[fairness.Tenant]:
+        return collections.Counter(
+            entry.claim.organization_id
+            for job_id, entry in self._running.items()
+            if job_id not in self._outside
+        )
+
     async def _claim_loop(self) -> None:
-        # The last claim filled every free slot, so more jobs are probably due: claim again
-        # without the read-only look first (it only spares an idle executor the write lock).
+        # The last claim found jobs, so more are probably due: claim again without the
+        # read-only look first (it only spares an idle executor the write lock).
         backlog = False
         while not self._stopping:
             self._wake.clear()
-            free = self.concurrency - len(self._running)
+            free = self.free_slots
             try:
                 if free > 0 and (backlog or await lifecycle.has_due_jobs(self.runner.sessionmaker)):
-                    claims = await lifecycle.claim_due(
-                        self.runner.sessionmaker, self.runner.worker, free, self.lease
-                    )
-                    for claim in claims:
-                        self._launch(claim)
-                    backlog = len(claims) == free
-                    if backlog:
-                        continue  # there may be more; look again once a slot frees
+                    # Jobs whose successes are being written free their slots in a moment:
+                    # one claim for them all keeps claims and group commits large.
+                    if self.runner.successes is not None:
+                        await self.runner.successes.idle()
+                    claimed = len(await self.claim() or ())
+                    backlog = claimed > 0
+                    if claimed == free:
+                        continue  # every slot filled: look again once one frees
             except Exception:
                 log.exception("Claiming jobs failed; trying again shortly")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
 
-    @property
-    def free_slots(self) -> int:
-        return self.concurrency - len(self._running)
-
     async def wait_for_free_slot(self) -> None:
+        """Returns once a slot is free (or when stopping)."""
         while self.free_slots <= 0 and not self._stopping:
             self._slot_freed.clear()
             await self._slot_freed.wait()
 
-    def run_in_background(self, claim: Claim) -> None:
-        """Runs a claim made elsewhere like `run_claim`, without waiting for it."""
-        self._launch(claim)
+    async def wait_for_change(self, at_most: float) -> None:
+        """Returns when a job here finished or stepped outside its slot, or after `at_most`
+        seconds."""
+        self._slot_freed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._slot_freed.wait(), at_most)
 
-    async def run_claim(self, claim: Claim) -> JobStatus | None:
-        """Runs a claim made elsewhere as if this executor had made it: under the heartbeat,
-        stopped on cancellation or a lost lease, handed back at shutdown. Returns the job's
-        status afterwards (None when the outcome was not this worker's to record)."""
-        task = self._launch(claim)
+    def task_of(self, job_id: uuid.UUID) -> "asyncio.Task[JobStatus | None] | None":
+        entry = self._running.get(job_id)
+        return entry.task if entry is not None else None
+
+    def succeeded_here(self, job_id: uuid.UUID) -> bool:
+        """The job succeeded here lately (one of the last SUCCEEDED_REMEMBERED)."""
+        return job_id in self._succeeded
+
+    async def outcome(self, job_id: uuid.UUID) -> JobStatus | None:
+        """Waits for a job running here as if awaiting it: if whoever waits goes away
+        (procrastinate shutting down), the job is stopped and handed back."""
+        entry = self._running.get(job_id)
+        if entry is None:
+            return None
+        task = entry.task
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            # Whoever awaited us is going away: stop the job and give it back.
-            entry = self._running.get(claim.job_id)
-            if entry is not None and not task.done():
+            if not task.done():
                 entry.stop_reason = StopReason.shutdown
                 task.cancel()
             await asyncio.wait([task])
@@ -298,23 +403,57 @@ class EmbeddedExecutor:
         return task
 
     async def _run(self, claim: Claim) -> JobStatus | None:
+        status: JobStatus | None = None
         try:
-            return await self.runner.run(claim)
+            status = await self.runner.run(claim, lambda: self._outside_slot(claim.job_id))
         except asyncio.CancelledError:
-            return await self._stopped(claim)
+            status = await self._stopped(claim)
+        except Exception:
+            # Nothing could be recorded (the database stayed unreachable): the lease expires
+            # and the reaper decides. The executor carries on with its other jobs.
+            log.exception("Job %s: the outcome could not be recorded", claim.job_id)
         finally:
             self._running.pop(claim.job_id, None)
+            self._outside.discard(claim.job_id)
+            self._dry_until = 0.0  # its organization may be under its cap again
+            if status is JobStatus.succeeded:
+                self._succeeded[claim.job_id] = None
+                if len(self._succeeded) > SUCCEEDED_REMEMBERED:
+                    self._succeeded.popitem(last=False)
             self._slot_freed.set()
             self.wake()  # a slot is free
+        return status
+
+    @asynccontextmanager
+    async def _outside_slot(self, job_id: uuid.UUID) -> AsyncIterator[None]:
+        """The job waits for something else: its slot is free for others meanwhile, and it
+        takes one back (waiting for it if need be) before it carries on."""
+        self._outside.add(job_id)
+        self._slot_freed.set()
+        self.wake()
+        try:
+            yield
+        except BaseException:  # stopped or failed while waiting: the job ends here
+            self._outside.discard(job_id)
+            raise
+        try:
+            while self.free_slots <= 0 and not self._stopping:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+        finally:
+            self._outside.discard(job_id)
 
     async def _stopped(self, claim: Claim) -> JobStatus | None:
         entry = self._running.get(claim.job_id)
         reason = entry.stop_reason if entry else None
         sessionmaker = self.runner.sessionmaker
-        if reason is StopReason.cancel_requested:
-            return await lifecycle.record_cancelled(sessionmaker, claim)
-        if reason is StopReason.shutdown:
-            return await lifecycle.hand_back(sessionmaker, claim, self.runner.dispatch)
+        try:
+            if reason is StopReason.cancel_requested:
+                return await lifecycle.record_cancelled(sessionmaker, claim)
+            if reason is StopReason.shutdown:
+                return await lifecycle.hand_back(sessionmaker, claim, self.runner.dispatch)
+        except Exception:
+            log.exception("Job %s: stopping it could not be recorded", claim.job_id)
         # lease_lost: another worker owns the job now; there is nothing to record.
         return None
 

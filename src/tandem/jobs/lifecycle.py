@@ -1,23 +1,44 @@
 """The executor side of a job: claim, heartbeat, record the outcome, reap expired leases.
 
-Every executor (embedded or `tandem worker`) goes through these functions, so retries,
-backoff and the move to `dead` are decided here, the same for all. Each change is its own
-short transaction and is guarded on the claim's `lease_token`: a worker that lost its lease
-(it stalled, the reaper gave the job to someone else) changes nothing.
+Every executor (in `tandem serve` or `tandem worker`) goes through these functions, so
+retries, backoff and the move to `dead` are decided here, the same for all. Each change is
+its own short transaction and is guarded on the claim's `lease_token`: a worker that lost its
+lease (it stalled, the reaper gave the job to someone else) changes nothing.
+
+Claims share the slots between organizations (`tandem.jobs.fairness`). Recording an outcome
+retries through a short database outage: the guard makes a repeated write a no-op, so a
+success whose commit was acknowledged late is recorded once.
 """
 
+import asyncio
 import logging
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Table,
+    Uuid,
+    and_,
+    bindparam,
+    column,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tandem.db import READ_ONLY, utcnow
-from tandem.jobs import states
+from tandem.db import READ_ONLY, UTCDateTime, utcnow
+from tandem.errors import database_unavailable
+from tandem.jobs import fairness, states
 from tandem.jobs.dispatch import Dispatch
 from tandem.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from tandem.jobs.notify import notify_finished
@@ -31,6 +52,16 @@ MAX_ERROR_LENGTH = 4000
 # Each retry delay is drawn from [50 %, 100 %] of its exponential ceiling, so jobs that failed
 # together (a dependency went down) do not all come back in the same instant.
 RETRY_JITTER = 0.5
+# Recording an outcome through a database outage: retries from 0.1 s, doubling up to 2 s, for
+# at most this long (well inside a lease, so the job is not reaped meanwhile).
+RECORD_RETRY_SECONDS = 12.0
+RECORD_RETRY_FIRST_SECONDS = 0.1
+RECORD_RETRY_MAX_SECONDS = 2.0
+# PostgreSQL: claims under a total per-organization cap take this transaction-level advisory
+# lock, so that two workers never both see the last free place.
+CLAIM_LOCK_KEY = 0x7A4D3C01
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,6 +75,23 @@ class Claim:
     attempt: int
     run: int
     max_attempts: int
+    organization_id: fairness.Tenant = None
+
+
+async def retrying_outage(operation: Callable[[], Awaitable[T]], what: str) -> T:
+    """Runs `operation` (a whole transaction) again while the database is unreachable, with
+    backoff, for at most RECORD_RETRY_SECONDS; any other error is raised at once."""
+    deadline = time.monotonic() + RECORD_RETRY_SECONDS
+    delay = RECORD_RETRY_FIRST_SECONDS
+    while True:
+        try:
+            return await operation()
+        except Exception as exc:
+            if not database_unavailable(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("The database is unavailable while %s; retrying in %.1f s", what, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RECORD_RETRY_MAX_SECONDS)
 
 
 def _claim_values(worker: str, token: uuid.UUID, now: datetime, lease: float) -> dict[str, Any]:
@@ -68,7 +116,15 @@ async def _start(
             update(Job)
             .where(Job.id.in_(job_ids), Job.status == JobStatus.pending)
             .values(**_claim_values(worker, token, now, lease))
-            .returning(Job.id, Job.task, Job.payload, Job.attempts, Job.runs, Job.max_attempts)
+            .returning(
+                Job.id,
+                Job.task,
+                Job.payload,
+                Job.attempts,
+                Job.runs,
+                Job.max_attempts,
+                Job.organization_id,
+            )
             .execution_options(synchronize_session=False)
         )
     ).all()
@@ -87,7 +143,10 @@ async def _start(
                 for r in rows
             ],
         )
-    return [Claim(r.id, token, r.task, r.payload, r.attempts, r.runs, r.max_attempts) for r in rows]
+    return [
+        Claim(r.id, token, r.task, r.payload, r.attempts, r.runs, r.max_attempts, r.organization_id)
+        for r in rows
+    ]
 
 
 async def has_due_jobs(sessionmaker: Sessionmaker, now: datetime | None = None) -> bool:
@@ -102,67 +161,110 @@ async def has_due_jobs(sessionmaker: Sessionmaker, now: datetime | None = None) 
     return due is not None
 
 
+# Per organization with pending jobs (NULL: jobs of none): since when its oldest is due, and
+# how many of its jobs run. The organizations are found by skipping through the index on
+# (status, organization_id, next_run_at), one seek each (a recursive "loose index scan"),
+# so the cost grows with the organizations waiting, not with the jobs queued.
+_WAITING = text(
+    """
+    WITH RECURSIVE waiting(organization_id) AS (
+        SELECT (SELECT organization_id FROM jobs
+                WHERE status = 'pending' AND organization_id IS NOT NULL
+                ORDER BY organization_id LIMIT 1)
+        UNION ALL
+        SELECT (SELECT j.organization_id FROM jobs AS j
+                WHERE j.status = 'pending' AND j.organization_id > w.organization_id
+                ORDER BY j.organization_id LIMIT 1)
+        FROM waiting AS w WHERE w.organization_id IS NOT NULL
+    )
+    SELECT w.organization_id,
+           (SELECT min(j.next_run_at) FROM jobs AS j
+            WHERE j.status = 'pending' AND j.organization_id = w.organization_id) AS oldest,
+           (SELECT count(*) FROM jobs AS j
+            WHERE j.status = 'running' AND j.organization_id = w.organization_id) AS running
+    FROM waiting AS w WHERE w.organization_id IS NOT NULL
+    UNION ALL
+    SELECT NULL,
+           (SELECT min(next_run_at) FROM jobs
+            WHERE status = 'pending' AND organization_id IS NULL),
+           (SELECT count(*) FROM jobs WHERE status = 'running' AND organization_id IS NULL)
+    """
+).columns(
+    column("organization_id", Uuid()),
+    column("oldest", UTCDateTime()),
+    column("running", Integer()),
+)
+
+
 async def claim_due(
-    sessionmaker: Sessionmaker, worker: str, limit: int, lease: float
+    sessionmaker: Sessionmaker,
+    worker: str,
+    limit: int,
+    lease: float,
+    *,
+    caps: fairness.Caps | None = None,
+    running_here: Mapping[fairness.Tenant, int] | None = None,
+    last_served: Mapping[fairness.Tenant, int] | None = None,
 ) -> list[Claim]:
-    """Up to `limit` due jobs, oldest first. PostgreSQL skips rows other workers are
-    claiming (SKIP LOCKED); SQLite transactions begin IMMEDIATE, so claims are serial."""
-    now = utcnow()
+    """Up to `limit` due jobs, shared between organizations by `fairness.share` (the fewest
+    running first, within `caps`; `running_here` counts this process's running jobs and
+    `last_served` says when it last claimed each organization's), each organization's
+    oldest first. PostgreSQL skips rows other workers are claiming (SKIP LOCKED); SQLite
+    transactions begin IMMEDIATE, so claims are serial."""
+    caps = caps or fairness.Caps(per_process=limit)
+    here = running_here or {}
     async with sessionmaker() as session, session.begin():
-        job_ids = (
-            await session.scalars(
-                select(Job.id)
-                .where(Job.status == JobStatus.pending, Job.next_run_at <= now)
-                .order_by(Job.next_run_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
+        connection = await session.connection()
+        if caps.total is not None and connection.dialect.name == "postgresql":
+            await session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
+        rows = (await session.execute(_WAITING)).all()
+        # Taken after the count: a job counted finished had its `finished_at` before this.
+        now = utcnow()
+        oldest_due = {r.organization_id: r.oldest for r in rows if r.oldest and r.oldest <= now}
+        running_total = {r.organization_id: r.running for r in rows}
+        candidates: dict[fairness.Tenant, list[uuid.UUID]] = {}
+        for organization_id in fairness.in_line(
+            oldest_due,
+            limit,
+            caps,
+            running_total=running_total,
+            running_here=here,
+            last_served=last_served,
+        ):
+            candidates[organization_id] = list(
+                (
+                    await session.scalars(
+                        select(Job.id)
+                        .where(
+                            Job.status == JobStatus.pending,
+                            Job.organization_id.is_not_distinct_from(organization_id),
+                            Job.next_run_at <= now,
+                        )
+                        .order_by(Job.next_run_at)
+                        .limit(limit)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).all()
             )
-        ).all()
+        shares = fairness.share(
+            [
+                fairness.Backlog(organization_id, len(ids), oldest_due[organization_id])
+                for organization_id, ids in candidates.items()
+            ],
+            limit,
+            caps,
+            running_total=running_total,
+            running_here=here,
+            last_served=last_served,
+        )
+        job_ids = [
+            job_id
+            for organization_id, count in shares.items()
+            for job_id in candidates[organization_id][:count]
+        ]
         if not job_ids:
             return []
         return await _start(session, job_ids, worker, lease, now)
-
-
-async def claim_job(
-    sessionmaker: Sessionmaker, job_id: uuid.UUID, worker: str, lease: float
-) -> Claim | None:
-    """Claims one given job if it is due (the distributed executor is told which)."""
-    claim, _ = await claim_job_and_due(sessionmaker, job_id, worker, lease, limit=1)
-    return claim
-
-
-async def claim_job_and_due(
-    sessionmaker: Sessionmaker, job_id: uuid.UUID, worker: str, lease: float, limit: int
-) -> tuple[Claim | None, list[Claim]]:
-    """Claims the given job if it is due and, in the same transaction, up to `limit - 1`
-    other due jobs (oldest first, skipping those other workers are claiming): one claim
-    transaction serves a burst of jobs instead of one each. Returns the given job's claim
-    (None if it was not claimable) and the others'."""
-    now = utcnow()
-    async with sessionmaker() as session, session.begin():
-        due = await session.scalar(
-            select(Job.id)
-            .where(Job.id == job_id, Job.status == JobStatus.pending, Job.next_run_at <= now)
-            .with_for_update(skip_locked=True)
-        )
-        job_ids = [] if due is None else [due]
-        if limit > len(job_ids):
-            job_ids += (
-                await session.scalars(
-                    select(Job.id)
-                    .where(
-                        Job.status == JobStatus.pending,
-                        Job.next_run_at <= now,
-                        Job.id != job_id,
-                    )
-                    .order_by(Job.next_run_at)
-                    .limit(limit - len(job_ids))
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-        claims = await _start(session, job_ids, worker, lease, now) if job_ids else []
-    given = next((claim for claim in claims if claim.job_id == job_id), None)
-    return given, [claim for claim in claims if claim is not given]
 
 
 async def heartbeat(
@@ -198,70 +300,51 @@ async def _finish(
     retry_base_seconds: float | None = None,
     dispatch: Dispatch | None = None,
 ) -> JobStatus | None:
-    """Applies `decide` to the job if this claim still holds it; returns the new status."""
-    async with sessionmaker() as session, session.begin():
-        return await _apply(
-            session,
-            claim,
-            decide,
-            outcome,
-            error=error,
-            result=result,
-            retry_base_seconds=retry_base_seconds,
-            dispatch=dispatch,
-        )
+    """Applies `decide` to the job if this claim still holds it; returns the new status.
+    Retried through a short outage (a repeat after a lost acknowledgement finds the job
+    no longer held and changes nothing)."""
 
+    async def apply() -> JobStatus | None:
+        async with sessionmaker() as session, session.begin():
+            job = await session.scalar(select(Job).where(_still_held([claim])).with_for_update())
+            now = utcnow()
+            if job is None:
+                log.warning("Job %s changed hands before its outcome was recorded", claim.job_id)
+                return None
+            after = decide(
+                states.JobState(job.status, job.attempts, job.max_attempts, job.cancel_requested)
+            )
+            job.status, job.attempts = after.status, after.attempts
+            job.lease_owner = job.lease_token = job.lease_expires_at = None
+            job.updated_at = now
+            if error is not None:
+                job.last_error = error[:MAX_ERROR_LENGTH]
+            if after.status is JobStatus.succeeded:
+                job.result, job.last_error = result, None
+            if after.status in states.FINISHED:
+                job.finished_at = now
+            if after.status is JobStatus.pending:
+                # A handed-back job runs again at once; a failed one waits out its backoff.
+                delay = timedelta(0)
+                if retry_base_seconds is not None:
+                    policy = RetryPolicy(job.max_attempts, retry_base_seconds, jitter=RETRY_JITTER)
+                    delay = policy.delay(job.attempts)
+                job.next_run_at = now + delay
+                if dispatch is not None:
+                    await dispatch.enqueue(session, job.id, job.next_run_at)
+            recorded = AttemptOutcome.cancelled if after.status is JobStatus.cancelled else outcome
+            await session.execute(
+                update(JobAttempt)
+                .where(JobAttempt.job_id == job.id, JobAttempt.number == claim.run)
+                .values(outcome=recorded, finished_at=now, error=error and error[:MAX_ERROR_LENGTH])
+            )
+            if after.status in states.GAVE_UP:
+                await task_registry.gave_up(session, job)
+            if after.status in (JobStatus.succeeded, JobStatus.dead):
+                await notify_finished(session, job)
+            return after.status
 
-async def _apply(
-    session: AsyncSession,
-    claim: Claim,
-    decide: Callable[[states.JobState], states.JobState],
-    outcome: AttemptOutcome,
-    *,
-    error: str | None = None,
-    result: Any = None,
-    retry_base_seconds: float | None = None,
-    dispatch: Dispatch | None = None,
-) -> JobStatus | None:
-    """Applies `decide` to the job if this claim still holds it; returns the new status."""
-    now = utcnow()
-    job = await session.scalar(select(Job).where(_still_held([claim])).with_for_update())
-    if job is None:
-        log.warning("Job %s changed hands before its outcome was recorded", claim.job_id)
-        return None
-    after = decide(
-        states.JobState(job.status, job.attempts, job.max_attempts, job.cancel_requested)
-    )
-    job.status, job.attempts = after.status, after.attempts
-    job.lease_owner = job.lease_token = job.lease_expires_at = None
-    job.updated_at = now
-    if error is not None:
-        job.last_error = error[:MAX_ERROR_LENGTH]
-    if after.status is JobStatus.succeeded:
-        job.result, job.last_error = result, None
-    if after.status in states.FINISHED:
-        job.finished_at = now
-    if after.status is JobStatus.pending:
-        # A handed-back job runs again at once; a failed one waits out its backoff.
-        delay = timedelta(0)
-        if retry_base_seconds is not None:
-            policy = RetryPolicy(job.max_attempts, retry_base_seconds, jitter=RETRY_JITTER)
-            delay = policy.delay(job.attempts)
-        job.next_run_at = now + delay
-        if dispatch is not None:
-            await dispatch.enqueue(session, job.id, job.next_run_at)
-    if after.status is JobStatus.cancelled:
-        outcome = AttemptOutcome.cancelled
-    await session.execute(
-        update(JobAttempt)
-        .where(JobAttempt.job_id == job.id, JobAttempt.number == claim.run)
-        .values(outcome=outcome, finished_at=now, error=error and error[:MAX_ERROR_LENGTH])
-    )
-    if after.status in states.GAVE_UP:
-        await task_registry.gave_up(session, job)
-    if after.status in (JobStatus.succeeded, JobStatus.dead):
-        await notify_finished(session, job)
-    return after.status
+    return await retrying_outage(apply, f"recording job {claim.job_id}")
 
 
 def _still_held(claims: Sequence[Claim]) -> ColumnElement[bool]:
@@ -281,8 +364,16 @@ async def record_successes(
 ) -> list[JobStatus | None]:
     """Several successes in one transaction (group commit): under load the executor's runners
     finish together, and one commit, one locking read and two multi-row updates for all of
-    them cost about what one job's do. Written in Core: this is the executor's hot path."""
-    now = utcnow()
+    them cost about what one job's do. Written in Core: this is the executor's hot path.
+    Retried through a short outage."""
+    return await retrying_outage(
+        lambda: _record_successes(sessionmaker, finished), f"recording {len(finished)} successes"
+    )
+
+
+async def _record_successes(
+    sessionmaker: Sessionmaker, finished: Sequence[tuple[Claim, Any]]
+) -> list[JobStatus | None]:
     async with sessionmaker() as session, session.begin():
         claims = [claim for claim, _ in finished]
         held = {
@@ -291,6 +382,7 @@ async def record_successes(
                 select(Job.id, Job.notify).where(_still_held(claims)).with_for_update()
             )
         }
+        now = utcnow()
         mine = [(claim, result) for claim, result in finished if claim.job_id in held]
         if mine:
             connection = await session.connection()

@@ -46,8 +46,14 @@ class Job(IdMixin, TimestampMixin, Base):
             "status IN ('pending', 'running', 'succeeded', 'dead', 'cancelled')", name="status"
         ),
         CheckConstraint("attempts >= 0 AND max_attempts >= 1", name="attempt_budget"),
-        # The executors' claim query: due pending jobs, oldest first.
+        # The executors' claim queries: due pending jobs, oldest first; per organization.
         Index("ix_jobs_status_next_run_at", "status", "next_run_at"),
+        Index(
+            "ix_jobs_status_organization_id_next_run_at",
+            "status",
+            "organization_id",
+            "next_run_at",
+        ),
     )
 
     organization_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -1,7 +1,9 @@
 """Tasks: async functions registered by name. Task code is idempotent (it may run again)."""
 
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,10 @@ class TaskContext:
     # Process-wide services a task may need (the model provider, ...), set by the executor.
     resources: dict[str, Any] = field(default_factory=dict)
     max_attempts: int = 1  # the job's attempt budget
+    organization_id: uuid.UUID | None = None
+    # `async with context.outside_slot():` around a long wait for something else (the solver):
+    # meanwhile the job does not count against its executor's job slots.
+    outside_slot: Callable[[], AbstractAsyncContextManager[None]] = contextlib.nullcontext
 
     @property
     def last_attempt(self) -> bool:

@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.db import SessionDep
@@ -15,6 +15,8 @@ from tandem.jobs.deps import JobControlDep
 from tandem.jobs.models import Job, JobStatus
 from tandem.jobs.schemas import AttemptOut, JobDetailOut, JobIn, JobOut, TaskOut
 from tandem.pagination import Page, PageParamsDep
+from tandem.ratelimit import PrincipalLimit, limit_principal
+from tandem.settings import Settings
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=error_responses(401, 403))
 
@@ -34,11 +36,21 @@ async def _detail(session: AsyncSession, job: Job) -> JobDetailOut:
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={200: {"model": JobOut, "description": "The job first submitted with this key"}},
+    responses={
+        200: {"model": JobOut, "description": "The job first submitted with this key"},
+        **error_responses(429),
+    },
+    dependencies=[Depends(limit_principal(PrincipalLimit("jobs", lambda s: s.rate_limit_jobs)))],
 )
 async def submit_job(
-    body: JobIn, principal: JobsWriter, session: SessionDep, jobs: JobControlDep, response: Response
+    body: JobIn,
+    principal: JobsWriter,
+    session: SessionDep,
+    jobs: JobControlDep,
+    request: Request,
+    response: Response,
 ) -> JobOut:
+    settings: Settings = request.app.state.settings
     job, created = await service.submit_job(
         session,
         jobs,
@@ -50,6 +62,7 @@ async def submit_job(
         notify=body.notify,
         idempotency_key=body.idempotency_key,
         public_only=True,
+        max_payload_bytes=settings.job_max_payload_bytes,
     )
     if not created:
         response.status_code = status.HTTP_200_OK

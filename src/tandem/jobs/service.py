@@ -18,8 +18,12 @@ from tandem.jobs.dispatch import Dispatch
 from tandem.jobs.models import Job, JobAttempt, JobStatus
 from tandem.jobs.notify import notify_submitted
 from tandem.jobs.registry import TaskDefinition, TaskRegistry, UnknownTask
+from tandem.jobs.sizes import check_payload_size
 from tandem.pagination import PageParams, paginate
 from tandem.tenancy import owned
+
+# A job an executor is claiming or finishing changes under a cancel at most this often.
+CANCEL_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -44,12 +48,14 @@ async def submit_job(
     idempotency_key: str | None = None,
     run_at: datetime | None = None,
     public_only: bool = False,
+    max_payload_bytes: int | None = None,
 ) -> tuple[Job, bool]:
     """Adds the job to the caller's transaction: it becomes runnable when that commits.
 
     Returns the job and whether it is new; the same idempotency key in the same organization
     returns the first job instead (also when two requests race with it). `public_only`
-    (submissions by name, from the API) refuses internal tasks as if they did not exist.
+    (submissions by name, from the API) refuses internal tasks as if they did not exist;
+    `max_payload_bytes` bounds the payload as JSON (422 beyond).
     """
     try:
         definition = jobs.registry.get(task)
@@ -62,6 +68,8 @@ async def submit_job(
         raise Invalid(
             f"Unknown task '{task}'. Known tasks: {known}", loc=("body", "task")
         ) from None
+    if max_payload_bytes is not None:
+        check_payload_size(payload, max_payload_bytes)
     payload = definition.validated_payload(payload)
     if idempotency_key is not None:
         existing = await _by_idempotency_key(session, organization_id, idempotency_key)
@@ -129,6 +137,20 @@ async def list_jobs(
     return await paginate(session, query.order_by(Job.created_at.desc(), Job.id), params)
 
 
+async def counts_by_status(session: AsyncSession, principal: Principal) -> dict[JobStatus, int]:
+    """How many of the organization's jobs are in each status (every status, zeros too)."""
+    counts = dict(
+        (
+            await session.execute(
+                select(Job.status, func.count())
+                .where(Job.organization_id == principal.organization_id)
+                .group_by(Job.status)
+            )
+        ).all()
+    )
+    return {job_status: counts.get(job_status, 0) for job_status in JobStatus}
+
+
 async def _transition(
     session: AsyncSession,
     job: Job,
@@ -192,6 +214,26 @@ async def cancel_job(
     job = await get_job(session, principal, job_id)
     if (task := _task_of(jobs, job)) is not None:
         principal.require(*task.control_scopes)
+    return await _cancel(session, jobs, job)
+
+
+async def cancel_unfinished(session: AsyncSession, jobs: JobControl, job_id: uuid.UUID) -> None:
+    """Cancels the job unless it has finished: what it worked for is gone (a deleted
+    schedule). The caller has decided; nothing is checked against a principal. An executor
+    claiming or finishing the job meanwhile is not a conflict: read it again and retry."""
+    for _ in range(CANCEL_TRIES):
+        job = await session.get(Job, job_id, populate_existing=True)
+        if job is None or job.status in states.FINISHED:
+            return
+        try:
+            await _cancel(session, jobs, job)
+        except Conflict:
+            continue
+        return
+    raise Conflict(f"Job {job_id} kept changing; try again")
+
+
+async def _cancel(session: AsyncSession, jobs: JobControl, job: Job) -> Job:
     finishing = {"finished_at": utcnow()} if job.status is JobStatus.pending else {}
     job = await _transition(session, job, states.cancel, finishing)
     if job.status is JobStatus.running:

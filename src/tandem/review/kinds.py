@@ -10,8 +10,9 @@ How to add a kind (the scheduling module's swaps are one):
 2. Make one instance at module level (`swap_review = SwapReview()`) and list it in
    `tandem.plugins.BUILT_IN` (group `tandem.review_kinds`).
 3. Open threads with `tandem.review.service.open_thread(session, principal, kind="swap",
-   drafts=[...], payload={...})`: the thread starts in `pending_review`, its drafts as
-   revision 1, and appears in `GET /api/hitl/pending` with that kind.
+   drafts=[...], payload={...}, quota=settings.quota_waiting_threads)`: the thread starts
+   in `pending_review`, its drafts as revision 1, and appears in `GET /api/hitl/pending`
+   with that kind (409 when the organization already has `quota` threads waiting).
 """
 
 import uuid

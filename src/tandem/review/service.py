@@ -22,11 +22,15 @@ from tandem.identity.principal import Principal
 from tandem.identity.projects import get_project
 from tandem.jobs.service import JobControl
 from tandem.pagination import PageParams, paginate
+from tandem.quotas import enforce_quota
 from tandem.review import states
 from tandem.review.kinds import ApprovalNotCarriedOut, DecisionContext, Outcome, get_kind
 from tandem.review.models import ReviewDecision, ReviewRevision, ReviewThread
-from tandem.review.states import Decision, ReviewState, ThreadStatus
+from tandem.review.states import GENERATING, Decision, ReviewState, ThreadStatus
 from tandem.tenancy import owned
+
+# Threads counted by TANDEM_QUOTA_WAITING_THREADS: not decided yet.
+WAITING = frozenset({*GENERATING, ThreadStatus.pending_review})
 
 
 @dataclass(frozen=True)
@@ -57,11 +61,22 @@ async def start_thread(
     payload: dict[str, Any],
     platform: str | None = None,
     project_id: uuid.UUID | None = None,
+    quota: int,
 ) -> ReviewThread:
     """A thread whose first drafts are still to be written (`generating`). The caller
-    submits the job that writes them, in the same transaction, and sets `thread.job_id`."""
+    submits the job that writes them, in the same transaction, and sets `thread.job_id`.
+    409 when the organization already has `quota` threads waiting for a decision."""
     get_kind(kind)
     await check_project(session, principal, project_id)
+    await enforce_quota(
+        session,
+        ReviewThread,
+        principal.organization_id,
+        ReviewThread.status.in_(WAITING),
+        limit=quota,
+        what="review threads waiting for a decision",
+        remedy="decide some first",
+    )
     thread = ReviewThread(
         organization_id=principal.organization_id,
         project_id=project_id,
@@ -87,11 +102,18 @@ async def open_thread(
     payload: dict[str, Any],
     platform: str | None = None,
     project_id: uuid.UUID | None = None,
+    quota: int,
 ) -> ReviewThread:
     """A thread waiting for review at once (`pending_review`), `drafts` as revision 1: for a
     kind whose drafts need no agent, such as a swap. `drafts` and `payload` must be JSON."""
     thread = await start_thread(
-        session, principal, kind=kind, payload=payload, platform=platform, project_id=project_id
+        session,
+        principal,
+        kind=kind,
+        payload=payload,
+        platform=platform,
+        project_id=project_id,
+        quota=quota,
     )
     thread.status, thread.revision = ThreadStatus.pending_review, 1
     session.add(ReviewRevision(thread_id=thread.id, number=1, drafts=drafts))
@@ -142,7 +164,12 @@ async def feedback_on(session: AsyncSession, thread_id: uuid.UUID, revision: int
 
 
 async def list_pending(
-    session: AsyncSession, principal: Principal, params: PageParams, *, kind: str | None = None
+    session: AsyncSession,
+    principal: Principal,
+    params: PageParams,
+    *,
+    kind: str | None = None,
+    platform: str | None = None,
 ) -> tuple[list[tuple[ReviewThread, list[Any]]], int]:
     """Threads waiting for a decision, oldest first, each with its current drafts."""
     query = select(ReviewThread).where(
@@ -151,6 +178,8 @@ async def list_pending(
     )
     if kind is not None:
         query = query.where(ReviewThread.kind == kind)
+    if platform is not None:
+        query = query.where(ReviewThread.platform == platform)
     threads, total = await paginate(
         session, query.order_by(ReviewThread.created_at, ReviewThread.id), params
     )

@@ -4,7 +4,8 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.db import SessionDep
 from tandem.errors import error_responses
@@ -12,7 +13,7 @@ from tandem.identity.principal import Principal, require_scopes
 from tandem.identity.scopes import Scope
 from tandem.jobs.deps import JobControlDep
 from tandem.pagination import Page, PageParamsDep
-from tandem.scheduling import service, swaps
+from tandem.scheduling import exports, service, swaps
 from tandem.scheduling.domain import PersonType
 from tandem.scheduling.schemas import (
     AbsenceCreated,
@@ -48,12 +49,22 @@ Admin = Annotated[Principal, Depends(require_scopes(Scope.schedule_admin))]
 NO_CONTENT = status.HTTP_204_NO_CONTENT
 
 
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
 # --- people -------------------------------------------------------------------------------------
 
 
 @router.post("/people", status_code=status.HTTP_201_CREATED, responses=error_responses(409))
-async def create_person(body: PersonIn, principal: Writer, session: SessionDep) -> PersonOut:
-    return PersonOut.model_validate(await service.create_person(session, principal, body))
+async def create_person(
+    body: PersonIn, principal: Writer, session: SessionDep, request: Request
+) -> PersonOut:
+    quota = _settings(request).quota_people
+    return PersonOut.model_validate(
+        await service.create_person(session, principal, body, quota=quota)
+    )
 
 
 @router.get("/people")
@@ -156,9 +167,13 @@ async def list_rotations(
 # --- schedules ----------------------------------------------------------------------------------
 
 
-@router.post("/schedules", status_code=status.HTTP_201_CREATED)
-async def create_schedule(body: ScheduleIn, principal: Writer, session: SessionDep) -> ScheduleOut:
-    return ScheduleOut.model_validate(await service.create_schedule(session, principal, body))
+@router.post("/schedules", status_code=status.HTTP_201_CREATED, responses=error_responses(409))
+async def create_schedule(
+    body: ScheduleIn, principal: Writer, session: SessionDep, request: Request
+) -> ScheduleOut:
+    quota = _settings(request).quota_schedules
+    schedule = await service.create_schedule(session, principal, body, quota=quota)
+    return ScheduleOut.model_validate(schedule)
 
 
 @router.get("/schedules")
@@ -177,8 +192,10 @@ async def get_schedule(
 
 
 @router.delete("/schedules/{schedule_id}", status_code=NO_CONTENT, responses=error_responses(404))
-async def delete_schedule(schedule_id: uuid.UUID, principal: Admin, session: SessionDep) -> None:
-    await service.delete_schedule(session, principal, schedule_id)
+async def delete_schedule(
+    schedule_id: uuid.UUID, principal: Admin, session: SessionDep, jobs: JobControlDep
+) -> None:
+    await service.delete_schedule(session, jobs, principal, schedule_id)
 
 
 @router.post(
@@ -194,7 +211,7 @@ async def generate_schedule(
     request: Request,
     body: GenerateIn | None = None,
 ) -> GenerateAccepted:
-    settings: Settings = request.app.state.settings
+    settings = _settings(request)
     timeout = (body.timeout_seconds if body else None) or settings.schedule_solver_timeout_seconds
     job_id = await service.request_generation(
         session, jobs, principal, schedule_id, timeout_seconds=timeout
@@ -222,6 +239,60 @@ async def validate_schedule(
         violations=[ViolationOut.of(v) for v in report.violations],
         coverage_rate=report.coverage_rate,
     )
+
+
+def _download(content: str | bytes, media_type: str, name: str) -> Response:
+    return Response(
+        content,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+async def csv_download(
+    session: AsyncSession, principal: Principal, schedule_id: uuid.UUID
+) -> Response:
+    """The CSV export as a file to save (also the console's download)."""
+    schedule, rows = await exports.duties(session, principal, schedule_id)
+    name = exports.filename(schedule, "csv")
+    return _download(exports.to_csv(rows), "text/csv; charset=utf-8", name)
+
+
+async def ics_download(
+    session: AsyncSession,
+    principal: Principal,
+    schedule_id: uuid.UUID,
+    person_id: uuid.UUID | None,
+) -> Response:
+    """The iCalendar export as a file to save (also the console's download)."""
+    schedule, rows = await exports.duties(session, principal, schedule_id, person_id=person_id)
+    name = exports.filename(schedule, "ics")
+    return _download(exports.to_ics(schedule, rows), "text/calendar; charset=utf-8", name)
+
+
+@router.get(
+    "/schedules/{schedule_id}/export.csv",
+    responses={200: {"content": {"text/csv": {}}}, **error_responses(404)},
+    response_class=Response,
+)
+async def export_csv(schedule_id: uuid.UUID, principal: Reader, session: SessionDep) -> Response:
+    """Every assignment of the schedule, one row each, in time order."""
+    return await csv_download(session, principal, schedule_id)
+
+
+@router.get(
+    "/schedules/{schedule_id}/export.ics",
+    responses={200: {"content": {"text/calendar": {}}}, **error_responses(404)},
+    response_class=Response,
+)
+async def export_ics(
+    schedule_id: uuid.UUID,
+    principal: Reader,
+    session: SessionDep,
+    person_id: uuid.UUID | None = None,
+) -> Response:
+    """iCalendar, one event per duty period; `person_id` keeps one person's duties."""
+    return await ics_download(session, principal, schedule_id, person_id)
 
 
 @router.get("/schedules/{schedule_id}/assignments", responses=error_responses(404))
@@ -268,10 +339,11 @@ async def delete_assignment(
 
 
 @router.post("/swaps", status_code=status.HTTP_201_CREATED, responses=error_responses(404, 409))
-async def request_swap(body: SwapIn, principal: Reader, session: SessionDep) -> SwapOut:
-    """A coordinator (schedule:write) asks for any swap; anyone else (schedule:read) only for
-    an assignment they hold (their e-mail is the holder's): then the counterpart must accept."""
-    return SwapOut.model_validate(await swaps.request_swap(session, principal, body))
+async def request_swap(
+    body: SwapIn, principal: Reader, session: SessionDep, request: Request
+) -> SwapOut:
+    quota = _settings(request).quota_waiting_threads
+    return SwapOut.model_validate(await swaps.request_swap(session, principal, body, quota=quota))
 
 
 @router.post("/swaps/{swap_id}/accept", responses=error_responses(404, 409))

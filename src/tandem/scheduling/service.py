@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tandem.db import compare_and_set, unique_or_conflict, utcnow
 from tandem.errors import Conflict, Invalid, NotFound
 from tandem.identity.principal import Principal
-from tandem.jobs.service import JobControl, submit_job
+from tandem.jobs.service import JobControl, cancel_unfinished, submit_job
 from tandem.pagination import PageParams, paginate
+from tandem.quotas import enforce_quota
 from tandem.scheduling import domain, rules, states
 from tandem.scheduling.domain import AssignmentRole, PersonType, TimeOfDay
 from tandem.scheduling.models import (
@@ -111,7 +112,17 @@ async def _flush_unique_email(session: AsyncSession) -> None:
         await session.flush()
 
 
-async def create_person(session: AsyncSession, principal: Principal, body: PersonIn) -> Person:
+async def create_person(
+    session: AsyncSession, principal: Principal, body: PersonIn, *, quota: int
+) -> Person:
+    await enforce_quota(
+        session,
+        Person,
+        principal.organization_id,
+        limit=quota,
+        what="people",
+        remedy="delete one first",
+    )
     person = Person(
         organization_id=principal.organization_id,
         name=body.name,
@@ -343,8 +354,16 @@ async def list_rotations(
 
 
 async def create_schedule(
-    session: AsyncSession, principal: Principal, body: ScheduleIn
+    session: AsyncSession, principal: Principal, body: ScheduleIn, *, quota: int
 ) -> Schedule:
+    await enforce_quota(
+        session,
+        Schedule,
+        principal.organization_id,
+        limit=quota,
+        what="schedules",
+        remedy="delete one first",
+    )
     schedule = Schedule(
         organization_id=principal.organization_id,
         name=body.name,
@@ -366,12 +385,20 @@ async def list_schedules(
 
 
 async def delete_schedule(
-    session: AsyncSession, principal: Principal, schedule_id: uuid.UUID
+    session: AsyncSession, jobs: JobControl, principal: Principal, schedule_id: uuid.UUID
 ) -> None:
-    """The database removes its assignments (ON DELETE CASCADE); a running generation finds
-    the schedule gone and stops."""
+    """The database removes its assignments (ON DELETE CASCADE); its generation job, if one
+    is queued or running, is cancelled (a running solver stops)."""
     schedule = await get_schedule(session, principal, schedule_id)
+    await _stop_generation(session, jobs, schedule)
     await session.execute(delete(Schedule).where(Schedule.id == schedule.id))
+
+
+async def _stop_generation(session: AsyncSession, jobs: JobControl, schedule: Schedule) -> None:
+    """The schedule's last generation job, unless it has finished, is cancelled: nobody
+    wants its result any more (the schedule is gone, or generated anew)."""
+    if schedule.job_id is not None:
+        await cancel_unfinished(session, jobs, schedule.job_id)
 
 
 async def publish_schedule(
@@ -427,6 +454,7 @@ async def request_generation(
     )
     if not claimed:
         raise Conflict(f"Schedule is {schedule.status.value}; it cannot be generated now")
+    await _stop_generation(session, jobs, schedule)
     job, _ = await submit_job(
         session,
         jobs,

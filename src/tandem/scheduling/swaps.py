@@ -195,10 +195,12 @@ async def _check_assignment(
     return schedule, block
 
 
-async def request_swap(session: AsyncSession, principal: Principal, body: SwapIn) -> Swap:
-    """A coordinator (schedule:write) may ask for any swap; anyone else only for an
-    assignment they hold themselves (their e-mail is the holder's), and then the counterpart
-    must accept before approval."""
+async def request_swap(
+    session: AsyncSession, principal: Principal, body: SwapIn, *, quota: int
+) -> Swap:
+    """A coordinator (schedule:write) may ask for any swap; anyone else only for an assignment
+    they hold themselves (their e-mail is the holder's), and then the counterpart must accept
+    before approval. `quota`: TANDEM_QUOTA_WAITING_THREADS."""
     assignment = await service.get_assignment(session, principal, body.assignment_id)
     coordinator = principal.has(Scope.schedule_write)
     if not coordinator and not await _is(session, principal, assignment.person_id):
@@ -249,6 +251,7 @@ async def request_swap(session: AsyncSession, principal: Principal, body: SwapIn
         kind=SWAP_KIND,
         drafts=[f"{summary}. Reason: {body.reason}"],
         payload={"swap_id": str(swap.id), "assignment_id": str(assignment.id)},
+        quota=quota,
     )
     swap.thread_id = thread.id
     await session.flush()
@@ -327,6 +330,29 @@ async def withdraw_swap(session: AsyncSession, principal: Principal, swap_id: uu
         session, swap, "withdrawn", "It was withdrawn.", swap.from_person_id, swap.to_person_id
     )
     return swap
+
+
+async def check_now(
+    session: AsyncSession, principal: Principal, swap_id: uuid.UUID
+) -> tuple[Swap, tuple[domain.Violation, ...] | None]:
+    """The swap and the violations it would add to the schedule as it is now (what
+    approving checks), or None when it cannot be checked: no longer pending, or its
+    assignment is gone or has changed hands."""
+    swap = await get_swap(session, principal, swap_id)
+    assignment = (
+        None if swap.assignment_id is None else await session.get(Assignment, swap.assignment_id)
+    )
+    if (
+        swap.status is not SwapStatus.pending
+        or assignment is None
+        or assignment.person_id != swap.from_person_id
+    ):
+        return swap, None
+    schedule = await session.get_one(Schedule, assignment.schedule_id)
+    problem = await load_problem(session, schedule)
+    return swap, swap_violations(
+        problem, assignment.id, swap.to_person_id, counter_assignment_id=swap.counter_assignment_id
+    )
 
 
 async def _swap_of(decision: DecisionContext) -> Swap | None:

@@ -12,7 +12,7 @@ after a crash starts again from scratch, one after the end finds nothing to do. 
 last attempt's failure fails the schedule.
 """
 
-import asyncio
+import contextlib
 import logging
 import threading
 import uuid
@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tandem.db import utcnow
 from tandem.identity.scopes import Scope
+from tandem.jobs.fairness import FairLimiter
 from tandem.jobs.registry import TaskContext, task
 from tandem.scheduling import domain, rules, solver, states
 from tandem.scheduling.models import Assignment, Schedule, ScheduleStatus
@@ -51,8 +52,13 @@ SOLVER_LIMITER = "solver_limiter"
 
 def resources(settings: Settings) -> dict[str, Any]:
     """What the task needs from its process (see `tandem.tasks.TaskResources`): CP-SAT is
-    CPU-bound, so solves beyond the machine's cores only slow each other down."""
-    return {SOLVER_LIMITER: asyncio.Semaphore(settings.schedule_solver_concurrency)}
+    CPU-bound, so solves beyond the machine's cores only slow each other down; the solves
+    there are, are shared fairly between organizations, each under its own cap."""
+    return {
+        SOLVER_LIMITER: FairLimiter(
+            settings.schedule_solver_concurrency, settings.schedule_solver_org_concurrency
+        )
+    }
 
 
 class GeneratePayload(BaseModel):
@@ -281,15 +287,21 @@ async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> di
         # This schedule's own assignments are what the generation replaces.
         problem = await load_problem(session, schedule, own_assignments=False)
     # Without the process's limiter (a task run by hand), this solve waits for nobody.
-    limiter: asyncio.Semaphore = context.resources.get(SOLVER_LIMITER) or asyncio.Semaphore()
+    limiter: FairLimiter = context.resources.get(SOLVER_LIMITER) or FairLimiter(1, 1)
     try:
-        # No await between the look and the acquire: a solve that finds the limiter free
-        # holds it before any other can look.
-        if limiter.locked():
-            await _set(
-                context.sessionmaker, schedule_id, context.job_id, progress={"phase": "waiting"}
-            )
-        async with limiter:
+        async with contextlib.AsyncExitStack() as solving:
+            if limiter.would_wait(organization_id):
+                await _set(
+                    context.sessionmaker,
+                    schedule_id,
+                    context.job_id,
+                    progress={"phase": "waiting"},
+                )
+                # Waiting for the solver holds no job slot: other jobs run meanwhile.
+                async with context.outside_slot():
+                    await solving.enter_async_context(limiter.slot(organization_id))
+            else:
+                await solving.enter_async_context(limiter.slot(organization_id))
             await _set(
                 context.sessionmaker, schedule_id, context.job_id, progress={"phase": "solving"}
             )

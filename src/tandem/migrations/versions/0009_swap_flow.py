@@ -1,7 +1,7 @@
 """swaps people can use: kinds, the counterpart's acceptance
 
 Revision ID: 0009_swap_flow
-Revises: 0008
+Revises: 0009
 Create Date: 2026-11-30 13:00:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_swap_flow"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

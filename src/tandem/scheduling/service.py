@@ -36,6 +36,7 @@ from tandem.scheduling.models import (
 )
 from tandem.scheduling.problem import load_problem, to_domain_assignment
 from tandem.scheduling.schemas import (
+    AbsenceConflict,
     AbsenceIn,
     AssignmentIn,
     PersonIn,
@@ -194,18 +195,73 @@ async def delete_person(session: AsyncSession, principal: Principal, person_id: 
 
 async def add_absence(
     session: AsyncSession, principal: Principal, person_id: uuid.UUID, body: AbsenceIn
-) -> Absence:
+) -> tuple[Absence, list[AbsenceConflict], str | None]:
+    """Records the absence, whatever it overlaps, and returns the person's assignments on its
+    days (any schedule but a failed one) with how to resolve them: the absence is a fact,
+    the schedules are what must change."""
     person = await get_person(session, principal, person_id)
     absence = Absence(
         organization_id=principal.organization_id,
         person_id=person.id,
         start_date=body.start_date,
         end_date=body.end_date,
-        kind=body.kind,
+        kind=body.kind.value,
     )
     session.add(absence)
     await session.flush()
-    return absence
+    rows = (
+        await session.execute(
+            select(Assignment, Block, Rotation, Schedule)
+            .join(Block, Block.id == Assignment.block_id)
+            .join(Rotation, Rotation.id == Assignment.rotation_id)
+            .join(Schedule, Schedule.id == Assignment.schedule_id)
+            .where(
+                Assignment.person_id == person.id,
+                Block.date.between(absence.start_date, absence.end_date),
+                Schedule.status != ScheduleStatus.failed,
+            )
+        )
+    ).all()
+    conflicts = sorted(
+        (
+            AbsenceConflict(
+                assignment_id=assignment.id,
+                schedule_id=schedule.id,
+                schedule_status=schedule.status,
+                block_id=block.id,
+                date=block.date,
+                time_of_day=block.time_of_day,
+                rotation_id=rotation.id,
+                rotation_name=rotation.name,
+                role=assignment.role,
+            )
+            for assignment, block, rotation, schedule in rows
+        ),
+        key=lambda c: (c.date, c.time_of_day != TimeOfDay.AM, str(c.schedule_id)),
+    )
+    return absence, conflicts, _resolution(person, conflicts)
+
+
+def _resolution(person: Person, conflicts: list[AbsenceConflict]) -> str | None:
+    """How to resolve an absence's conflicts: a swap per assignment always works (once the
+    coordinator approves it); regenerating works for a schedule not yet published (the
+    generator never assigns anyone on a day they are away)."""
+    if not conflicts:
+        return None
+    regenerable = sorted(
+        {str(c.schedule_id) for c in conflicts if c.schedule_status in states.GENERATABLE}
+    )
+    days = sorted({c.date for c in conflicts})
+    text = (
+        f"{person.name} is assigned on {len(conflicts)} block(s) during the absence "
+        f"({days[0]} to {days[-1]}): hand each to someone free with POST /api/v1/swaps "
+        f"{{assignment_id, to_person_id, reason}}"
+    )
+    if regenerable:
+        text += ", or regenerate " + ", ".join(
+            f"POST /api/v1/schedules/{schedule_id}/generate" for schedule_id in regenerable
+        )
+    return text
 
 
 async def list_absences(

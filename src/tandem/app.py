@@ -14,6 +14,7 @@ from tandem.body_limit import BodySizeLimitMiddleware
 from tandem.content.router import router as content_router
 from tandem.db import create_engine, create_sessionmaker
 from tandem.errors import install_error_handlers
+from tandem.http_headers import SecurityHeadersMiddleware, install_docs
 from tandem.identity import router as identity
 from tandem.identity.security import TokenSigner, resolve_jwt_secret
 from tandem.jobs.dispatch import Dispatch, InProcessDispatch
@@ -107,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="AI agents do the work; people stay in charge.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = HttpMetrics()
@@ -116,6 +119,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Inside the request context, so that a 413 has a request id and is counted too.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    # Outside the request context (its 500s get the headers too), inside the proxy headers
+    # (HSTS sees the scheme the client used).
+    app.add_middleware(SecurityHeadersMiddleware)
+    install_docs(app)
     if settings.forwarded_allow_ips:
         # Outermost: every layer sees the client's address, read from the trusted proxies'
         # X-Forwarded-For (the rightmost entry not itself a trusted proxy).

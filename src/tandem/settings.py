@@ -40,7 +40,10 @@ class Settings(BaseSettings):
     jwt_issuer: str = "tandem"
     jwt_algorithm: str = "HS256"
     access_token_minutes: int = Field(default=15, ge=1)
+    # Idle timeout: a login whose refresh token goes unused this long ends.
     refresh_token_days: int = Field(default=14, ge=1)
+    # Absolute lifetime: a login ends this long after the password was given, refreshed or not.
+    session_max_days: int = Field(default=30, ge=1)
 
     # Redis: shared rate-limit storage when set
     redis_url: str | None = None

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.identity.models import User
+from tandem.identity.scopes import Role
 from tandem.jobs.models import JobStatus
 from tandem.notifications.models import OutboxMessage
 from tests.conftest import LoginAs
@@ -167,7 +168,11 @@ async def test_cancel_running_requests_cancellation(
     client: httpx.AsyncClient, login_as: LoginAs, member: User
 ) -> None:
     job = await JobFactory.create_async(
-        organization_id=member.organization_id, status=JobStatus.running, attempts=1, runs=1
+        organization_id=member.organization_id,
+        submitted_by_id=member.id,
+        status=JobStatus.running,
+        attempts=1,
+        runs=1,
     )
     response = await client.post(f"/api/v1/jobs/{job.id}/cancel", headers=await login_as(member))
     assert response.status_code == 200
@@ -183,6 +188,7 @@ async def test_retry_gives_a_fresh_budget(
 ) -> None:
     job = await JobFactory.create_async(
         organization_id=member.organization_id,
+        submitted_by_id=member.id,
         status=status,
         attempts=3,
         runs=3,
@@ -208,7 +214,9 @@ async def test_retry_gives_a_fresh_budget(
 async def test_actions_on_the_wrong_state_are_409(
     client: httpx.AsyncClient, login_as: LoginAs, member: User, status: JobStatus, action: str
 ) -> None:
-    job = await JobFactory.create_async(organization_id=member.organization_id, status=status)
+    job = await JobFactory.create_async(
+        organization_id=member.organization_id, submitted_by_id=member.id, status=status
+    )
     response = await client.post(f"/api/v1/jobs/{job.id}/{action}", headers=await login_as(member))
     assert response.status_code == 409
     assert status.value in response.json()["detail"]
@@ -294,8 +302,41 @@ async def test_a_pending_job_of_a_task_no_longer_in_the_code_can_be_cancelled(
     client: httpx.AsyncClient, login_as: LoginAs, member: User
 ) -> None:
     job = await JobFactory.create_async(
-        organization_id=member.organization_id, task="retired.task", status=JobStatus.pending
+        organization_id=member.organization_id,
+        submitted_by_id=member.id,
+        task="retired.task",
+        status=JobStatus.pending,
     )
     response = await client.post(f"/api/v1/jobs/{job.id}/cancel", headers=await login_as(member))
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    "action", [pytest.param("cancel", id="cancel"), pytest.param("retry", id="retry")]
+)
+async def test_another_users_job_needs_jobs_admin(
+    client: httpx.AsyncClient, login_as: LoginAs, member: User, action: str
+) -> None:
+    """Finding 10 of issue 13: the submitter or a holder of jobs:admin controls a job."""
+    colleague = await make_user(organization_id=member.organization_id)
+    status = JobStatus.pending if action == "cancel" else JobStatus.dead
+    job = await JobFactory.create_async(
+        organization_id=member.organization_id, submitted_by_id=colleague.id, status=status
+    )
+    refused = await client.post(f"/api/v1/jobs/{job.id}/{action}", headers=await login_as(member))
+    assert refused.status_code == 403
+    assert refused.json() == {"detail": "Missing required scope: jobs:admin"}
+    system = await JobFactory.create_async(organization_id=member.organization_id, status=status)
+    refused = await client.post(
+        f"/api/v1/jobs/{system.id}/{action}", headers=await login_as(member)
+    )
+    assert refused.status_code == 403
+    admin = await make_user(Role.admin, organization_id=member.organization_id)
+    allowed = await client.post(f"/api/v1/jobs/{job.id}/{action}", headers=await login_as(admin))
+    assert allowed.status_code == 200
+    own = await JobFactory.create_async(
+        organization_id=member.organization_id, submitted_by_id=member.id, status=status
+    )
+    mine = await client.post(f"/api/v1/jobs/{own.id}/{action}", headers=await login_as(member))
+    assert mine.status_code == 200

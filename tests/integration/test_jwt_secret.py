@@ -1,6 +1,7 @@
 """Which signing secret the server uses, and when it refuses to start."""
 
 import os
+import secrets
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,29 @@ def test_production_refuses_a_missing_default_or_short_secret(
     assert not (tmp_path / "jwt-secret").exists(), "production never generates a secret"
 
 
-def test_production_accepts_a_long_secret(tmp_path: Path) -> None:
-    secret = "k" * 32
+@pytest.mark.parametrize(
+    "secret",
+    [
+        pytest.param(secrets.token_urlsafe(32), id="urlsafe-32"),
+        pytest.param(secrets.token_hex(32), id="hex-32"),
+    ],
+)
+def test_production_accepts_a_random_secret(tmp_path: Path, secret: str) -> None:
     assert resolve_jwt_secret(settings(tmp_path, env="production", jwt_secret=secret)) == secret
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        pytest.param("a" * 32, id="one-character"),
+        pytest.param("ab" * 40, id="two-characters"),
+        pytest.param("abc" * 20, id="three-characters"),
+    ],
+)
+def test_production_refuses_a_long_secret_with_little_entropy(tmp_path: Path, secret: str) -> None:
+    """Issue 13, finding 6: length alone let 32 x "a" through."""
+    with pytest.raises(InsecureSecret, match="too predictable"):
+        resolve_jwt_secret(settings(tmp_path, env="production", jwt_secret=secret))
 
 
 def test_development_generates_a_secret_once_and_keeps_it(tmp_path: Path) -> None:

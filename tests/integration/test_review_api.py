@@ -455,6 +455,7 @@ async def test_a_thread_whose_generation_job_is_cancelled_fails_with_it(
     thread = await make_thread(reviewer.organization_id, status=ThreadStatus.generating, revision=0)
     job = await JobFactory.create_async(
         organization_id=reviewer.organization_id,
+        submitted_by_id=reviewer.id,
         task="content.generate",
         payload={"thread_id": str(thread.id), "revision": 1},
         status=JobStatus.pending,

@@ -183,6 +183,78 @@ async def test_absences_are_recorded_and_checked(api: SchedulingApi) -> None:
     )
     assert backwards.status_code == 422
     assert "end_date must be on or after start_date" in backwards.json()["detail"][0]["msg"]
+    assert created.json()["conflicts"] == []
+    assert created.json()["resolution"] is None
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        *(pytest.param(k, k, id=k) for k in ("vacation", "sick", "conference", "parental")),
+        pytest.param("deployment", "deployment", id="deployment"),
+        pytest.param("other", "other", id="other"),
+        pytest.param("leave", "other", id="legacy-leave"),
+        pytest.param(None, "other", id="default"),
+        pytest.param(" Sick ", "sick", id="case-and-spaces"),
+    ],
+)
+async def test_absence_kinds(api: SchedulingApi, given: str | None, stored: str) -> None:
+    resident = await api.person()
+    body = {"start_date": "2027-03-02", "end_date": "2027-03-02"}
+    if given is not None:
+        body["kind"] = given
+    created = await api.client.post(
+        f"/api/v1/people/{resident['id']}/absences", json=body, headers=api.headers
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["kind"] == stored
+
+
+async def test_an_unknown_absence_kind_is_422(api: SchedulingApi) -> None:
+    resident = await api.person()
+    refused = await api.client.post(
+        f"/api/v1/people/{resident['id']}/absences",
+        json={"start_date": "2027-03-02", "end_date": "2027-03-02", "kind": "holiday"},
+        headers=api.headers,
+    )
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["body", "kind"]
+
+
+async def test_an_absence_over_assignments_lists_them_with_the_way_out(
+    api: SchedulingApi,
+) -> None:
+    blocks = await api.blocks(date(2027, 3, 1), date(2027, 3, 3))
+    ward = await api.rotation(name="Ward")
+    ada = await api.person("resident", name="Ada", pgy_level=2)
+    draft = await api.schedule(date(2027, 3, 1), date(2027, 3, 3))
+    inside = [await api.assigned(draft, ada, block, ward) for block in blocks[2:5]]
+    await api.assigned(draft, ada, blocks[0], ward)  # 1 March: before the absence
+    created = await api.client.post(
+        f"/api/v1/people/{ada['id']}/absences",
+        json={"start_date": "2027-03-02", "end_date": "2027-03-03", "kind": "sick"},
+        headers=api.headers,
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert [
+        (c["assignment_id"], c["date"], c["time_of_day"], c["rotation_name"], c["schedule_status"])
+        for c in body["conflicts"]
+    ] == [
+        (inside[0]["id"], "2027-03-02", "AM", "Ward", "draft"),
+        (inside[1]["id"], "2027-03-02", "PM", "Ward", "draft"),
+        (inside[2]["id"], "2027-03-03", "AM", "Ward", "draft"),
+    ]
+    assert body["resolution"] == (
+        "Ada is assigned on 3 block(s) during the absence (2027-03-02 to 2027-03-03): hand "
+        "each to someone free with POST /api/v1/swaps {assignment_id, to_person_id, reason}, "
+        f"or regenerate POST /api/v1/schedules/{draft['id']}/generate"
+    )
+    # The absence is recorded all the same, and the validation now reports the clashes.
+    report = (
+        await api.client.get(f"/api/v1/schedules/{draft['id']}/validation", headers=api.headers)
+    ).json()
+    assert [v["rule"] for v in report["violations"]] == ["absence"] * 3
 
 
 # --- blocks and rotations -----------------------------------------------------------------------

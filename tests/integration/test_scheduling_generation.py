@@ -3,7 +3,7 @@ CP-SAT -> the rule engine -> the schedule `generated` (or `failed` with the reas
 
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,29 +24,6 @@ pytestmark = pytest.mark.anyio
 WaitUntil = Callable[..., Awaitable[Any]]
 MONDAY = date(2027, 3, 1)
 SUNDAY = MONDAY + timedelta(days=6)
-
-
-@pytest.fixture
-async def live(committed_db: CommittedDatabase, tmp_path: Path) -> AsyncIterator[SchedulingApi]:
-    """The app on the committed database with its embedded executor; signed in as the admin
-    of a new organization."""
-    settings = Settings(
-        _env_file=None,
-        database_url=committed_db.url,
-        data_dir=tmp_path,
-        job_poll_seconds=0.05,
-        job_retry_base_seconds=0.05,
-        job_lease_seconds=3,
-        rate_limit_register="1000/minute",
-    )
-    async with running(create_app(settings)) as client:
-        body = {
-            "email": "chief@example.com",
-            "password": "a long enough password",
-            "full_name": "C",
-        }
-        token = (await client.post("/api/v1/auth/register", json=body)).json()["access_token"]
-        yield SchedulingApi(client, {"Authorization": f"Bearer {token}"})
 
 
 async def _finished(api: SchedulingApi, schedule_id: str, wait_until: WaitUntil) -> dict[str, Any]:

@@ -1,15 +1,18 @@
 """Swaps through the review queue (API.md "Scheduling" and "Review"): checked by the rule
 engine when asked for, checked again and executed on approval, on SQLite and PostgreSQL."""
 
-from datetime import date
+import uuid
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.identity.models import User
 from tandem.identity.scopes import Role
+from tandem.notifications.models import OutboxMessage
 from tests.conftest import LoginAs
 from tests.factories import make_user
 from tests.integration.scheduling_setup import SchedulingApi
@@ -51,14 +54,18 @@ async def setup(api: SchedulingApi) -> dict[str, Any]:
     }
 
 
-async def _request(api: SchedulingApi, setup: dict[str, Any], to: str = "bob") -> httpx.Response:
+async def _request(
+    api: SchedulingApi, setup: dict[str, Any], to: str = "bob", **extra: Any
+) -> httpx.Response:
+    """Asks for the swap of `setup`'s assignment as `api`'s user, with `extra` fields."""
     return await api.client.post(
         "/api/v1/swaps",
         json={
             "assignment_id": setup["assignment"]["id"],
             "to_person_id": setup[to]["id"],
             "reason": "Family event",
-        },
+        }
+        | extra,
         headers=api.headers,
     )
 
@@ -259,3 +266,245 @@ async def test_a_swap_whose_person_was_deleted_leaves_the_queue(
     assert thread["status"] == "failed"
     pending = (await api.client.get("/api/hitl/pending", headers=api.headers)).json()
     assert pending["count"] == 0
+
+
+# --- swaps people can use: acceptance, exchange, withdrawal, the past, e-mail -----------------
+
+
+async def _person_user(
+    client: httpx.AsyncClient, login_as: LoginAs, admin: User, person: dict[str, Any]
+) -> SchedulingApi:
+    """The person signed in as a member of the organization (schedule:read only)."""
+    user = await make_user(
+        Role.member, organization_id=admin.organization_id, email=person["email"]
+    )
+    return SchedulingApi(client, await login_as(user))
+
+
+async def _mails(db_session: AsyncSession) -> list[tuple[str, str]]:
+    rows = (
+        await db_session.scalars(select(OutboxMessage).order_by(OutboxMessage.created_at))
+    ).all()
+    return [(row.recipient, row.subject.split(":")[0]) for row in rows]
+
+
+async def test_a_holder_asks_the_counterpart_accepts_the_coordinator_approves(
+    api: SchedulingApi,
+    setup: dict[str, Any],
+    client: httpx.AsyncClient,
+    login_as: LoginAs,
+    admin: User,
+    db_session: AsyncSession,
+) -> None:
+    ada = await _person_user(client, login_as, admin, setup["ada"])
+    bob = await _person_user(client, login_as, admin, setup["bob"])
+    asked = await _request(ada, setup)
+    assert asked.status_code == 201, asked.text
+    swap = asked.json()
+    assert (swap["kind"], swap["needs_acceptance"], swap["accepted_at"]) == (
+        "give_away",
+        True,
+        None,
+    )
+    assert await _mails(db_session) == [(setup["bob"]["email"], "Swap requested")]
+
+    early = await _resume(api, swap["thread_id"], "approve")
+    assert early.status_code == 409
+    assert early.json() == {"detail": "The counterpart has not accepted this swap yet"}
+    thread = (await api.client.get(f"/api/hitl/{swap['thread_id']}", headers=api.headers)).json()
+    assert thread["status"] == "pending_review"
+    assert await _holder(api, setup) == setup["ada"]["id"]
+
+    not_theirs = await ada.client.post(f"/api/v1/swaps/{swap['id']}/accept", headers=ada.headers)
+    assert not_theirs.status_code == 403
+    accepted = await bob.client.post(f"/api/v1/swaps/{swap['id']}/accept", headers=bob.headers)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["accepted_at"] is not None
+    again = await bob.client.post(f"/api/v1/swaps/{swap['id']}/accept", headers=bob.headers)
+    assert again.status_code == 409
+
+    approved = await _resume(api, swap["thread_id"], "approve")
+    assert approved.status_code == 200, approved.text
+    assert await _holder(api, setup) == setup["bob"]["id"]
+    assert (await _swap(api, swap["id"]))["status"] == "approved"
+    assert sorted((await _mails(db_session))[1:]) == sorted(
+        [(setup["ada"]["email"], "Swap approved"), (setup["bob"]["email"], "Swap approved")]
+    )
+
+
+async def test_someone_else_cannot_ask_for_a_holders_swap(
+    setup: dict[str, Any], client: httpx.AsyncClient, login_as: LoginAs, admin: User
+) -> None:
+    bob = await _person_user(client, login_as, admin, setup["bob"])
+    response = await _request(bob, setup)
+    assert response.status_code == 403
+    assert "holder" in response.json()["detail"]
+
+
+async def _exchange(api: SchedulingApi) -> tuple[dict[str, Any], ...]:
+    """Ada works Monday AM, Bob Tuesday AM; a coordinator asks for their exchange."""
+    tuesday = MONDAY + timedelta(days=1)
+    blocks = await api.blocks(MONDAY, tuesday)
+    schedule = await api.schedule(MONDAY, tuesday)
+    ward = await api.rotation(name="Ward")
+    ada = await api.person("resident", name="Ada", pgy_level=2)
+    bob = await api.person("resident", name="Bob", pgy_level=2)
+    mine = await api.assigned(schedule, ada, blocks[0], ward)
+    theirs = await api.assigned(schedule, bob, blocks[2], ward)
+    asked = await _request(
+        api,
+        {"assignment": mine, "bob": bob},
+        kind="exchange",
+        counter_assignment_id=theirs["id"],
+    )
+    assert asked.status_code == 201, asked.text
+    return schedule, ada, bob, mine, theirs, asked.json()
+
+
+async def test_an_exchange_trades_both_assignments_at_once(api: SchedulingApi) -> None:
+    schedule, ada, bob, mine, theirs, swap = await _exchange(api)
+    assert (swap["kind"], swap["counter_assignment_id"], swap["needs_acceptance"]) == (
+        "exchange",
+        theirs["id"],
+        False,  # arranged by a coordinator: no acceptance step, as before
+    )
+    pending = (await api.client.get("/api/hitl/pending", headers=api.headers)).json()
+    (item,) = pending["items"]
+    assert "Ada gives Ward (primary) on 2027-03-01 AM to Bob" in item["preview"]
+    assert "takes Ward (primary) on 2027-03-02 AM in return" in item["preview"]
+    approved = await _resume(api, swap["thread_id"], "approve")
+    assert approved.status_code == 200, approved.text
+    listed = await api.client.get(
+        f"/api/v1/schedules/{schedule['id']}/assignments", headers=api.headers
+    )
+    holders = {a["id"]: a["person_id"] for a in listed.json()["items"]}
+    assert holders == {mine["id"]: bob["id"], theirs["id"]: ada["id"]}
+
+
+async def test_an_exchange_whose_counter_assignment_moved_changes_nothing(
+    api: SchedulingApi,
+) -> None:
+    schedule, ada, _, mine, theirs, swap = await _exchange(api)
+    url = f"/api/v1/schedules/{schedule['id']}/assignments"
+    await api.client.delete(f"{url}/{theirs['id']}", headers=api.headers)
+    response = await _resume(api, swap["thread_id"], "approve")
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": NO_LONGER_HOLDS + "the assignment given in return was deleted"
+    }
+    (item,) = (await api.client.get(url, headers=api.headers)).json()["items"]
+    assert (item["id"], item["person_id"]) == (mine["id"], ada["id"])
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param(
+            {"kind": "exchange"}, "An exchange needs counter_assignment_id", id="no-counter"
+        ),
+        pytest.param(
+            {"counter_assignment_id": str(uuid.uuid4())},
+            "counter_assignment_id is for exchanges only",
+            id="give-away-with-counter",
+        ),
+    ],
+)
+async def test_swap_kinds_are_checked(
+    api: SchedulingApi, setup: dict[str, Any], body: dict[str, str], message: str
+) -> None:
+    response = await _request(api, setup, **body)
+    assert response.status_code == 422
+    assert message in response.json()["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize("who", ["ada", "bob"])
+async def test_either_person_can_withdraw_a_pending_swap(
+    api: SchedulingApi,
+    setup: dict[str, Any],
+    client: httpx.AsyncClient,
+    login_as: LoginAs,
+    admin: User,
+    db_session: AsyncSession,
+    who: str,
+) -> None:
+    person = await _person_user(client, login_as, admin, setup[who])
+    swap = (await _request(api, setup)).json()
+    withdrawn = await person.client.post(
+        f"/api/v1/swaps/{swap['id']}/withdraw", headers=person.headers
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert withdrawn.json()["status"] == "withdrawn"
+    pending = (await api.client.get("/api/hitl/pending", headers=api.headers)).json()
+    assert swap["thread_id"] not in {i["thread_id"] for i in pending["items"]}
+    late = await _resume(api, swap["thread_id"], "approve")
+    assert late.status_code == 409
+    assert await _holder(api, setup) == setup["ada"]["id"]
+    twice = await person.client.post(f"/api/v1/swaps/{swap['id']}/withdraw", headers=person.headers)
+    assert twice.status_code == 409
+    assert twice.json() == {"detail": "This swap is withdrawn, no longer pending"}
+    assert ("Swap withdrawn" in {s for _, s in await _mails(db_session)}) is True
+
+
+async def test_a_stranger_cannot_withdraw_or_accept(
+    api: SchedulingApi,
+    setup: dict[str, Any],
+    client: httpx.AsyncClient,
+    login_as: LoginAs,
+    admin: User,
+) -> None:
+    carol = await api.person("resident", name="Carol", pgy_level=2)
+    stranger = await _person_user(client, login_as, admin, carol)
+    swap = (await _request(api, setup)).json()
+    for action in ("withdraw", "accept"):
+        response = await stranger.client.post(
+            f"/api/v1/swaps/{swap['id']}/{action}", headers=stranger.headers
+        )
+        assert response.status_code == 403, action
+    assert (await _swap(api, swap["id"]))["status"] == "pending"
+
+
+async def test_a_swap_in_the_past_is_refused(api: SchedulingApi) -> None:
+    past = date(2020, 1, 6)
+    blocks = await api.blocks(past, past)
+    schedule = await api.schedule(past, past)
+    ward = await api.rotation(name="Ward")
+    ada = await api.person("resident", name="Ada", pgy_level=2)
+    bob = await api.person("resident", name="Bob", pgy_level=2)
+    done = await api.assigned(schedule, ada, blocks[0], ward)
+    response = await api.client.post(
+        "/api/v1/swaps",
+        json={"assignment_id": done["id"], "to_person_id": bob["id"], "reason": "Late"},
+        headers=api.headers,
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["msg"] == (
+        "The duty on 2020-01-06 AM is in the past: swaps are for duty still to come"
+    )
+    pending = (await api.client.get("/api/hitl/pending", headers=api.headers)).json()
+    assert pending["count"] == 0
+
+
+async def test_a_swap_invalidated_between_acceptance_and_approval_is_409(
+    api: SchedulingApi,
+    setup: dict[str, Any],
+    client: httpx.AsyncClient,
+    login_as: LoginAs,
+    admin: User,
+    db_session: AsyncSession,
+) -> None:
+    bob = await _person_user(client, login_as, admin, setup["bob"])
+    swap = (await _request(api, setup, needs_acceptance=True)).json()
+    accepted = await bob.client.post(f"/api/v1/swaps/{swap['id']}/accept", headers=bob.headers)
+    assert accepted.status_code == 200
+    absent = await api.client.post(
+        f"/api/v1/people/{setup['bob']['id']}/absences",
+        json={"start_date": MONDAY.isoformat(), "end_date": MONDAY.isoformat(), "kind": "sick"},
+        headers=api.headers,
+    )
+    assert absent.status_code == 201
+    approved = await _resume(api, swap["thread_id"], "approve")
+    assert approved.status_code == 409
+    assert approved.json()["detail"].startswith(NO_LONGER_HOLDS + "Bob is absent from")
+    assert (await _swap(api, swap["id"]))["status"] == "invalidated"
+    assert await _holder(api, setup) == setup["ada"]["id"]
+    assert {s for _, s in await _mails(db_session)} == {"Swap requested", "Swap not carried out"}

@@ -7,11 +7,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tandem.identity.logins import AMBIGUOUS_LOGIN
 from tandem.identity.models import User
 from tandem.identity.scopes import Role
 from tandem.notifications.models import OutboxMessage
 from tests.conftest import LoginAs
-from tests.factories import make_user
+from tests.factories import TEST_PASSWORD, make_user
 
 pytestmark = pytest.mark.anyio
 
@@ -73,7 +74,7 @@ async def test_create_user_errors(
     status: int,
     detail: str,
 ) -> None:
-    await make_user(email="taken@example.com")
+    await make_user(email="taken@example.com", organization_id=admin.organization_id)
     response = await client.post(
         "/api/v1/users", json=NEW_USER | body, headers=await login_as(admin)
     )
@@ -208,3 +209,58 @@ async def test_current_organization(client: httpx.AsyncClient, login_as: LoginAs
     assert response.status_code == 200
     assert response.json()["id"] == str(member.organization_id)
     assert set(response.json()) == {"id", "name", "created_at"}
+
+
+async def test_an_address_of_another_organization_is_not_revealed(
+    client: httpx.AsyncClient, login_as: LoginAs, admin: User, db_session: AsyncSession
+) -> None:
+    """E-mail is unique per organization: creating a user answers the same whether or not the
+    address has an account elsewhere, and each account signs in with its own password."""
+    elsewhere = await make_user(email="shared@example.com")
+    headers = await login_as(admin)
+    body = {"email": "shared@example.com", "password": "a different password", "full_name": "S"}
+    created = await client.post("/api/v1/users", json=body, headers=headers)
+    assert created.status_code == 201, created.text
+    assert created.json()["organization_id"] == str(admin.organization_id)
+    again = await client.post("/api/v1/users", json=body, headers=headers)
+    assert again.status_code == 409
+    assert again.json() == {"detail": "Email already registered"}
+    mine = await client.post(
+        "/api/v1/auth/login",
+        json={"email": "shared@example.com", "password": "a different password"},
+    )
+    assert mine.status_code == 200
+    me = await client.get(
+        "/api/v1/users/me", headers={"Authorization": f"Bearer {mine.json()['access_token']}"}
+    )
+    assert me.json()["organization_id"] == str(admin.organization_id)
+    theirs = await client.post(
+        "/api/v1/auth/login", json={"email": "shared@example.com", "password": TEST_PASSWORD}
+    )
+    assert theirs.status_code == 200
+    me = await client.get(
+        "/api/v1/users/me", headers={"Authorization": f"Bearer {theirs.json()['access_token']}"}
+    )
+    assert me.json()["organization_id"] == str(elsewhere.organization_id)
+
+
+async def test_one_address_and_password_in_two_organizations_needs_the_organization(
+    client: httpx.AsyncClient, admin: User
+) -> None:
+    first = await make_user(email="twice@example.com")
+    second = await make_user(email="twice@example.com")
+    credentials = {"email": "twice@example.com", "password": TEST_PASSWORD}
+    ambiguous = await client.post("/api/v1/auth/login", json=credentials)
+    assert ambiguous.status_code == 409
+    assert ambiguous.json() == {"detail": AMBIGUOUS_LOGIN}
+    for user in (first, second):
+        chosen = await client.post(
+            "/api/v1/auth/login",
+            json=credentials | {"organization_id": str(user.organization_id)},
+        )
+        assert chosen.status_code == 200
+        me = await client.get(
+            "/api/v1/users/me",
+            headers={"Authorization": f"Bearer {chosen.json()['access_token']}"},
+        )
+        assert me.json()["id"] == str(user.id)

@@ -7,7 +7,7 @@ import itertools
 import random
 import uuid
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +18,9 @@ from tandem.scheduling.domain import (
     Assignment,
     AssignmentRole,
     Block,
+    Call,
+    CallKind,
+    Moonlighting,
     Person,
     PersonType,
     Rotation,
@@ -56,6 +59,8 @@ class World:
         self._slots: dict[tuple[date, TimeOfDay], Block] = {}
         self.assignments: list[Assignment] = []
         self.absences: list[Absence] = []
+        self.calls: list[Call] = []
+        self.moonlighting: list[Moonlighting] = []
 
     def _id(self) -> uuid.UUID:
         return uuid.UUID(int=next(self._ids))
@@ -108,6 +113,18 @@ class World:
         self.assignments.append(assignment)
         return assignment
 
+    def call(
+        self,
+        person: Person,
+        start: datetime,
+        hours: float,
+        kind: CallKind = CallKind.IN_HOUSE,
+        worked: float | None = None,
+    ) -> Call:
+        call = Call(person.id, start, start + timedelta(hours=hours), kind, worked)
+        self.calls.append(call)
+        return call
+
     def absent(self, person: Person, first: date, last: date) -> None:
         self.absences.append(Absence(person.id, first, last))
 
@@ -120,6 +137,8 @@ class World:
             rotations=dict(self.rotations),
             assignments=tuple(self.assignments),
             absences=tuple(self.absences),
+            calls=tuple(self.calls),
+            moonlighting=tuple(self.moonlighting),
         )
 
 
@@ -275,6 +294,11 @@ def test_rules_have_the_agreed_names_and_severities() -> None:
         RuleName.DOUBLE_BOOKING: Severity.CRITICAL,
         RuleName.ABSENCE: Severity.HIGH,
         RuleName.COVERAGE: Severity.MEDIUM,
+        RuleName.CONTINUOUS_DUTY: Severity.CRITICAL,
+        RuleName.REST_AFTER_CALL: Severity.HIGH,
+        RuleName.REST_BETWEEN_SHIFTS: Severity.LOW,
+        RuleName.CALL_FREQUENCY: Severity.HIGH,
+        RuleName.EIGHTY_HOUR_APPROACHING: Severity.LOW,
     }
 
 
@@ -341,7 +365,21 @@ def test_message_names_the_worst_window_and_its_weekly_average() -> None:
         f"Dr Ames: 86.5 duty hours a week averaged over the 28 days from {START} (limit 80): "
         f"346 hours to {START + timedelta(days=27)}, 26 more than the 320 allowed; the 5 "
         f"windows starting {START - timedelta(days=2)} through {START + timedelta(days=2)} "
-        f"are all over"
+        f"are all over: take at least 26 hours of duty off between {START} and "
+        f"{START + timedelta(days=27)}"
+    )
+
+
+def test_a_single_window_over_80_hours_says_how_many_hours_to_take_off() -> None:
+    # 32 blocks of 10 h from START, then one more exactly 27 days after START: only the
+    # window from START holds all 330 hours.
+    world, resident, ward = _hours_world(32)
+    world.assign(resident, START + timedelta(days=27), ward, AM)
+    [violation] = of_rule(validate(world.problem()), RuleName.EIGHTY_HOUR)
+    assert violation.message == (
+        f"Dr Ames: 82.5 duty hours a week averaged over the 28 days from {START} (limit 80): "
+        f"330 hours to {START + timedelta(days=27)}, 10 more than the 320 allowed: take at "
+        f"least 10 hours of duty off between {START} and {START + timedelta(days=27)}"
     )
 
 
@@ -537,8 +575,23 @@ def test_one_person_counts_once_per_rotation_and_role() -> None:
     other.assign(resident, START, ward)  # ... so this primary still counts
     supervision = of_rule(validate(other.problem()), RuleName.SUPERVISION)
     assert [v.message for v in supervision] == [
-        f"Ward on {START} AM: 1 resident (1 PGY-2) need 1 supervising faculty, 0 assigned: add 1"
+        f"Ward on {START} AM: 1 resident (1 PGY-2) need 1 supervising faculty, 0 assigned: "
+        f"needs 1 more supervising faculty on {START} AM for Ward, or fewer residents there"
     ]
+
+
+def test_a_supervision_shortfall_names_how_many_more_faculty() -> None:
+    # 5 PGY-1 residents need 3 faculty (2 each); 1 is there: 2 more.
+    world = World()
+    ward = world.rotation("Ward", requires_supervision=True)
+    for _ in range(5):
+        world.assign(world.resident(1), START, ward, PM)
+    world.assign(world.faculty(), START, ward, PM, SUPERVISING)
+    [violation] = of_rule(validate(world.problem()), RuleName.SUPERVISION)
+    assert violation.message == (
+        f"Ward on {START} PM: 5 residents (5 PGY-1) need 3 supervising faculty, 1 assigned: "
+        f"needs 2 more supervising faculty on {START} PM for Ward, or fewer residents there"
+    )
 
 
 @pytest.mark.parametrize("kind", [RotationKind.CLINIC, RotationKind.ICU])
@@ -577,6 +630,16 @@ def test_double_booking_per_person_per_block() -> None:
     }
     assert all(v.severity is Severity.CRITICAL for v in violations)
     assert any("Dr Cole has 2 assignments" in v.message for v in violations)
+    assert {v.message for v in violations} == {
+        f"Dr Cole has 2 assignments on {START} AM (Clinic, Ward): keep one, remove 1 other",
+        f"Dr Dane has 2 assignments on {START} AM (Clinic, Ward): keep one, remove 1 other",
+    }
+    world.assign(resident, START, world.rotation("Lab"), AM)
+    tripled = of_rule(validate(world.problem()), RuleName.DOUBLE_BOOKING)
+    assert (
+        f"Dr Cole has 3 assignments on {START} AM (Clinic, Lab, Ward): keep one, remove 2 "
+        "others" in {v.message for v in tripled}
+    )
 
 
 # --------------------------------------------------------------------------- absence
@@ -606,6 +669,12 @@ def test_absence_dates_are_inclusive(offset: int, clashes: bool, kind: PersonTyp
         assert violation.severity is Severity.HIGH
         assert violation.person_id == person.id
         assert violation.block_id == world.block(first + timedelta(days=offset), PM).id
+        assert violation.message == (
+            f"{person.name or f'person {person.id}'} is absent from {first} to "
+            f"{first + timedelta(days=2)} but assigned to Clinic on "
+            f"{first + timedelta(days=offset)} PM: hand it to someone free then (a swap, or "
+            f"regenerate the schedule) or remove it"
+        )
 
 
 # --------------------------------------------------------------------------- coverage
@@ -875,7 +944,7 @@ def problem_and_assignment(draw: st.DrawFn) -> tuple[ScheduleProblem, Assignment
 
 
 ROLLING = {RuleName.EIGHTY_HOUR, RuleName.ONE_IN_SEVEN}
-PER_BLOCK = set(RuleName) - ROLLING
+PER_BLOCK = {RuleName.SUPERVISION, RuleName.DOUBLE_BOOKING, RuleName.ABSENCE, RuleName.COVERAGE}
 PROPERTY_SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -1059,3 +1128,201 @@ def test_per_block_rules_agree_with_a_plain_count(problem: ScheduleProblem) -> N
         found.add((v.rule, v.person_id, v.block_id, named if v.person_id is None else ""))
     assert len(found) == len(per_block)  # no violation reported twice
     assert found == _naive_per_block_keys(problem)
+
+
+# --------------------------------------------------------------------------- call
+
+
+def _at(day: date, hour: int) -> datetime:
+    return datetime.combine(day, time(hour))
+
+
+@pytest.mark.parametrize(
+    ("extra", "over"),
+    [pytest.param(4, False, id="24+4"), pytest.param(5, True, id="24+5")],
+)
+def test_continuous_duty_is_24_hours_plus_4(extra: int, over: bool) -> None:
+    # 24 h in-house call from 07:00, then a rotation of `extra` hours from 07:00 the next day.
+    world = World()
+    resident = world.resident(2, name="Dr Bell")
+    handover = world.rotation("Handover", hours_per_block=float(extra))
+    world.call(resident, _at(START, 7), 24)
+    world.assign(resident, START + timedelta(days=1), handover, AM)
+    found = of_rule(validate(world.problem()), RuleName.CONTINUOUS_DUTY)
+    if not over:
+        assert found == []
+        return
+    [violation] = found
+    assert violation.severity is Severity.CRITICAL
+    assert violation.person_id == resident.id
+    assert violation.message == (
+        f"Dr Bell: 29 hours of continuous duty with in-house call from {START} 07:00 to "
+        f"{START + timedelta(days=1)} 12:00 (at most 24 + 4 for transitions): end it by "
+        f"{START + timedelta(days=1)} 11:00"
+    )
+
+
+@pytest.mark.parametrize(
+    ("rest", "short"),
+    [pytest.param(14, False, id="14h"), pytest.param(13, True, id="13h")],
+)
+def test_fourteen_hours_free_after_24_hours_of_call(rest: int, short: bool) -> None:
+    world = World()
+    resident = world.resident(2, name="Dr Bell")
+    world.call(resident, _at(START, 7), 24)
+    world.call(resident, _at(START + timedelta(days=1), 7 + rest), 12)
+    report = validate(world.problem())
+    found = of_rule(report, RuleName.REST_AFTER_CALL)
+    assert of_rule(report, RuleName.REST_BETWEEN_SHIFTS) == []  # one rule per gap
+    if not short:
+        assert found == []
+        return
+    [violation] = found
+    assert violation.severity is Severity.HIGH
+    assert violation.message == (
+        f"Dr Bell: 13 hours free after in-house call of 24 hours or more ending "
+        f"{START + timedelta(days=1)} 07:00 (at least 14): the next duty may start at "
+        f"{START + timedelta(days=1)} 21:00"
+    )
+    assert not report.valid
+
+
+@pytest.mark.parametrize(
+    ("gap", "short"),
+    [pytest.param(8, False, id="8h"), pytest.param(7, True, id="7h")],
+)
+def test_eight_hours_between_shifts_is_a_warning(gap: int, short: bool) -> None:
+    # A 12 h night call 19:00-07:00, then the next one `gap` hours later.
+    world = World()
+    resident = world.resident(2, name="Dr Bell")
+    world.call(resident, _at(START, 19), 12)
+    world.call(resident, _at(START + timedelta(days=1), 7 + gap), 6)
+    report = validate(world.problem())
+    found = of_rule(report, RuleName.REST_BETWEEN_SHIFTS)
+    assert bool(found) is short
+    assert report.valid  # a warning: the schedule stays valid
+    if short:
+        assert found[0].severity is Severity.LOW
+        assert found[0].message.startswith("Dr Bell: 7 hours free after a shift ending")
+    assert of_rule(report, RuleName.REST_AFTER_CALL) == []
+
+
+@pytest.mark.parametrize(
+    ("nights", "over"),
+    [pytest.param(9, False, id="every-third-night"), pytest.param(10, True, id="one-more")],
+)
+def test_call_frequency_is_every_third_night_averaged_over_28_days(nights: int, over: bool) -> None:
+    world = World()
+    resident = world.resident(2, name="Dr Bell")
+    for i in range(nights):
+        world.call(resident, _at(START + timedelta(days=3 * i if i < 9 else 26), 19), 12)
+    found = of_rule(validate(world.problem()), RuleName.CALL_FREQUENCY)
+    if not over:
+        assert found == []
+        return
+    [violation] = found
+    # Nights on days 0, 3, ..., 24 and 26: the windows from the day before START and from
+    # START both hold all 10; the earliest is named, the run noted.
+    day_before = START - timedelta(days=1)
+    assert violation.message == (
+        f"Dr Bell: 10 in-house call nights in the 28 days from {day_before} to "
+        f"{day_before + timedelta(days=27)} (every third night at most: 9): move 1 to someone "
+        f"else; the 2 windows starting {day_before} through {START} are all over"
+    )
+
+
+def test_call_hours_count_toward_80_hours_split_at_midnight() -> None:
+    # 300 h of 10 h blocks over 28 days (spread, a day off in 7) plus one 24 h call: 324 h.
+    world, resident, _ = _hours_world(30)
+    world.call(resident, _at(START + timedelta(days=27), 7), 24)  # half of it after the window
+    assert of_rule(validate(world.problem()), RuleName.EIGHTY_HOUR) == []  # 300 + 17
+    world.call(resident, _at(START + timedelta(days=25), 7), 4)  # + 4: 321 in START's window
+    [violation] = of_rule(validate(world.problem()), RuleName.EIGHTY_HOUR)
+    assert "321 hours to" in violation.message
+
+
+def test_home_call_counts_only_the_hours_worked() -> None:
+    world, resident, _ = _hours_world(32)  # exactly 320 h
+    world.call(resident, _at(START + timedelta(days=3), 19), 12, CallKind.HOME)
+    assert of_rule(validate(world.problem()), RuleName.EIGHTY_HOUR) == []
+    world.call(resident, _at(START + timedelta(days=5), 19), 12, CallKind.HOME, worked=1.5)
+    [violation] = of_rule(validate(world.problem()), RuleName.EIGHTY_HOUR)
+    assert "321.5 hours to" in violation.message
+    # Home call is not in-house call: no call nights, no continuous duty from it.
+    assert of_rule(validate(world.problem()), RuleName.CALL_FREQUENCY) == []
+
+
+@pytest.mark.parametrize(
+    ("hours", "over"),
+    [pytest.param(28.0, False, id="exactly-80"), pytest.param(28.07, True, id="tipping")],
+)
+def test_moonlighting_counts_toward_80_hours(hours: float, over: bool) -> None:
+    # 292 h of blocks + 4 weeks of moonlighting: 4 x 7 = 28 h tips 320 only with more.
+    world, resident, _ = _hours_world(29)
+    world.assign(resident, START + timedelta(days=27), world.rotation("Extra", hours_per_block=2.0))
+    for week in range(4):
+        world.moonlighting.append(
+            Moonlighting(resident.id, START + timedelta(days=7 * week), hours / 4)
+        )
+    found = of_rule(validate(world.problem()), RuleName.EIGHTY_HOUR)
+    assert bool(found) is over
+
+
+@pytest.mark.parametrize(
+    ("blocks", "warned"),
+    [
+        pytest.param(30, False, id="75h"),
+        pytest.param(31, True, id="77.5h"),
+        pytest.param(32, True, id="80h"),
+    ],
+)
+def test_approaching_80_hours_warns_from_a_76_hour_average(blocks: int, warned: bool) -> None:
+    world, _resident, _ = _hours_world(blocks)
+    report = validate(world.problem())
+    found = of_rule(report, RuleName.EIGHTY_HOUR_APPROACHING)
+    assert bool(found) is warned
+    if warned:
+        assert found[0].severity is Severity.LOW
+        assert "approaching the limit of 80" in found[0].message
+        assert report.valid  # a warning only
+
+
+def test_a_call_with_an_unknown_person_or_backwards_is_refused() -> None:
+    world = World()
+    stranger = Person(uuid.uuid4(), PersonType.RESIDENT, pgy_level=1)
+    world.call(stranger, _at(START, 7), 24)
+    with pytest.raises(ValueError, match="unknown person"):
+        validate(world.problem())
+    world = World()
+    resident = world.resident(1)
+    world.calls.append(Call(resident.id, _at(START, 7), _at(START, 6)))
+    with pytest.raises(ValueError, match="ends before it starts"):
+        validate(world.problem())
+
+
+def test_faculty_call_is_not_limited() -> None:
+    world = World()
+    boss = world.faculty()
+    for i in range(20):
+        world.call(boss, _at(START + timedelta(days=i), 7), 30)
+    assert validate(world.problem()).violations == ()
+
+
+@pytest.mark.parametrize(
+    ("extra", "warned"), [pytest.param(3.9, False, id="303.9h"), pytest.param(4, True, id="304h")]
+)
+def test_the_76_hour_average_boundary(extra: float, warned: bool) -> None:
+    world, resident, _ = _hours_world(30)  # 300 h in START's window
+    world.call(resident, _at(START + timedelta(days=6), 7), extra)  # on a day off
+    found = of_rule(validate(world.problem()), RuleName.EIGHTY_HOUR_APPROACHING)
+    assert bool(found) is warned
+    if warned:
+        # Every window holding the 30 blocks (the last on START + 16) and the call holds 304 h;
+        # the earliest is named.
+        first = START + timedelta(days=16) - timedelta(days=27)
+        assert found[0].message == (
+            f"Dr Ames: 76 duty hours a week averaged over the 28 days from {first}, approaching "
+            f"the limit of 80: at most 16 more hours fit in the 28 days to "
+            f"{first + timedelta(days=27)}; the 12 windows starting {first} through {START} are "
+            f"all at 76 a week or more"
+        )

@@ -17,6 +17,7 @@ from tandem.scheduling.domain import (
     Assignment,
     AssignmentRole,
     Block,
+    Person,
     PersonType,
     Rotation,
     RotationKind,
@@ -35,11 +36,14 @@ from tests.scheduling_instances import make_instance
 
 
 def _with_result(problem: ScheduleProblem, result: SolveResult) -> ScheduleProblem:
-    """The problem as the service would validate it: history kept, the period replaced."""
-    history = [
-        a for a in problem.assignments if problem.blocks[a.block_id].date < problem.start_date
+    """The problem as the service would validate it: settled duty on either side kept, the
+    period replaced."""
+    settled = [
+        a
+        for a in problem.assignments
+        if not problem.start_date <= problem.blocks[a.block_id].date <= problem.end_date
     ]
-    return replace(problem, assignments=(*history, *result.assignments))
+    return replace(problem, assignments=(*settled, *result.assignments))
 
 
 def _assert_valid(problem: ScheduleProblem, result: SolveResult) -> None:
@@ -129,6 +133,54 @@ def test_history_counts_for_the_rolling_windows() -> None:
     }
     assert ran_six  # the fixture does produce such runs
     assert not first_day & ran_six
+
+
+def test_duty_settled_after_the_period_is_fixed() -> None:
+    # X works 1-6 February in a schedule settled before this one (31 January alone): X on
+    # 31 January would make 7 duty days in a row, so Z takes both of its blocks, although
+    # fairness alone would split them.
+    ward = Rotation(uuid4(), "Ward", RotationKind.INPATIENT, 1, 1, requires_supervision=False)
+    x = Person(uuid4(), PersonType.RESIDENT, pgy_level=2, name="X")
+    z = Person(uuid4(), PersonType.RESIDENT, pgy_level=2, name="Z")
+    day = date(2027, 1, 31)
+    blocks = [Block(uuid4(), day + timedelta(days=i), t) for i in range(7) for t in TimeOfDay]
+    later = tuple(
+        Assignment(x.id, b.id, ward.id, AssignmentRole.PRIMARY) for b in blocks if b.date > day
+    )
+    problem = ScheduleProblem(
+        start_date=day,
+        end_date=day,
+        people={x.id: x, z.id: z},
+        blocks={b.id: b for b in blocks},
+        rotations={ward.id: ward},
+        assignments=later,
+    )
+    for hint in (True, False):
+        result = solve(problem, timeout_seconds=5, workers=1, hint=hint)
+        _assert_valid(problem, result)
+        assert {a.person_id for a in result.assignments} == {z.id}, hint
+
+
+def test_duty_settled_after_the_period_can_make_it_infeasible() -> None:
+    ward = Rotation(uuid4(), "Ward", RotationKind.INPATIENT, 1, 1, requires_supervision=False)
+    x = Person(uuid4(), PersonType.RESIDENT, pgy_level=2, name="X")
+    day = date(2027, 1, 31)
+    blocks = [Block(uuid4(), day + timedelta(days=i), TimeOfDay.AM) for i in range(7)]
+    problem = ScheduleProblem(
+        start_date=day,
+        end_date=day,
+        people={x.id: x},
+        blocks={b.id: b for b in blocks},
+        rotations={ward.id: ward},
+        assignments=tuple(
+            Assignment(x.id, b.id, ward.id, AssignmentRole.PRIMARY) for b in blocks[1:]
+        ),
+    )
+    result = solve(problem, timeout_seconds=5, workers=1)
+    assert result.status == "infeasible"
+    assert result.assignments == ()
+    assert result.explanation is not None
+    assert "Ward" in result.explanation
 
 
 def test_a_year_is_solved_block_after_block() -> None:

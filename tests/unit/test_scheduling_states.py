@@ -78,6 +78,12 @@ Change = Callable[[ScheduleState], ScheduleState]
             ScheduleState(ScheduleStatus.published, JOB),
             id="edit-published",
         ),
+        pytest.param(
+            states.edit_by_hand,
+            ScheduleState(ScheduleStatus.generated, JOB),
+            ScheduleState(ScheduleStatus.generated, JOB),
+            id="edit-generated-by-hand",
+        ),
     ],
 )
 def test_transitions(change: Change, before: ScheduleState, after: ScheduleState) -> None:
@@ -146,6 +152,18 @@ def test_transitions(change: Change, before: ScheduleState, after: ScheduleState
             GENERATING,
             "Schedule is being generated; wait until it is done",
             id="edit-while-generating",
+        ),
+        pytest.param(
+            states.edit_by_hand,
+            ScheduleState(ScheduleStatus.published, JOB),
+            "Schedule is published; change it through a swap",
+            id="edit-published-by-hand",
+        ),
+        pytest.param(
+            states.edit_by_hand,
+            GENERATING,
+            "Schedule is being generated; wait until it is done",
+            id="edit-by-hand-while-generating",
         ),
     ],
 )

@@ -189,6 +189,7 @@ async def login(request: Request, session: SessionDep) -> Response:
             timedelta(days=settings.refresh_token_days),
             email=email,
             password=password,
+            max_age=timedelta(days=settings.session_max_days),
         )
     except (Unauthorized, RateLimited) as exc:
         return _login_page(request, error=exc.detail, email=email, status_code=exc.status_code)

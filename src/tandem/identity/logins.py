@@ -15,8 +15,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.db import compare_and_set
-from tandem.errors import Unauthorized
+from tandem.errors import Conflict, Unauthorized
 from tandem.identity.models import LoginSession, RefreshToken, User
+from tandem.identity.principal import LOGIN_EXPIRED, login_ends_at
 from tandem.identity.scopes import Role, Scope, narrow, scopes_for
 from tandem.identity.security import (
     BEARER_CHALLENGE,
@@ -27,6 +28,10 @@ from tandem.identity.security import (
 )
 
 INCORRECT_CREDENTIALS = "Incorrect email or password"
+AMBIGUOUS_LOGIN = (
+    "This e-mail and password sign in to more than one organization; send organization_id to choose"
+)
+DEFAULT_MAX_AGE = timedelta(days=30)
 
 
 class RefreshTokenReused(Unauthorized):
@@ -41,11 +46,17 @@ class RefreshVerdict(StrEnum):
     signed_out = "signed_out"
     reused = "reused"
     expired = "expired"
+    login_expired = "login_expired"
     inactive = "inactive"
 
 
 def judge_refresh(
-    *, login_revoked: bool, already_used: bool, expired: bool, user_active: bool
+    *,
+    login_revoked: bool,
+    already_used: bool,
+    expired: bool,
+    user_active: bool,
+    login_expired: bool = False,
 ) -> RefreshVerdict:
     """What presenting a known refresh token leads to; the order of the checks matters.
 
@@ -56,6 +67,8 @@ def judge_refresh(
         return RefreshVerdict.signed_out
     if already_used:
         return RefreshVerdict.reused
+    if login_expired:
+        return RefreshVerdict.login_expired
     if expired:
         return RefreshVerdict.expired
     if not user_active:
@@ -78,6 +91,7 @@ class IssuedTokens:
 _REFUSALS = {
     RefreshVerdict.signed_out: "This login was signed out; sign in again",
     RefreshVerdict.expired: "Refresh token expired; sign in again",
+    RefreshVerdict.login_expired: LOGIN_EXPIRED,
     RefreshVerdict.inactive: "User is inactive",
 }
 
@@ -86,13 +100,22 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _issue_refresh_token(session: AsyncSession, login: LoginSession, ttl: timedelta) -> str:
+async def _issue_refresh_token(
+    session: AsyncSession, login: LoginSession, ttl: timedelta, max_age: timedelta
+) -> str:
+    """The next token of the chain: valid for `ttl` (the idle timeout), never past the login."""
     token = new_refresh_token()
+    expires_at = min(_now() + ttl, login_ends_at(login, max_age))
     session.add(
-        RefreshToken(session_id=login.id, token_hash=sha256_hex(token), expires_at=_now() + ttl)
+        RefreshToken(session_id=login.id, token_hash=sha256_hex(token), expires_at=expires_at)
     )
     await session.flush()
     return token
+
+
+def _live_scopes(user: User, login: LoginSession) -> frozenset[Scope]:
+    """The login's scopes that the user's role grants today (a demotion shows at once)."""
+    return frozenset(scope for scope in scopes_for(Role(user.role)) if scope.value in login.scopes)
 
 
 def _access_token(signer: TokenSigner, user: User, login: LoginSession) -> str:
@@ -100,7 +123,7 @@ def _access_token(signer: TokenSigner, user: User, login: LoginSession) -> str:
         user_id=user.id,
         organization_id=user.organization_id,
         session_id=login.id,
-        scopes=frozenset(login.scopes),
+        scopes=_live_scopes(user, login),
     )
 
 
@@ -110,6 +133,8 @@ async def start_login(
     refresh_ttl: timedelta,
     user: User,
     requested_scopes: set[str] | None = None,
+    *,
+    max_age: timedelta = DEFAULT_MAX_AGE,
 ) -> IssuedTokens:
     scopes = narrow(scopes_for(Role(user.role)), requested_scopes)
     login = LoginSession(user_id=user.id, scopes=sorted(scopes))
@@ -118,7 +143,7 @@ async def start_login(
     user.last_login_at = _now()
     return IssuedTokens(
         access_token=_access_token(signer, user, login),
-        refresh_token=await _issue_refresh_token(session, login, refresh_ttl),
+        refresh_token=await _issue_refresh_token(session, login, refresh_ttl, max_age),
         expires_in=int(signer.ttl.total_seconds()),
         scopes=scopes,
     )
@@ -132,13 +157,27 @@ async def login_with_password(
     email: str,
     password: str,
     requested_scopes: set[str] | None = None,
+    max_age: timedelta = DEFAULT_MAX_AGE,
+    organization_id: uuid.UUID | None = None,
 ) -> IssuedTokens:
-    """The same error, after the same work, whether the e-mail or the password is wrong."""
-    user = await session.scalar(select(User).where(User.email == email.lower()))
-    valid = await verify_password(password, user.password_hash if user else None)
-    if not valid or user is None or not user.is_active:
+    """The same error, after the same work, whether the e-mail or the password is wrong.
+
+    An address may have an account in several organizations: the password picks the account;
+    when it opens more than one, `organization_id` must choose (409 otherwise).
+    """
+    query = select(User).where(User.email == email.lower(), User.is_active.is_(True))
+    if organization_id is not None:
+        query = query.where(User.organization_id == organization_id)
+    candidates = (await session.scalars(query.order_by(User.created_at, User.id))).all()
+    matches = [u for u in candidates if await verify_password(password, u.password_hash)]
+    if not candidates:
+        await verify_password(password, None)
+    if not matches:
         raise Unauthorized(INCORRECT_CREDENTIALS, headers=BEARER_CHALLENGE)
-    return await start_login(session, signer, refresh_ttl, user, requested_scopes)
+    if len(matches) > 1:
+        raise Conflict(AMBIGUOUS_LOGIN)
+    user = matches[0]
+    return await start_login(session, signer, refresh_ttl, user, requested_scopes, max_age=max_age)
 
 
 async def revoke_login(session: AsyncSession, login_id: uuid.UUID, reason: str) -> None:
@@ -158,7 +197,12 @@ async def revoke_all_logins(session: AsyncSession, user_id: uuid.UUID, reason: s
 
 
 async def refresh(
-    session: AsyncSession, signer: TokenSigner, refresh_ttl: timedelta, token: str
+    session: AsyncSession,
+    signer: TokenSigner,
+    refresh_ttl: timedelta,
+    token: str,
+    *,
+    max_age: timedelta = DEFAULT_MAX_AGE,
 ) -> IssuedTokens:
     row = (
         await session.execute(
@@ -176,6 +220,7 @@ async def refresh(
         already_used=presented.used_at is not None,
         expired=presented.expires_at <= _now(),
         user_active=user.is_active,
+        login_expired=login_ends_at(login, max_age) <= _now(),
     )
     if verdict is RefreshVerdict.reused:
         await revoke_login(session, login.id, "refresh_token_reused")
@@ -195,9 +240,9 @@ async def refresh(
         raise RefreshTokenReused()
     return IssuedTokens(
         access_token=_access_token(signer, user, login),
-        refresh_token=await _issue_refresh_token(session, login, refresh_ttl),
+        refresh_token=await _issue_refresh_token(session, login, refresh_ttl, max_age),
         expires_in=int(signer.ttl.total_seconds()),
-        scopes=frozenset(Scope(s) for s in login.scopes),
+        scopes=_live_scopes(user, login),
     )
 
 

@@ -19,12 +19,14 @@ class Organization(IdMixin, TimestampMixin, Base):
 
 class User(IdMixin, TimestampMixin, Base):
     __tablename__ = "users"
+    # Unique per organization, so creating a user never reveals another tenant's accounts.
+    __table_args__ = (UniqueConstraint("organization_id", "email"),)
 
     organization_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
     # Stored lower-cased, so the unique constraint is case-insensitive on every database.
-    email: Mapped[str] = mapped_column(String(320), unique=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     full_name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(ROLE_LENGTH))

@@ -7,7 +7,7 @@ async def run(principal: Annotated[Principal, Depends(require_scopes(Scope.agent
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 
@@ -21,6 +21,15 @@ from tandem.errors import Forbidden, Unauthorized
 from tandem.identity.models import ApiKey, LoginSession, User
 from tandem.identity.scopes import Role, Scope, scopes_for
 from tandem.identity.security import BEARER_CHALLENGE, TokenSigner, sha256_hex
+from tandem.settings import Settings
+
+LOGIN_EXPIRED = "Login expired; sign in again"
+
+
+def login_ends_at(login: LoginSession, max_age: timedelta) -> datetime:
+    """The absolute end of a login: refreshing never carries it past this."""
+    return login.created_at + max_age
+
 
 NO_CREDENTIALS = (
     "Not authenticated: send an `Authorization: Bearer <access token>` header "
@@ -43,6 +52,11 @@ class Principal:
     user_id: uuid.UUID  # the user, or the user who created the key
     organization_id: uuid.UUID
     scopes: frozenset[Scope]
+    # A bearer token's login: its id, its absolute end, and whether it was narrowed below
+    # the role (None, None, False for an API key).
+    login_id: uuid.UUID | None = None
+    login_ends_at: datetime | None = None
+    narrowed: bool = False
 
     def has(self, scope: Scope) -> bool:
         return scope in self.scopes
@@ -53,6 +67,11 @@ class Principal:
         if missing:
             raise Forbidden(f"Missing required scope: {', '.join(missing)}")
 
+    def require_password_login(self, detail: str) -> None:
+        """403 `detail` unless this is a bearer token of a login made with a password."""
+        if self.login_id is None:
+            raise Forbidden(detail)
+
 
 def _effective_scopes(granted: list[str] | frozenset[str], role: str) -> frozenset[Scope]:
     """What a token or key carries, never more than its user's role grants today."""
@@ -61,7 +80,7 @@ def _effective_scopes(granted: list[str] | frozenset[str], role: str) -> frozens
 
 
 async def principal_from_access_token(
-    session: AsyncSession, signer: TokenSigner, token: str
+    session: AsyncSession, signer: TokenSigner, token: str, max_age: timedelta
 ) -> Principal:
     claims = signer.decode(token)
     row = (
@@ -78,12 +97,19 @@ async def principal_from_access_token(
         raise Unauthorized("User is inactive or no longer exists", headers=BEARER_CHALLENGE)
     if login.revoked_at is not None:
         raise Unauthorized("This login was signed out; sign in again", headers=BEARER_CHALLENGE)
+    ends_at = login_ends_at(login, max_age)
+    if ends_at <= datetime.now(UTC):
+        raise Unauthorized(LOGIN_EXPIRED, headers=BEARER_CHALLENGE)
+    scopes = _effective_scopes(claims.scopes, user.role)
     return Principal(
         kind=PrincipalKind.user,
         id=user.id,
         user_id=user.id,
         organization_id=user.organization_id,
-        scopes=_effective_scopes(claims.scopes, user.role),
+        scopes=scopes,
+        login_id=login.id,
+        login_ends_at=ends_at,
+        narrowed=scopes != scopes_for(Role(user.role)),
     )
 
 
@@ -127,8 +153,12 @@ async def get_principal(
     if api_key:
         return await principal_from_api_key(session, api_key)
     if bearer is not None:
+        settings: Settings = request.app.state.settings
         return await principal_from_access_token(
-            session, get_token_signer(request), bearer.credentials
+            session,
+            get_token_signer(request),
+            bearer.credentials,
+            timedelta(days=settings.session_max_days),
         )
     if request.headers.get("authorization"):
         raise Unauthorized(

@@ -68,6 +68,11 @@ def _refresh_ttl(request: Request) -> timedelta:
     return timedelta(days=settings.refresh_token_days)
 
 
+def _max_age(request: Request) -> timedelta:
+    settings: Settings = request.app.state.settings
+    return timedelta(days=settings.session_max_days)
+
+
 def _token_out(tokens: logins.IssuedTokens) -> TokenOut:
     return TokenOut(
         access_token=tokens.access_token,
@@ -103,7 +108,9 @@ async def register(
         full_name=body.full_name,
         organization_name=body.organization_name,
     )
-    tokens = await logins.start_login(session, signer, _refresh_ttl(request), user)
+    tokens = await logins.start_login(
+        session, signer, _refresh_ttl(request), user, max_age=_max_age(request)
+    )
     return RegisterOut(
         user=UserOut.model_validate(user),
         access_token=tokens.access_token,
@@ -131,7 +138,7 @@ async def login_credentials(request: Request) -> LoginIn:
 
 @public.post(
     "/auth/login",
-    responses=error_responses(401, 429) | VALIDATION_ERROR,
+    responses=error_responses(401, 409, 429) | VALIDATION_ERROR,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -179,6 +186,8 @@ async def login(
             email=credentials.email,
             password=credentials.password,
             requested_scopes=set(credentials.scopes) if credentials.scopes else None,
+            max_age=_max_age(request),
+            organization_id=credentials.organization_id,
         )
     except Unauthorized:
         await limiter.record(failures)
@@ -190,7 +199,9 @@ async def login(
 async def refresh(
     body: RefreshIn, request: Request, session: SessionDep, signer: SignerDep
 ) -> TokenOut:
-    tokens = await logins.refresh(session, signer, _refresh_ttl(request), body.refresh_token)
+    tokens = await logins.refresh(
+        session, signer, _refresh_ttl(request), body.refresh_token, max_age=_max_age(request)
+    )
     return _token_out(tokens)
 
 

@@ -64,6 +64,8 @@ class LoginIn(BaseModel):
     email: Email
     password: Annotated[str, Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
     scopes: list[str] | None = None
+    # Only needed when the e-mail and password open accounts in several organizations.
+    organization_id: uuid.UUID | None = None
 
 
 class RefreshIn(BaseModel):

@@ -9,6 +9,7 @@ class Scope(StrEnum):
     agent_admin = "agent:admin"
     jobs_read = "jobs:read"
     jobs_write = "jobs:write"
+    jobs_admin = "jobs:admin"  # retry or cancel other users' jobs
     review_read = "review:read"
     review_write = "review:write"
     projects_read = "projects:read"

@@ -4,8 +4,10 @@ Pure functions over explicit inputs (secret, clock), so they are unit-tested wit
 """
 
 import hashlib
+import math
 import secrets
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,6 +54,17 @@ async def verify_password(password: str, password_hash: str | None) -> bool:
 # --- the signing secret --------------------------------------------------------------------
 
 
+MIN_SECRET_ENTROPY_BITS = 128
+
+
+def estimated_entropy_bits(secret: str) -> float:
+    """Length times the Shannon entropy of the secret's characters: an upper bound that
+    catches repeated or few-character secrets (32 x "a" is 0 bits), not clever patterns."""
+    counts = Counter(secret)
+    per_char = -sum(n / len(secret) * math.log2(n / len(secret)) for n in counts.values())
+    return per_char * len(secret)
+
+
 def resolve_jwt_secret(settings: Settings) -> str:
     """The secret to sign with; generated once and kept in the data directory in development."""
     if settings.jwt_algorithm not in SUPPORTED_ALGORITHMS:
@@ -69,6 +82,12 @@ def resolve_jwt_secret(settings: Settings) -> str:
                 "TANDEM_JWT_SECRET must be set to a random value of at least "
                 f"{MIN_PRODUCTION_SECRET_BYTES} bytes in production "
                 '(e.g. python -c "import secrets; print(secrets.token_urlsafe(48))")'
+            )
+        if estimated_entropy_bits(secret) < MIN_SECRET_ENTROPY_BITS:
+            raise InsecureSecret(
+                "TANDEM_JWT_SECRET is too predictable (repeated or few distinct characters); "
+                "use a random value, e.g. "
+                'python -c "import secrets; print(secrets.token_urlsafe(48))"'
             )
         return secret
     if secret:

@@ -3,16 +3,17 @@
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.db import unique_or_conflict
-from tandem.errors import Conflict, NotFound
+from tandem.errors import Conflict, Forbidden, NotFound
+from tandem.identity.api_keys import revoke_keys_of
 from tandem.identity.logins import revoke_all_logins
 from tandem.identity.models import Organization, User
 from tandem.identity.principal import Principal
 from tandem.identity.schemas import UserCreateIn, UserUpdateIn
-from tandem.identity.scopes import Role
+from tandem.identity.scopes import Role, scopes_for
 from tandem.identity.security import hash_password
 from tandem.notifications.service import enqueue_email
 from tandem.notifications.templates import welcome_email
@@ -32,9 +33,11 @@ async def _add_user(
     full_name: str,
     role: Role,
 ) -> User:
-    """Inserts the user and queues the welcome e-mail, or raises 409 for a taken e-mail."""
+    """Inserts the user and queues the welcome e-mail, or raises 409 for an e-mail taken in
+    this organization (another organization's accounts are never consulted)."""
     email = email.lower()
-    if await session.scalar(select(User.id).where(User.email == email)) is not None:
+    taken = select(User.id).where(User.organization_id == organization.id, User.email == email)
+    if await session.scalar(taken) is not None:
         raise Conflict(EMAIL_TAKEN)
     user = User(
         organization_id=organization.id,
@@ -66,7 +69,18 @@ async def register(
     full_name: str,
     organization_name: str | None,
 ) -> User:
-    """A new organization whose first user is its admin."""
+    """A new organization whose first user is its admin; 409 for an e-mail with any account.
+
+    Self-registration keeps e-mail unique across organizations (two registrations of one
+    address are serialised: SQLite's write lock, an advisory lock on PostgreSQL).
+    """
+    email = email.lower()
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"register:{email}"}
+        )
+    if await session.scalar(select(User.id).where(User.email == email).limit(1)) is not None:
+        raise Conflict(EMAIL_TAKEN)
     organization = Organization(name=organization_name or f"{full_name}'s organization")
     session.add(organization)
     await session.flush()
@@ -91,7 +105,19 @@ async def get_user(session: AsyncSession, principal: Principal, user_id: uuid.UU
     return await owned(session, principal, User, user_id, "User")
 
 
+def _may_give(principal: Principal, role: Role) -> None:
+    """403 unless the principal holds every scope `role` grants: a narrowed token or a key
+    with users:admin cannot make a user who can do more than it can."""
+    beyond = sorted(scope.value for scope in scopes_for(role) - principal.scopes)
+    if beyond:
+        raise Forbidden(
+            f"Cannot give the role {role.value}: it grants scopes you do not have: "
+            + ", ".join(beyond)
+        )
+
+
 async def create_user(session: AsyncSession, principal: Principal, data: UserCreateIn) -> User:
+    _may_give(principal, data.role)
     organization = await current_organization(session, principal)
     return await _add_user(
         session,
@@ -134,6 +160,8 @@ async def update_user(
 ) -> User:
     user = await get_user(session, principal, user_id)
     changes = body.changes()
+    if "role" in changes:
+        _may_give(principal, changes["role"])
     loses_admin = user.role == Role.admin.value and user.is_active
     demoted = changes.get("role", Role.admin) is not Role.admin
     deactivated = changes.get("is_active") is False
@@ -141,6 +169,7 @@ async def update_user(
         await _ensure_another_active_admin(session, user)
     if deactivated and user.is_active:
         await revoke_all_logins(session, user.id, "deactivated")
+        await revoke_keys_of(session, user.id)
     for field, value in changes.items():
         setattr(user, field, value.value if isinstance(value, Role) else value)
     await session.flush()

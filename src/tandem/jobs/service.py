@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tandem.db import READ_ONLY, compare_and_set, utcnow
 from tandem.errors import Conflict, Invalid
 from tandem.identity.principal import Principal
+from tandem.identity.scopes import Scope
 from tandem.jobs import states
 from tandem.jobs.dispatch import Dispatch
 from tandem.jobs.models import Job, JobAttempt, JobStatus
@@ -187,9 +188,7 @@ async def retry_job(
 ) -> Job:
     """A dead or cancelled job goes back to pending with a fresh budget; history is kept."""
     job = await get_job(session, principal, job_id)
-    task = _task_of(jobs, job)
-    if task is not None:
-        principal.require(*task.control_scopes)
+    task = _may_control(jobs, principal, job)
     now = utcnow()
     job = await _transition(session, job, states.retry, {"next_run_at": now, "finished_at": None})
     if task is not None and task.on_retry is not None:
@@ -206,14 +205,25 @@ def _task_of(jobs: JobControl, job: Job) -> TaskDefinition | None:
         return None
 
 
+def _may_control(jobs: JobControl, principal: Principal, job: Job) -> TaskDefinition | None:
+    """403 unless the principal may retry or cancel the job: its submitter, or a holder of
+    jobs:admin (a job no one submitted, too), with what its task asks beyond that. Returns
+    the job's task (None for one no longer in the code)."""
+    task = _task_of(jobs, job)
+    if task is not None:
+        principal.require(*task.control_scopes)
+    if job.submitted_by_id is None or job.submitted_by_id != principal.user_id:
+        principal.require(Scope.jobs_admin)
+    return task
+
+
 async def cancel_job(
     session: AsyncSession, jobs: JobControl, principal: Principal, job_id: uuid.UUID
 ) -> Job:
     """Pending: cancelled now. Running: cancellation requested; the executor stops it (one
     in this process as soon as the request commits, others at their next heartbeat)."""
     job = await get_job(session, principal, job_id)
-    if (task := _task_of(jobs, job)) is not None:
-        principal.require(*task.control_scopes)
+    _may_control(jobs, principal, job)
     return await _cancel(session, jobs, job)
 
 

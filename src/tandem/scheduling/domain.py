@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from uuid import UUID
 
@@ -39,6 +39,22 @@ class AssignmentRole(StrEnum):
     SUPERVISING = "supervising"  # a faculty member supervising the residents on it
 
 
+class AbsenceKind(StrEnum):
+    """Why someone is away. Every kind has the same effect on scheduling: no duty on any
+    day of the absence (the generator never assigns one; a manual assignment or a swap onto
+    it breaks the `absence` rule), the days hold no duty hours and count as free days in the
+    rolling windows, and a resident away during a 4-week block is left out of that block's
+    fairness minimum. The kind is recorded for the program's own accounting (leave balances,
+    reports)."""
+
+    VACATION = "vacation"
+    SICK = "sick"
+    CONFERENCE = "conference"
+    PARENTAL = "parental"
+    DEPLOYMENT = "deployment"
+    OTHER = "other"
+
+
 class Severity(StrEnum):
     CRITICAL = "critical"
     HIGH = "high"
@@ -53,6 +69,16 @@ class RuleName(StrEnum):
     DOUBLE_BOOKING = "double_booking"
     ABSENCE = "absence"
     COVERAGE = "coverage"
+    CONTINUOUS_DUTY = "continuous_duty"
+    REST_AFTER_CALL = "rest_after_call"
+    REST_BETWEEN_SHIFTS = "rest_between_shifts"
+    CALL_FREQUENCY = "call_frequency"
+    EIGHTY_HOUR_APPROACHING = "80_hour_approaching"
+
+
+class CallKind(StrEnum):
+    IN_HOUSE = "in_house"  # on site for the whole period: every hour is duty
+    HOME = "home"  # reachable from home: only the hours actually worked count
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +126,30 @@ class Assignment:
 
 
 @dataclass(frozen=True, slots=True)
+class Call:
+    """Overnight or 24-hour call beyond the AM/PM blocks, in the program's local time.
+
+    In-house call is duty from `start` to `end`; home call counts only `worked_hours` (the
+    hours actually worked, when recorded) toward the 80 hours, on the day it starts."""
+
+    person_id: UUID
+    start: datetime
+    end: datetime
+    kind: CallKind = CallKind.IN_HOUSE
+    worked_hours: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Moonlighting:
+    """Hours worked outside the schedule (internal or external) in the 7 days from
+    `week_start`: they count toward the 80 hours, spread evenly over those days."""
+
+    person_id: UUID
+    week_start: date
+    hours: float
+
+
+@dataclass(frozen=True, slots=True)
 class Violation:
     rule: RuleName
     severity: Severity
@@ -113,8 +163,9 @@ class ScheduleProblem:
     """Everything the rules and the solver need about one schedule period.
 
     `blocks` holds the period's blocks plus, for rolling windows, the blocks of the 27 days
-    before `start_date` that carry assignments (`assignments` may include those earlier
-    assignments, from other schedules: they count for the windows but are never changed).
+    before `start_date` and after `end_date` that carry assignments (`assignments` may include
+    those assignments, from other schedules: they count for the windows but are never
+    changed).
     """
 
     start_date: date
@@ -124,3 +175,5 @@ class ScheduleProblem:
     rotations: Mapping[UUID, Rotation]
     assignments: Sequence[Assignment] = ()
     absences: Sequence[Absence] = ()
+    calls: Sequence[Call] = ()
+    moonlighting: Sequence[Moonlighting] = ()

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -48,6 +49,12 @@ class SwapStatus(StrEnum):
     approved = "approved"
     rejected = "rejected"
     invalidated = "invalidated"  # the schedule changed under it before approval
+    withdrawn = "withdrawn"  # one of the two people (or a coordinator) took it back
+
+
+class SwapKind(StrEnum):
+    give_away = "give_away"  # the counterpart takes the assignment
+    exchange = "exchange"  # the two trade: each takes the other's assignment
 
 
 def _org_fk() -> Mapped[uuid.UUID]:
@@ -178,3 +185,16 @@ class Swap(IdMixin, TimestampMixin, Base):
         ForeignKey("users.id", ondelete="SET NULL")
     )
     decided_at: Mapped[datetime | None]
+    kind: Mapped[SwapKind] = mapped_column(
+        string_enum(SwapKind), default=SwapKind.give_away, server_default=SwapKind.give_away.value
+    )
+    # Exchange: the counterpart's assignment that the giving person takes in return.
+    counter_assignment_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("assignments.id", ondelete="SET NULL"), index=True
+    )
+    # Whether the counterpart must accept before a coordinator may approve, and when they did.
+    needs_acceptance: Mapped[bool] = mapped_column(default=False, server_default=false())
+    accepted_at: Mapped[datetime | None]
+    accepted_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )

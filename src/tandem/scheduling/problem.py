@@ -1,8 +1,8 @@
 """Rows -> `ScheduleProblem`: what the rule engine and the solver see of a schedule.
 
 The one place that decides which rows count when a schedule is judged or generated: its own
-assignments, the settled schedules' duty in the 27 days before it, people, rotations and
-absences (docs/decisions.md).
+assignments, the settled schedules' duty in the 27 days before it and the 27 days after it,
+people, rotations and absences (docs/decisions.md).
 """
 
 from datetime import timedelta
@@ -22,8 +22,10 @@ from tandem.scheduling.models import (
 )
 
 # Rolling windows are 28 days: a window touching the first day of a schedule starts 27 days
-# before it, so those days' assignments count too.
+# before it, and one touching the last day ends 27 days after it, so those days' assignments
+# count too.
 LOOKBACK_DAYS = 27
+LOOKAHEAD_DAYS = 27
 # Schedules whose assignments are facts for the others: a draft is still somebody's work in
 # progress, a failed one has none.
 SETTLED = (ScheduleStatus.generated, ScheduleStatus.published)
@@ -52,12 +54,13 @@ async def load_problem(
 
     Assignments: this schedule's own (unless `own_assignments` is False, for a generation
     that replaces them) and those of the organization's generated or published schedules,
-    from 27 days before the start to the end, so every 28-day window touching the period
-    sees every duty. Blocks: the period's, plus the earlier ones that carry one of those
-    assignments. See docs/decisions.md.
+    from 27 days before the start to 27 days after the end, so every 28-day window touching
+    the period sees every duty. Blocks: the period's, plus the earlier and later ones that
+    carry one of those assignments. See docs/decisions.md.
     """
     organization_id = schedule.organization_id
     since = schedule.start_date - timedelta(days=LOOKBACK_DAYS)
+    until = schedule.end_date + timedelta(days=LOOKAHEAD_DAYS)
     people = (
         await session.scalars(select(Person).where(Person.organization_id == organization_id))
     ).all()
@@ -68,7 +71,7 @@ async def load_problem(
         await session.scalars(
             select(Block).where(
                 Block.organization_id == organization_id,
-                Block.date.between(since, schedule.end_date),
+                Block.date.between(since, until),
             )
         )
     ).all()
@@ -108,7 +111,7 @@ async def load_problem(
         blocks={
             block.id: domain.Block(id=block.id, date=block.date, time_of_day=block.time_of_day)
             for block in blocks
-            if block.date >= schedule.start_date or block.id in carrying
+            if schedule.start_date <= block.date <= schedule.end_date or block.id in carrying
         },
         rotations={
             row.id: domain.Rotation(

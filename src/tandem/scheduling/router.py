@@ -16,6 +16,7 @@ from tandem.pagination import Page, PageParamsDep
 from tandem.scheduling import exports, service, swaps
 from tandem.scheduling.domain import PersonType
 from tandem.scheduling.schemas import (
+    AbsenceCreated,
     AbsenceIn,
     AbsenceOut,
     AssignmentCreated,
@@ -102,9 +103,13 @@ async def delete_person(person_id: uuid.UUID, principal: Writer, session: Sessio
 )
 async def add_absence(
     person_id: uuid.UUID, body: AbsenceIn, principal: Writer, session: SessionDep
-) -> AbsenceOut:
-    absence = await service.add_absence(session, principal, person_id, body)
-    return AbsenceOut.model_validate(absence)
+) -> AbsenceCreated:
+    absence, conflicts, resolution = await service.add_absence(session, principal, person_id, body)
+    return AbsenceCreated(
+        **AbsenceOut.model_validate(absence).model_dump(),
+        conflicts=conflicts,
+        resolution=resolution,
+    )
 
 
 @router.get("/people/{person_id}/absences", responses=error_responses(404))
@@ -335,10 +340,22 @@ async def delete_assignment(
 
 @router.post("/swaps", status_code=status.HTTP_201_CREATED, responses=error_responses(404, 409))
 async def request_swap(
-    body: SwapIn, principal: Writer, session: SessionDep, request: Request
+    body: SwapIn, principal: Reader, session: SessionDep, request: Request
 ) -> SwapOut:
     quota = _settings(request).quota_waiting_threads
     return SwapOut.model_validate(await swaps.request_swap(session, principal, body, quota=quota))
+
+
+@router.post("/swaps/{swap_id}/accept", responses=error_responses(404, 409))
+async def accept_swap(swap_id: uuid.UUID, principal: Reader, session: SessionDep) -> SwapOut:
+    """The counterpart accepts (or a coordinator records their acceptance)."""
+    return SwapOut.model_validate(await swaps.accept_swap(session, principal, swap_id))
+
+
+@router.post("/swaps/{swap_id}/withdraw", responses=error_responses(404, 409))
+async def withdraw_swap(swap_id: uuid.UUID, principal: Reader, session: SessionDep) -> SwapOut:
+    """Either person in the swap (or a coordinator) takes it back while it is pending."""
+    return SwapOut.model_validate(await swaps.withdraw_swap(session, principal, swap_id))
 
 
 @router.get("/swaps/{swap_id}", responses=error_responses(404))

@@ -21,8 +21,8 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, timedelta
-from itertools import accumulate
+from datetime import date, datetime, time, timedelta
+from itertools import accumulate, pairwise
 from operator import sub
 from typing import Final
 from uuid import UUID
@@ -31,6 +31,7 @@ from tandem.scheduling.domain import (
     Assignment,
     AssignmentRole,
     Block,
+    CallKind,
     Person,
     PersonType,
     Rotation,
@@ -43,6 +44,9 @@ from tandem.scheduling.domain import (
 )
 
 __all__ = [
+    "ADVISORY",
+    "BLOCK_STARTS",
+    "MAX_CALLS_PER_WINDOW",
     "MAX_CONSECUTIVE_DUTY_DAYS",
     "MAX_WEEKLY_HOURS",
     "MAX_WINDOW_HOURS",
@@ -67,11 +71,21 @@ MAX_WEEKLY_HOURS: Final = 80
 MAX_WINDOW_HOURS: Final = MAX_WEEKLY_HOURS * WINDOW_DAYS // 7  # 320
 MIN_FREE_DAYS_PER_WINDOW: Final = WINDOW_DAYS // 7  # one day in seven, averaged: 4 in 28
 MAX_CONSECUTIVE_DUTY_DAYS: Final = 6
+# Call. Blocks carry no clock times; for the shift rules an AM block starts at 07:00 and a
+# PM block at 13:00, each lasting its rotation's hours.
+BLOCK_STARTS: Final = {TimeOfDay.AM: time(7), TimeOfDay.PM: time(13)}
+MAX_CONTINUOUS: Final = timedelta(hours=24 + 4)  # 24 h of scheduled duty + 4 for transitions
+LONG_CALL: Final = timedelta(hours=24)  # in-house call this long earns ...
+REST_AFTER_LONG_CALL: Final = timedelta(hours=14)  # ... 14 hours free after it
+REST_BETWEEN_SHIFTS: Final = timedelta(hours=8)
+MAX_CALLS_PER_WINDOW: Final = WINDOW_DAYS // 3  # every third night, averaged: 9 in 28
+APPROACHING_WEEKLY_HOURS: Final = 76
 
 _SPAN: Final = WINDOW_DAYS - 1  # a window [d, d+27]; an edit on day x touches d in [x-27, x]
 _MILLI: Final = 1000  # hours as integer thousandths: exact sums, exact 320 h boundary
 _MAX_WINDOW_MILLIHOURS: Final = MAX_WINDOW_HOURS * _MILLI
 _MAX_WINDOW_DUTY_DAYS: Final = WINDOW_DAYS - MIN_FREE_DAYS_PER_WINDOW
+_APPROACHING_WINDOW_MILLIHOURS: Final = APPROACHING_WEEKLY_HOURS * WINDOW_DAYS // 7 * _MILLI
 # Supervision is counted in quarters of a faculty member: every ratio (1, 2, 4) divides 4, so
 # the sum stays an integer and ceil() is exact. The solver's linear form
 # `4*faculty >= 2*pgy1 + pgy23` (`faculty >= residents` in critical care) is the same sum.
@@ -176,7 +190,7 @@ def _faculty_for(units: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class ValidationReport:
-    valid: bool
+    valid: bool  # no violation but the advisory warnings (`ADVISORY`)
     violations: tuple[Violation, ...]
     coverage_rate: float
 
@@ -243,6 +257,10 @@ class RuleContext:
     units: list[int] = field(default_factory=list)
     supervisors: list[int] = field(default_factory=list)
     person_at: dict[int, int] = field(default_factory=dict)
+    # Residents with call only: their shifts (start, end, in-house call?) and, per day from
+    # `origin`, 1 where an in-house call starts.
+    shifts: dict[int, list[tuple[datetime, datetime, bool]]] = field(default_factory=dict)
+    call_nights: dict[int, bytearray] = field(default_factory=dict)
 
     @property
     def origin(self) -> date:
@@ -368,7 +386,63 @@ def _build_context(problem: ScheduleProblem, around: tuple[date, date] | None) -
             if supervised[r] and not level:  # as required_faculty refuses it
                 raise ValueError(f"resident {ctx.persons[p].id} has no valid pgy_level")
             units[k] += _FACULTY_UNITS if critical[r] else quarters[p]
+    if problem.calls or problem.moonlighting:
+        _add_calls(ctx)
     return ctx
+
+
+def _add_calls(ctx: RuleContext) -> None:
+    """Call and moonlighting hours into the residents' rolling arrays; shifts for the
+    residents with call (their calls and their blocks, at `BLOCK_STARTS`)."""
+    problem, origin, days, hours, duty = ctx.problem, ctx.origin, ctx.days, ctx.hours, ctx.duty
+
+    def resident(person_id: UUID) -> int | None:
+        p = ctx.person_at.get(person_id.int)
+        if p is None:
+            raise ValueError(f"a call or moonlighting entry names an unknown person {person_id}")
+        return p if p in hours else None  # faculty hours are not limited
+
+    for call in problem.calls:
+        if call.end <= call.start:
+            raise ValueError(f"call {call} ends before it starts")
+        p = resident(call.person_id)
+        if p is None:
+            continue
+        first_day = (call.start.date() - origin).days
+        if call.kind is CallKind.HOME:
+            if call.worked_hours and 0 <= first_day < days:
+                hours[p][first_day] += round(call.worked_hours * _MILLI)
+                duty[p][first_day] = 1
+            continue
+        moment = call.start
+        while moment < call.end:  # split at midnights: each day gets its own hours
+            upto = min(datetime.combine(moment.date() + timedelta(days=1), time()), call.end)
+            day = (moment.date() - origin).days
+            if 0 <= day < days:
+                hours[p][day] += round((upto - moment).total_seconds() * _MILLI / 3600)
+                duty[p][day] = 1
+            moment = upto
+        if 0 <= first_day < days:
+            ctx.call_nights.setdefault(p, bytearray(days))[first_day] = 1
+        ctx.shifts.setdefault(p, []).append((call.start, call.end, True))
+    for entry in problem.moonlighting:
+        p = resident(entry.person_id)
+        if p is None:
+            continue
+        base, extra = divmod(round(entry.hours * _MILLI), 7)
+        for i in range(7):
+            day = (entry.week_start - origin).days + i
+            if 0 <= day < days:
+                hours[p][day] += base + (i < extra)
+    if not ctx.shifts:
+        return
+    for a in problem.assignments:
+        p = ctx.person_at.get(a.person_id.int)
+        block, rotation = problem.blocks.get(a.block_id), problem.rotations.get(a.rotation_id)
+        if p in ctx.shifts and block is not None and rotation is not None:
+            start = datetime.combine(block.date, BLOCK_STARTS[block.time_of_day])
+            end = start + timedelta(hours=rotation.hours_per_block)
+            ctx.shifts[p].append((start, end, False))
 
 
 def validate(
@@ -407,7 +481,9 @@ def validate(
     ranked.sort(key=lambda item: item[0])
     violations = tuple(v for _, v in ranked)
     return ValidationReport(
-        valid=not violations, violations=violations, coverage_rate=_coverage_rate(ctx)
+        valid=all(v.rule in ADVISORY for v in violations),
+        violations=violations,
+        coverage_rate=_coverage_rate(ctx),
     )
 
 
@@ -461,11 +537,14 @@ def _check_eighty_hours(ctx: RuleContext) -> Iterator[Finding]:
             worst = max(range(run_first, run_last + 1), key=sums.__getitem__)
             start = origin + timedelta(days=worst)
             total = sums[worst] / _MILLI
+            end = start + timedelta(days=_SPAN)
+            excess = _num(total - MAX_WINDOW_HOURS)
             message = (
                 f"{_who(ctx, p)}: {_num(total * 7 / WINDOW_DAYS)} duty hours a week averaged "
                 f"over the 28 days from {start} (limit {MAX_WEEKLY_HOURS}): {_num(total)} hours to "
-                f"{start + timedelta(days=_SPAN)}, {_num(total - MAX_WINDOW_HOURS)} more than "
-                f"the {MAX_WINDOW_HOURS} allowed" + _run_note(origin, run_first, run_last)
+                f"{end}, {excess} more than the {MAX_WINDOW_HOURS} allowed"
+                + _run_note(origin, run_first, run_last)
+                + f": take at least {excess} hours of duty off between {start} and {end}"
             )
             yield Finding(on=start, message=message, person_id=ctx.persons[p].id)
 
@@ -534,8 +613,9 @@ def _check_supervision(ctx: RuleContext) -> Iterator[Finding]:
             setting = " (critical care, 1:1)" if is_critical_care(rotation) else ""
             message = (
                 f"{rotation.name}{setting} on {_when(block)}: {_count(residents, 'resident')} "
-                f"({mix}) need {needed} supervising faculty, {present} assigned: add "
-                f"{needed - present}"
+                f"({mix}) need {needed} supervising faculty, {present} assigned: needs "
+                f"{needed - present} more supervising faculty on {_when(block)} for "
+                f"{rotation.name}, or fewer residents there"
             )
             yield Finding(
                 on=block.date,
@@ -550,7 +630,8 @@ def _check_double_booking(ctx: RuleContext) -> Iterator[Finding]:
         block = ctx.blocks[c]
         message = (
             f"{_who(ctx, p)} has {len(codes)} assignments on {_when(block)} "
-            f"({_rotation_names(ctx, codes)}): keep one"
+            f"({_rotation_names(ctx, codes)}): keep one, remove "
+            f"{_count(len(codes) - 1, 'other')}"
         )
         yield Finding(
             on=block.date,
@@ -580,7 +661,8 @@ def _check_absence(ctx: RuleContext) -> Iterator[Finding]:
         codes = ctx.clashes.get((p, c)) or [ctx.occupied[p][c]]
         message = (
             f"{_who(ctx, p)} is absent from {start} to {end} but assigned to "
-            f"{_rotation_names(ctx, codes)} on {_when(block)}"
+            f"{_rotation_names(ctx, codes)} on {_when(block)}: hand it to someone free then "
+            f"(a swap, or regenerate the schedule) or remove it"
         )
         yield Finding(
             on=block.date,
@@ -612,6 +694,107 @@ def _check_coverage(ctx: RuleContext) -> Iterator[Finding]:
             )
 
 
+def _check_approaching(ctx: RuleContext) -> Iterator[Finding]:
+    count, origin = ctx.window_count, ctx.origin
+    low, high = _APPROACHING_WINDOW_MILLIHOURS, _MAX_WINDOW_MILLIHOURS
+    for p, row in ctx.hours.items():
+        sums = _window_sums(row, count)
+        near = [s for s, total in enumerate(sums) if low <= total <= high]
+        for run_first, run_last in _runs(near):
+            worst = max(range(run_first, run_last + 1), key=sums.__getitem__)
+            start = origin + timedelta(days=worst)
+            total = sums[worst] / _MILLI
+            message = (
+                f"{_who(ctx, p)}: {_num(total * 7 / WINDOW_DAYS)} duty hours a week averaged "
+                f"over the 28 days from {start}, approaching the limit of {MAX_WEEKLY_HOURS}: "
+                f"at most {_num(MAX_WINDOW_HOURS - total)} more hours fit in the 28 days to "
+                f"{start + timedelta(days=_SPAN)}"
+                + _run_note(origin, run_first, run_last, "at 76 a week or more")
+            )
+            yield Finding(on=start, message=message, person_id=ctx.persons[p].id)
+
+
+def _stretches(
+    shifts: list[tuple[datetime, datetime, bool]],
+) -> list[tuple[datetime, datetime, bool]]:
+    """Shifts merged where they overlap or touch: continuous duty, and whether it holds
+    in-house call."""
+    out: list[tuple[datetime, datetime, bool]] = []
+    for start, end, call in sorted(shifts):
+        if out and start <= out[-1][1]:
+            first, last, had = out[-1]
+            out[-1] = (first, max(last, end), had or call)
+        else:
+            out.append((start, end, call))
+    return out
+
+
+def _touches(ctx: RuleContext, start: datetime, end: datetime) -> bool:
+    """Whether a stretch has a moment on a checked day."""
+    return start.date() <= ctx.last and end > datetime.combine(ctx.first, time())
+
+
+def _hours(span: timedelta) -> str:
+    return _num(span.total_seconds() / 3600)
+
+
+def _check_continuous_duty(ctx: RuleContext) -> Iterator[Finding]:
+    for p, shifts in ctx.shifts.items():
+        for start, end, call in _stretches(shifts):
+            if call and end - start > MAX_CONTINUOUS and _touches(ctx, start, end):
+                latest = start + MAX_CONTINUOUS
+                message = (
+                    f"{_who(ctx, p)}: {_hours(end - start)} hours of continuous duty with "
+                    f"in-house call from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} (at "
+                    f"most 24 + 4 for transitions): end it by {latest:%Y-%m-%d %H:%M}"
+                )
+                yield Finding(on=start.date(), message=message, person_id=ctx.persons[p].id)
+
+
+def _check_rest(ctx: RuleContext, *, after_call: bool) -> Iterator[Finding]:
+    for p, shifts in ctx.shifts.items():
+        stretches = _stretches(shifts)
+        for (start, end, call), (following, _, _) in pairwise(stretches):
+            long_call = call and end - start >= LONG_CALL
+            needed = REST_AFTER_LONG_CALL if long_call else REST_BETWEEN_SHIFTS
+            if long_call is not after_call or following - end >= needed:
+                continue
+            if not _touches(ctx, end, following):
+                continue
+            what = "in-house call of 24 hours or more" if long_call else "a shift"
+            message = (
+                f"{_who(ctx, p)}: {_hours(following - end)} hours free after {what} ending "
+                f"{end:%Y-%m-%d %H:%M} (at least {_hours(needed)}): the next duty may start at "
+                f"{end + needed:%Y-%m-%d %H:%M}"
+            )
+            yield Finding(on=end.date(), message=message, person_id=ctx.persons[p].id)
+
+
+def _check_rest_after_call(ctx: RuleContext) -> Iterator[Finding]:
+    return _check_rest(ctx, after_call=True)
+
+
+def _check_rest_between_shifts(ctx: RuleContext) -> Iterator[Finding]:
+    return _check_rest(ctx, after_call=False)
+
+
+def _check_call_frequency(ctx: RuleContext) -> Iterator[Finding]:
+    count, origin = ctx.window_count, ctx.origin
+    for p, row in ctx.call_nights.items():
+        sums = _window_sums(row, count)
+        over = [s for s, total in enumerate(sums) if total > MAX_CALLS_PER_WINDOW]
+        for run_first, run_last in _runs(over):
+            worst = max(range(run_first, run_last + 1), key=sums.__getitem__)
+            start = origin + timedelta(days=worst)
+            message = (
+                f"{_who(ctx, p)}: {sums[worst]} in-house call nights in the 28 days from {start} "
+                f"to {start + timedelta(days=_SPAN)} (every third night at most: "
+                f"{MAX_CALLS_PER_WINDOW}): move {sums[worst] - MAX_CALLS_PER_WINDOW} to "
+                f"someone else" + _run_note(origin, run_first, run_last)
+            )
+            yield Finding(on=start, message=message, person_id=ctx.persons[p].id)
+
+
 RULES: Final[tuple[Rule, ...]] = (
     Rule(RuleName.EIGHTY_HOUR, Severity.CRITICAL, _check_eighty_hours),
     Rule(RuleName.ONE_IN_SEVEN, Severity.HIGH, _check_one_in_seven),
@@ -619,7 +802,14 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(RuleName.DOUBLE_BOOKING, Severity.CRITICAL, _check_double_booking),
     Rule(RuleName.ABSENCE, Severity.HIGH, _check_absence),
     Rule(RuleName.COVERAGE, Severity.MEDIUM, _check_coverage),
+    Rule(RuleName.CONTINUOUS_DUTY, Severity.CRITICAL, _check_continuous_duty),
+    Rule(RuleName.REST_AFTER_CALL, Severity.HIGH, _check_rest_after_call),
+    Rule(RuleName.REST_BETWEEN_SHIFTS, Severity.LOW, _check_rest_between_shifts),
+    Rule(RuleName.CALL_FREQUENCY, Severity.HIGH, _check_call_frequency),
+    Rule(RuleName.EIGHTY_HOUR_APPROACHING, Severity.LOW, _check_approaching),
 )
+# Warnings that do not make a schedule invalid.
+ADVISORY: Final = frozenset({RuleName.REST_BETWEEN_SHIFTS, RuleName.EIGHTY_HOUR_APPROACHING})
 
 
 # --------------------------------------------------------------------------- helpers
@@ -638,14 +828,14 @@ def _runs(indices: list[int]) -> Iterator[tuple[int, int]]:
     yield first, prev
 
 
-def _run_note(origin: date, run_first: int, run_last: int) -> str:
+def _run_note(origin: date, run_first: int, run_last: int, state: str = "over") -> str:
     # The worst window is what to fix first; the run says how far the problem reaches.
     if run_first == run_last:
         return ""
     return (
         f"; the {run_last - run_first + 1} windows starting "
         f"{origin + timedelta(days=run_first)} through {origin + timedelta(days=run_last)} "
-        f"are all over"
+        f"are all {state}"
     )
 
 

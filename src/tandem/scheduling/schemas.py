@@ -4,12 +4,20 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from tandem.identity.schemas import Email, Name
 from tandem.patch import Patch
 from tandem.scheduling.domain import (
+    AbsenceKind,
     AssignmentRole,
     PersonType,
     RotationKind,
@@ -17,7 +25,7 @@ from tandem.scheduling.domain import (
     TimeOfDay,
     Violation,
 )
-from tandem.scheduling.models import ScheduleStatus, SwapStatus
+from tandem.scheduling.models import ScheduleStatus, SwapKind, SwapStatus
 
 # Long enough for a year of blocks or a long schedule, short enough that one request cannot
 # ask for an unbounded amount of work.
@@ -101,10 +109,25 @@ class PersonOut(BaseModel):
     updated_at: datetime
 
 
+# Before the kinds were named, any text was accepted and "leave" was the default: it still
+# is accepted, and means `other`.
+_LEGACY_KINDS = {"leave": AbsenceKind.OTHER}
+
+
 class AbsenceIn(_DateRange):
-    kind: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)] = (
-        "leave"
+    kind: AbsenceKind = Field(
+        default=AbsenceKind.OTHER,
+        description="vacation, sick, conference, parental, deployment or other (all keep the "
+        'person off duty; "leave" is accepted as other)',
     )
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _legacy(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().casefold()
+            return _LEGACY_KINDS.get(value, value)
+        return value
 
 
 class AbsenceOut(BaseModel):
@@ -115,6 +138,31 @@ class AbsenceOut(BaseModel):
     start_date: date
     end_date: date
     kind: str
+
+
+class AbsenceConflict(BaseModel):
+    """An assignment of the absent person on a day of the absence."""
+
+    assignment_id: uuid.UUID
+    schedule_id: uuid.UUID
+    schedule_status: ScheduleStatus
+    block_id: uuid.UUID
+    date: date
+    time_of_day: TimeOfDay
+    rotation_id: uuid.UUID
+    rotation_name: str
+    role: AssignmentRole
+
+
+class AbsenceCreated(AbsenceOut):
+    conflicts: list[AbsenceConflict] = Field(
+        description="The person's assignments on the days of the absence (the absence is "
+        "recorded all the same)"
+    )
+    resolution: str | None = Field(
+        description="How to resolve the conflicts: a swap per assignment (POST /swaps) or "
+        "regenerating the schedule; null without conflicts"
+    )
 
 
 # --- blocks and rotations -----------------------------------------------------------------------
@@ -254,6 +302,33 @@ class SwapIn(BaseModel):
     assignment_id: uuid.UUID
     to_person_id: uuid.UUID
     reason: Text
+    kind: SwapKind = Field(
+        default=SwapKind.give_away,
+        description="give_away: the counterpart takes the assignment; exchange: they trade, "
+        "the giving person taking `counter_assignment_id` in return",
+    )
+    counter_assignment_id: uuid.UUID | None = Field(
+        default=None, description="Exchange only: the counterpart's assignment given in return"
+    )
+    needs_acceptance: bool = Field(
+        default=False,
+        description="The counterpart must accept (POST /swaps/{id}/accept) before a coordinator "
+        "may approve. Always true when the holder asks for the swap themselves; a coordinator "
+        "arranging a swap both people agreed to may skip it (the default)",
+    )
+
+    @model_validator(mode="after")
+    def _counterpart_assignment(self) -> Self:
+        if self.kind is SwapKind.exchange and self.counter_assignment_id is None:
+            raise PydanticCustomError(
+                "counter_assignment_missing", "An exchange needs counter_assignment_id"
+            )
+        if self.kind is SwapKind.give_away and self.counter_assignment_id is not None:
+            raise PydanticCustomError(
+                "counter_assignment_not_allowed",
+                "counter_assignment_id is for exchanges only; a give-away has none",
+            )
+        return self
 
 
 class SwapOut(BaseModel):
@@ -266,4 +341,8 @@ class SwapOut(BaseModel):
     from_person_id: uuid.UUID
     to_person_id: uuid.UUID
     reason: str
+    kind: SwapKind
+    counter_assignment_id: uuid.UUID | None
+    needs_acceptance: bool
+    accepted_at: datetime | None
     created_at: datetime

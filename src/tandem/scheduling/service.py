@@ -36,6 +36,7 @@ from tandem.scheduling.models import (
 )
 from tandem.scheduling.problem import load_problem, to_domain_assignment
 from tandem.scheduling.schemas import (
+    AbsenceConflict,
     AbsenceIn,
     AssignmentIn,
     PersonIn,
@@ -180,25 +181,96 @@ async def update_person(
 
 
 async def delete_person(session: AsyncSession, principal: Principal, person_id: uuid.UUID) -> None:
-    """Their absences, assignments and swaps go with them (foreign-key cascades)."""
+    """Their absences, assignments and swaps go with them (foreign-key cascades); 409 while
+    they are on a published schedule, which only swaps change."""
     person = await get_person(session, principal, person_id)
+    published = (
+        await session.scalars(
+            select(Schedule.name)
+            .join(Assignment, Assignment.schedule_id == Schedule.id)
+            .where(Assignment.person_id == person.id, Schedule.status == ScheduleStatus.published)
+            .distinct()
+            .order_by(Schedule.name)
+        )
+    ).all()
+    if published:
+        noun = "schedule" if len(published) == 1 else "schedules"
+        raise Conflict(
+            f"{person.name} has assignments in the published {noun} {', '.join(published)}; "
+            "swap them out first"
+        )
     await session.execute(delete(Person).where(Person.id == person.id))
 
 
 async def add_absence(
     session: AsyncSession, principal: Principal, person_id: uuid.UUID, body: AbsenceIn
-) -> Absence:
+) -> tuple[Absence, list[AbsenceConflict], str | None]:
+    """Records the absence, whatever it overlaps, and returns the person's assignments on its
+    days (any schedule but a failed one) with how to resolve them: the absence is a fact,
+    the schedules are what must change."""
     person = await get_person(session, principal, person_id)
     absence = Absence(
         organization_id=principal.organization_id,
         person_id=person.id,
         start_date=body.start_date,
         end_date=body.end_date,
-        kind=body.kind,
+        kind=body.kind.value,
     )
     session.add(absence)
     await session.flush()
-    return absence
+    rows = (
+        await session.execute(
+            select(Assignment, Block, Rotation, Schedule)
+            .join(Block, Block.id == Assignment.block_id)
+            .join(Rotation, Rotation.id == Assignment.rotation_id)
+            .join(Schedule, Schedule.id == Assignment.schedule_id)
+            .where(
+                Assignment.person_id == person.id,
+                Block.date.between(absence.start_date, absence.end_date),
+                Schedule.status != ScheduleStatus.failed,
+            )
+        )
+    ).all()
+    conflicts = sorted(
+        (
+            AbsenceConflict(
+                assignment_id=assignment.id,
+                schedule_id=schedule.id,
+                schedule_status=schedule.status,
+                block_id=block.id,
+                date=block.date,
+                time_of_day=block.time_of_day,
+                rotation_id=rotation.id,
+                rotation_name=rotation.name,
+                role=assignment.role,
+            )
+            for assignment, block, rotation, schedule in rows
+        ),
+        key=lambda c: (c.date, c.time_of_day != TimeOfDay.AM, str(c.schedule_id)),
+    )
+    return absence, conflicts, _resolution(person, conflicts)
+
+
+def _resolution(person: Person, conflicts: list[AbsenceConflict]) -> str | None:
+    """How to resolve an absence's conflicts: a swap per assignment always works (once the
+    coordinator approves it); regenerating works for a schedule not yet published (the
+    generator never assigns anyone on a day they are away)."""
+    if not conflicts:
+        return None
+    regenerable = sorted(
+        {str(c.schedule_id) for c in conflicts if c.schedule_status in states.GENERATABLE}
+    )
+    days = sorted({c.date for c in conflicts})
+    text = (
+        f"{person.name} is assigned on {len(conflicts)} block(s) during the absence "
+        f"({days[0]} to {days[-1]}): hand each to someone free with POST /api/v1/swaps "
+        f"{{assignment_id, to_person_id, reason}}"
+    )
+    if regenerable:
+        text += ", or regenerate " + ", ".join(
+            f"POST /api/v1/schedules/{schedule_id}/generate" for schedule_id in regenerable
+        )
+    return text
 
 
 async def list_absences(
@@ -468,7 +540,7 @@ async def create_assignment(
 ) -> tuple[Assignment, tuple[domain.Violation, ...]]:
     """Adds a manual assignment and returns it with the violations it causes (warnings)."""
     schedule = await get_schedule(session, principal, schedule_id)
-    _ask(states.edit_assignments, states.state_of(schedule))
+    _ask(states.edit_by_hand, states.state_of(schedule))
     person = await owned(session, principal, Person, body.person_id, "Person")
     block = await owned(session, principal, Block, body.block_id, "Block")
     rotation = await owned(session, principal, Rotation, body.rotation_id, "Rotation")
@@ -508,6 +580,7 @@ async def delete_assignment(
     assignment = await get_assignment(session, principal, assignment_id)
     if assignment.schedule_id != schedule.id:
         raise NotFound(f"Assignment {assignment_id} not found")
+    _ask(states.edit_by_hand, states.state_of(schedule))
     await session.execute(delete(Assignment).where(Assignment.id == assignment.id))
 
 

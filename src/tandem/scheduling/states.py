@@ -78,7 +78,15 @@ def publish(state: ScheduleState) -> ScheduleState:
 
 
 def edit_assignments(state: ScheduleState) -> ScheduleState:
-    """A manual assignment or a swap: allowed in any status but generating; no change."""
+    """A swap: allowed in any status but generating; no change."""
     if state.status is ScheduleStatus.generating:
         raise IllegalTransition("Schedule is being generated; wait until it is done")
     return state
+
+
+def edit_by_hand(state: ScheduleState) -> ScheduleState:
+    """A manual assignment added or removed: as a swap, and never on a published schedule
+    (people plan their lives around it; it changes only through approved swaps)."""
+    if state.status is ScheduleStatus.published:
+        raise IllegalTransition("Schedule is published; change it through a swap")
+    return edit_assignments(state)

@@ -261,7 +261,8 @@ class Verdict:
 
 def judge(problem: domain.ScheduleProblem, result: solver.SolveResult) -> Verdict:
     """The solver's answer checked by the rule engine: a schedule is kept only if it keeps
-    every rule, together with the fixed assignments (`problem.assignments`, history)."""
+    every rule, together with the fixed assignments (`problem.assignments`: settled duty
+    before and after the period)."""
     statistics = statistics_json(dict(result.statistics()))
     error: str | None
     if result.status not in ("optimal", "feasible"):

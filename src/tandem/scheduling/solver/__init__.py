@@ -5,7 +5,8 @@ faculty as `supervising`) when a schedule exists, else why not. How (docs/decisi
 
 - ACGME rules are hard constraints, with the rule engine's arithmetic (`model.py`);
 - the period is solved one 4-week block at a time, each carrying the 27 days before it (the
-  history, then the blocks just solved) so every rolling window is right;
+  history, then the blocks just solved) and the settled duty in the 27 days after the
+  period, so every rolling window is right;
 - faculty are interchangeable, so the model only counts them per block and rotation; they
   are named afterwards (`search._name_faculty`), which is instant and spreads duty fairly;
 - fairness is count-based: the spread of duty blocks and weekend blocks among residents;

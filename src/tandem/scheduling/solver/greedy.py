@@ -12,7 +12,7 @@ looks for a first schedule on its own.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 from tandem.scheduling.rules import is_critical_care
 from tandem.scheduling.solver.model import (
@@ -26,6 +26,7 @@ from tandem.scheduling.solver.model import (
     available_faculty,
     dates,
     fairness,
+    fixed_rows,
     millihours,
     present_residents,
     supervision_units,
@@ -60,16 +61,10 @@ class _State:
     def __init__(self, prep: Prepared, first: date, last: date) -> None:
         self.prep = prep
         self.days = dates(first, last)
-        n = SPAN + len(self.days)
-        origin = first - timedelta(days=SPAN)
         self.duty: list[list[int]] = []
         self.hours: list[list[int]] = []
         for r in prep.residents:
-            d_row, h_row = [0] * n, [0] * n
-            for d, h in prep.fixed_hours.get(r.id, {}).items():
-                i = (d - origin).days
-                if 0 <= i < SPAN:
-                    d_row[i], h_row[i] = 1, h
+            d_row, h_row = fixed_rows(prep, r, first, len(self.days))
             self.duty.append(d_row)
             self.hours.append(h_row)
         # Blocks in chunk order, with their day index and weekend flag.

@@ -51,6 +51,7 @@ __all__ = [
     "build_chunk",
     "dates",
     "fairness",
+    "fixed_rows",
     "millihours",
     "prepare",
     "present_residents",
@@ -153,12 +154,16 @@ def prepare(problem: ScheduleProblem) -> Prepared:
         blocks_by_day=dict(blocks_by_day),
         absent=dict(absent),
     )
-    # History: assignments dated in the 27 days before the period are fixed and count for
-    # the rolling windows; assignments inside the period are replaced by the solver's.
+    # Settled duty: assignments dated in the 27 days before the period (the history) and the
+    # 27 days after it (a later schedule settled first) are fixed and count for the rolling
+    # windows; assignments inside the period are replaced by the solver's.
+    horizon = end + timedelta(days=SPAN)
     for a in problem.assignments:
         block = problem.blocks.get(a.block_id)
         person = problem.people.get(a.person_id)
-        if block is None or person is None or not origin <= block.date < start:
+        if block is None or person is None or not origin <= block.date <= horizon:
+            continue
+        if start <= block.date <= end:
             continue
         if person.type is PersonType.RESIDENT:
             prep.fix(a.person_id, block.date, millihours(problem.rotations.get(a.rotation_id)))
@@ -333,9 +338,10 @@ class _Build:
 
     @property
     def length(self) -> int:
-        """Days are indexed from first-27, so the fixed days are 0..26 and the chunk's days
-        27..27+n-1; windows are slices of arrays of this length."""
-        return SPAN + len(self.days)
+        """Days are indexed from first-27, so the fixed days before the chunk are 0..26, the
+        chunk's days 27..27+n-1 and the 27 days after it follow; windows are slices of arrays
+        of this length."""
+        return SPAN + len(self.days) + SPAN
 
 
 def _resident_limits(build: _Build, ri: int, resident: Person) -> None:
@@ -354,16 +360,26 @@ def _resident_limits(build: _Build, ri: int, resident: Person) -> None:
         _duty_hour_limits(build, fixed_hours, day_hours)
 
 
-def _fixed(build: _Build, resident: Person) -> tuple[list[int], list[int]]:
-    """The duty days (0/1) and millihours fixed before the chunk, indexed from first-27."""
-    origin = build.days[0] - timedelta(days=SPAN)
-    fixed_duty = [0] * build.length
-    fixed_hours = [0] * build.length
-    for d, h in build.prep.fixed_hours.get(resident.id, {}).items():
+def fixed_rows(
+    prep: Prepared, resident: Person, first: date, n: int
+) -> tuple[list[int], list[int]]:
+    """The duty days (0/1) and millihours fixed around the `n` days from `first`, indexed
+    from first-27 over SPAN + n + SPAN days: the 27 days before them (history and blocks
+    solved so far) and, after them, the settled duty past the period's end. Days of the
+    period after the chunk are not solved yet and read as free; their own chunk checks them."""
+    origin = first - timedelta(days=SPAN)
+    length = SPAN + n + SPAN
+    fixed_duty = [0] * length
+    fixed_hours = [0] * length
+    for d, h in prep.fixed_hours.get(resident.id, {}).items():
         i = (d - origin).days
-        if 0 <= i < SPAN:
+        if 0 <= i < SPAN or (d > prep.end and SPAN + n <= i < length):
             fixed_duty[i], fixed_hours[i] = 1, h
     return fixed_duty, fixed_hours
+
+
+def _fixed(build: _Build, resident: Person) -> tuple[list[int], list[int]]:
+    return fixed_rows(build.prep, resident, build.days[0], len(build.days))
 
 
 def _duty_days(

@@ -1,7 +1,7 @@
 """webhook subscriptions and deliveries
 
-Revision ID: 0010_webhooks
-Revises: 0009
+Revision ID: 0012_webhooks
+Revises: 0011_swap_flow
 Create Date: 2026-11-30 13:00:00.000000
 """
 
@@ -11,8 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010_webhooks"
-down_revision: str | None = "0009"
+revision: str = "0012_webhooks"
+down_revision: str | None = "0011_swap_flow"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

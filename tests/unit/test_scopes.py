@@ -33,6 +33,7 @@ MEMBER = {
                 "schedule:admin",
                 "agent:admin",
                 "users:admin",
+                "jobs:admin",
                 "webhooks:admin",
             },
             id="admin",
@@ -45,7 +46,7 @@ def test_role_grants_exactly_the_scopes_of_api_md(role: Role, expected: set[str]
 
 def test_admin_holds_every_scope_there_is() -> None:
     assert ROLE_SCOPES[Role.admin] == frozenset(Scope)
-    assert len(Scope) == 14
+    assert len(Scope) == 15
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.conftest import _wait_until as wait_until_done
+from tandem.testing import wait_for as wait_until_done
 from tests.conftest import skip_or_fail
 from tests.e2e.conftest import (
     CALL_FAILED,

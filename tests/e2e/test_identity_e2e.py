@@ -38,6 +38,8 @@ ALL_SCOPES = sorted(
         "schedule:write",
         "schedule:admin",
         "users:admin",
+        "jobs:admin",
+        "webhooks:admin",
     ]
 )
 USER_FIELDS = {"id", "email", "full_name", "role", "organization_id", "is_active", "created_at"}

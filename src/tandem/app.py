@@ -30,6 +30,7 @@ from tandem.review.router import router as review_router
 from tandem.scheduling.router import router as scheduling_router
 from tandem.settings import JobExecutor, Settings
 from tandem.tasks import TaskResources, task_registry
+from tandem.unsafe_input import UnsafeInputMiddleware
 from tandem.webhooks.router import router as webhooks_router
 
 
@@ -116,6 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     job_metrics = JobMetrics(app.state.metrics.registry)
     app.state.job_metrics = job_metrics
     install_error_handlers(app)
+    # Inside the size limit, which bounds the body it reads whole.
+    app.add_middleware(UnsafeInputMiddleware)
     # Inside the request context, so that a 413 has a request id and is counted too.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)

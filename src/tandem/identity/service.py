@@ -141,6 +141,13 @@ async def list_users(
 
 
 async def _ensure_another_active_admin(session: AsyncSession, user: User) -> None:
+    """409 unless another active admin remains. Changes that may remove an admin are
+    serialised per organization (its row locked on PostgreSQL; SQLite's transactions hold
+    the write lock from their start), so two admins removing each other at once cannot both
+    count the other as the one who remains."""
+    await session.execute(
+        select(Organization.id).where(Organization.id == user.organization_id).with_for_update()
+    )
     others = await session.scalar(
         select(func.count())
         .select_from(User)

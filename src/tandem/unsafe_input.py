@@ -125,7 +125,8 @@ def _pairs_problem(pairs: list[tuple[str, str]], where: str) -> dict[str, Any] |
 def _content_type(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == b"content-type":
-            return value.decode("latin-1").split(";", 1)[0].strip().lower()
+            media_type: str = value.decode("latin-1").split(";", 1)[0]
+            return media_type.strip().lower()
     return ""
 
 

@@ -10,6 +10,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tandem import __version__, console, health
 from tandem.agents.router import router as agents_router
+from tandem.audit.router import router as audit_router
 from tandem.body_limit import BodySizeLimitMiddleware
 from tandem.content.router import router as content_router
 from tandem.db import create_engine, create_sessionmaker
@@ -139,5 +140,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(content_router)
     app.include_router(review_router)
     app.include_router(webhooks_router)
+    app.include_router(audit_router)
     console.install(app)
     return app

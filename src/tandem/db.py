@@ -4,6 +4,7 @@ The transaction belongs to the request (or the job): `get_session` commits when 
 succeeds and rolls back when it raises. Services call `flush()`, never `commit()`.
 """
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, Enum, MetaData, Update, Uuid, event
-from sqlalchemy.engine import Connection, CursorResult, Dialect
+from sqlalchemy.engine import Connection, CursorResult, Dialect, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -142,11 +143,30 @@ def _drop_after_commit(session: Session) -> None:
 
 
 def create_engine(database_url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+    """hide_parameters: statement parameters (password and key hashes among them) appear in
+    no log line and no error message."""
     if database_url.startswith("sqlite"):
-        engine = create_async_engine(database_url, echo=echo)
+        _create_private_file(database_url)
+        engine = create_async_engine(database_url, echo=echo, hide_parameters=True)
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(database_url, echo=echo, pool_size=pool_size, pool_pre_ping=True)
+    return create_async_engine(
+        database_url, echo=echo, pool_size=pool_size, pool_pre_ping=True, hide_parameters=True
+    )
+
+
+def _create_private_file(database_url: str) -> None:
+    """A new SQLite database file is created readable by its owner only (SQLite gives its
+    -wal and -shm files the same mode)."""
+    path = make_url(database_url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    except FileNotFoundError:  # its directory does not exist: SQLite will say so
+        pass
 
 
 def create_sessionmaker(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:

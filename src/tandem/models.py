@@ -1,11 +1,13 @@
 """Every model, imported in one place so that `Base.metadata` is complete (Alembic, tests)."""
 
 from tandem.agents.models import AgentRun
+from tandem.audit.models import AuditEvent
 from tandem.content.models import ContentItem
 from tandem.db import Base
 from tandem.identity.models import (
     ApiKey,
     LoginSession,
+    OneTimeToken,
     Organization,
     Project,
     RefreshToken,
@@ -22,12 +24,14 @@ __all__ = [
     "AgentRun",
     "ApiKey",
     "Assignment",
+    "AuditEvent",
     "Base",
     "Block",
     "ContentItem",
     "Job",
     "JobAttempt",
     "LoginSession",
+    "OneTimeToken",
     "Organization",
     "OutboxMessage",
     "Person",

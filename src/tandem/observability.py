@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# The client's address (after trusted proxies' X-Forwarded-For), for the audit trail.
+client_address_var: ContextVar[str | None] = ContextVar("client_address", default=None)
 log = logging.getLogger("tandem.http")
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -41,8 +43,14 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
+    def formatException(self, ei: Any) -> str:
+        return redact_secrets(super().formatException(ei))
+
 
 class ReadableFormatter(logging.Formatter):
+    def formatException(self, ei: Any) -> str:
+        return redact_secrets(super().formatException(ei))
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         if (request_id := request_id_var.get()) is not None:
@@ -50,16 +58,73 @@ class ReadableFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(*, json_output: bool, level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+# Control characters (ANSI escapes, newlines, NUL...) in logged values: shown as escapes, so
+# text chosen by users cannot forge log lines or drive a terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Secrets and the hashes of secrets, should one ever reach a message: argon2 hashes, API keys,
+# JWTs, and SHA-256 digests (API keys and refresh tokens are stored as those).
+_SECRET = re.compile(
+    r"\$argon2(?:id|i|d)\$[^\s'\",)]+"
+    r"|tdm_[A-Za-z0-9_-]{16,}"
+    r"|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"
+    r"|\b[0-9a-f]{64}\b"
+)
+REDACTED = "[redacted]"
+# Libraries that at DEBUG log statement parameters (hashes), request bodies (agent input) or
+# headers: never below WARNING, whatever TANDEM_LOG_LEVEL says.
+QUIET_LOGGERS = (
+    "sqlalchemy",
+    "aiosqlite",
+    "psycopg",
+    "httpx",
+    "httpcore",
+    "openai",
+    "pydantic_ai",
+    "procrastinate",
+    "aiosmtplib",
+    "asyncio",
+    "multipart",
+)
+
+
+def redact_secrets(text: str) -> str:
+    return _SECRET.sub(REDACTED, text)
+
+
+def clean_log_text(text: str) -> str:
+    """`text` with secrets redacted and control characters escaped."""
+    text = redact_secrets(text)
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class SafeLogFilter(logging.Filter):
+    """Formats the message once, cleaned; exception text is left as Python wrote it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = clean_log_text(record.getMessage())
+        record.args = None
+        for name, value in list(vars(record).items()):
+            if name not in _STANDARD_RECORD_FIELDS and isinstance(value, str):
+                setattr(record, name, clean_log_text(value))
+        return True
+
+
+def configure_logging(
+    *, json_output: bool, level: str = "INFO", stream: Any = None
+) -> logging.Handler:
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(
         JsonFormatter()
         if json_output
         else ReadableFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     )
+    handler.addFilter(SafeLogFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    return handler
 
 
 class HttpMetrics:
@@ -99,6 +164,8 @@ class RequestContextMiddleware:
 
         request_id = self._incoming_request_id(scope) or uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        client = scope.get("client")
+        address_token = client_address_var.set(client[0] if client else None)
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
         response_started = False
@@ -128,6 +195,7 @@ class RequestContextMiddleware:
             self.metrics.requests.labels(scope["method"], route, str(status)).inc()
             self.metrics.latency.labels(scope["method"], route).observe(elapsed)
             request_id_var.reset(token)
+            client_address_var.reset(address_token)
 
     @staticmethod
     def _incoming_request_id(scope: Scope) -> str | None:

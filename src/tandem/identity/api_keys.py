@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tandem.audit import service as audit
+from tandem.audit.service import AuditAction
 from tandem.errors import Forbidden, Invalid, NotFound
 from tandem.identity.models import ApiKey
 from tandem.identity.principal import Principal
@@ -67,6 +69,14 @@ async def create_api_key(
     )
     session.add(api_key)
     await session.flush()
+    await audit.record(
+        session,
+        AuditAction.api_key_created,
+        organization_id=principal.organization_id,
+        actor=principal,
+        target=("api_key", api_key.id),
+        details={"scopes": api_key.scopes, "prefix": api_key.prefix},
+    )
     return api_key, key
 
 
@@ -95,6 +105,13 @@ async def revoke_api_key(session: AsyncSession, principal: Principal, key_id: uu
         raise NotFound(f"API key {key_id} not found")
     api_key.revoked_at = datetime.now(UTC)
     await session.flush()
+    await audit.record(
+        session,
+        AuditAction.api_key_revoked,
+        organization_id=principal.organization_id,
+        actor=principal,
+        target=("api_key", api_key.id),
+    )
 
 
 async def revoke_keys_of(session: AsyncSession, user_id: uuid.UUID) -> None:

@@ -10,10 +10,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import NoReturn
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tandem.audit import service as audit
+from tandem.audit.service import Actor, AuditAction, Outcome
 from tandem.db import compare_and_set
 from tandem.errors import Conflict, Unauthorized
 from tandem.identity.models import LoginSession, RefreshToken, User
@@ -32,6 +35,13 @@ AMBIGUOUS_LOGIN = (
     "This e-mail and password sign in to more than one organization; send organization_id to choose"
 )
 DEFAULT_MAX_AGE = timedelta(days=30)
+
+
+class IncorrectCredentials(Unauthorized):
+    keeps_changes = True  # the failed login's audit event is committed
+
+    def __init__(self) -> None:
+        super().__init__(INCORRECT_CREDENTIALS, headers=BEARER_CHALLENGE)
 
 
 class RefreshTokenReused(Unauthorized):
@@ -172,12 +182,39 @@ async def login_with_password(
     matches = [u for u in candidates if await verify_password(password, u.password_hash)]
     if not candidates:
         await verify_password(password, None)
+        # Belongs to no organization: kept for the operators (log), shown to no tenant.
+        await audit.record(
+            session,
+            AuditAction.login,
+            organization_id=None,
+            outcome=Outcome.failure,
+            details={"email": email.lower()[:320], "reason": "unknown_email"},
+        )
     if not matches:
-        raise Unauthorized(INCORRECT_CREDENTIALS, headers=BEARER_CHALLENGE)
+        for candidate in candidates:
+            await audit.record(
+                session,
+                AuditAction.login,
+                organization_id=candidate.organization_id,
+                target=("user", candidate.id),
+                outcome=Outcome.failure,
+                details={"reason": "wrong_password"},
+            )
+        raise IncorrectCredentials()
     if len(matches) > 1:
         raise Conflict(AMBIGUOUS_LOGIN)
     user = matches[0]
-    return await start_login(session, signer, refresh_ttl, user, requested_scopes, max_age=max_age)
+    tokens = await start_login(
+        session, signer, refresh_ttl, user, requested_scopes, max_age=max_age
+    )
+    await audit.record(
+        session,
+        AuditAction.login,
+        organization_id=user.organization_id,
+        actor=Actor(user.id),
+        target=("user", user.id),
+    )
+    return tokens
 
 
 async def revoke_login(session: AsyncSession, login_id: uuid.UUID, reason: str) -> None:
@@ -223,8 +260,7 @@ async def refresh(
         login_expired=login_ends_at(login, max_age) <= _now(),
     )
     if verdict is RefreshVerdict.reused:
-        await revoke_login(session, login.id, "refresh_token_reused")
-        raise RefreshTokenReused()
+        await _revoke_reused(session, login, user)
     if verdict is not RefreshVerdict.rotate:
         raise Unauthorized(_REFUSALS[verdict])
 
@@ -236,14 +272,26 @@ async def refresh(
     )
     if not claimed:
         # Another request exchanged this token between our read and our write.
-        await revoke_login(session, login.id, "refresh_token_reused")
-        raise RefreshTokenReused()
+        await _revoke_reused(session, login, user)
     return IssuedTokens(
         access_token=_access_token(signer, user, login),
         refresh_token=await _issue_refresh_token(session, login, refresh_ttl, max_age),
         expires_in=int(signer.ttl.total_seconds()),
         scopes=_live_scopes(user, login),
     )
+
+
+async def _revoke_reused(session: AsyncSession, login: LoginSession, user: User) -> NoReturn:
+    await revoke_login(session, login.id, "refresh_token_reused")
+    await audit.record(
+        session,
+        AuditAction.refresh_token_reused,
+        organization_id=user.organization_id,
+        target=("user", user.id),
+        outcome=Outcome.failure,
+        details={"login_id": str(login.id)},
+    )
+    raise RefreshTokenReused()
 
 
 async def logout(session: AsyncSession, token: str) -> None:

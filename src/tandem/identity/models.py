@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tandem.db import Base, IdMixin, TimestampMixin
@@ -32,6 +32,11 @@ class User(IdMixin, TimestampMixin, Base):
     role: Mapped[str] = mapped_column(String(ROLE_LENGTH))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     last_login_at: Mapped[datetime | None]
+    # Registered itself while TANDEM_EMAIL_VERIFICATION=required and has not yet followed the
+    # link mailed to it: such an account may only read /users/me until it does.
+    verification_pending: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
     organization: Mapped[Organization] = relationship(lazy="raise")
 
@@ -87,4 +92,28 @@ class RefreshToken(IdMixin, TimestampMixin, Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     expires_at: Mapped[datetime]
     # Set when the token is exchanged; presenting it again is reuse.
+    used_at: Mapped[datetime | None]
+
+
+class OneTimeToken(IdMixin, TimestampMixin, Base):
+    """A single-use, expiring link sent by e-mail: an invitation, an address to verify, a
+    password to reset. Stored as a SHA-256 hash; used once (`used_at`), then worthless."""
+
+    __tablename__ = "one_time_tokens"
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    purpose: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(320))
+    # The account it is about (None for an invitation: the account does not exist yet).
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str | None] = mapped_column(String(ROLE_LENGTH))  # an invitation's role
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]

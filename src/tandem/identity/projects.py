@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tandem.audit import service as audit
+from tandem.audit.service import AuditAction
 from tandem.db import unique_or_conflict
 from tandem.errors import Conflict, Invalid
 from tandem.identity.models import Project
@@ -83,3 +85,11 @@ async def delete_project(
     project = await get_project(session, principal, project_id)
     await session.delete(project)
     await session.flush()
+    await audit.record(
+        session,
+        AuditAction.project_deleted,
+        organization_id=principal.organization_id,
+        actor=principal,
+        target=("project", project_id),
+        details={"name": project.name},
+    )

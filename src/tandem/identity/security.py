@@ -5,6 +5,7 @@ Pure functions over explicit inputs (secret, clock), so they are unit-tested wit
 
 import hashlib
 import math
+import os
 import secrets
 import uuid
 from collections import Counter
@@ -101,10 +102,10 @@ def _development_secret(data_dir: Path) -> str:
         return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
-    # O_EXCL: if two processes start at once, exactly one writes and both read its secret.
+    # O_EXCL: if two processes start at once, exactly one writes and both read its secret;
+    # created 0600, never readable by others even for a moment.
     try:
-        with path.open("x") as handle:
-            path.chmod(0o600)
+        with os.fdopen(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600), "w") as handle:
             handle.write(secret)
     except FileExistsError:
         return path.read_text().strip()

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tandem.audit import service as audit
+from tandem.audit.service import AuditAction
 from tandem.db import unique_or_conflict
 from tandem.errors import Conflict, Forbidden, NotFound
 from tandem.identity.api_keys import revoke_keys_of
@@ -177,9 +179,25 @@ async def update_user(
     if deactivated and user.is_active:
         await revoke_all_logins(session, user.id, "deactivated")
         await revoke_keys_of(session, user.id)
+    events = []
+    if "role" in changes and changes["role"].value != user.role:
+        role_change = {"from": user.role, "to": changes["role"].value}
+        events.append((AuditAction.user_role_changed, role_change))
+    if "is_active" in changes and changes["is_active"] is not user.is_active:
+        status_change = {"is_active": changes["is_active"]}
+        events.append((AuditAction.user_status_changed, status_change))
     for field, value in changes.items():
         setattr(user, field, value.value if isinstance(value, Role) else value)
     await session.flush()
+    for action, details in events:
+        await audit.record(
+            session,
+            action,
+            organization_id=user.organization_id,
+            actor=principal,
+            target=("user", user.id),
+            details=details,
+        )
     return user
 
 

@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tandem.audit import service as audit
+from tandem.audit.service import AuditAction
 from tandem.db import compare_and_set, utcnow
 from tandem.errors import Conflict, Invalid
 from tandem.identity.principal import Principal
@@ -279,6 +281,14 @@ async def decide(
         )
     )
     await session.flush()
+    await audit.record(
+        session,
+        AuditAction.review_decided,
+        organization_id=principal.organization_id,
+        actor=principal,
+        target=("review_thread", thread_id),
+        details={"decision": decision.value, "revision": seen.revision, "kind": thread.kind},
+    )
     await session.refresh(thread)
     drafts = await drafts_of(session, thread_id, seen.revision)
     context = DecisionContext(session, jobs, principal, thread, drafts, feedback)

@@ -17,6 +17,8 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tandem.audit import service as audit
+from tandem.audit.service import AuditAction
 from tandem.db import compare_and_set, unique_or_conflict, utcnow
 from tandem.errors import Conflict, Invalid, NotFound
 from tandem.identity.principal import Principal
@@ -200,6 +202,13 @@ async def delete_person(session: AsyncSession, principal: Principal, person_id: 
             "swap them out first"
         )
     await session.execute(delete(Person).where(Person.id == person.id))
+    await audit.record(
+        session,
+        AuditAction.person_deleted,
+        organization_id=principal.organization_id,
+        actor=principal,
+        target=("person", person_id),
+    )
 
 
 async def add_absence(
@@ -417,6 +426,14 @@ async def delete_schedule(
     schedule = await get_schedule(session, principal, schedule_id)
     await _stop_generation(session, jobs, schedule)
     await session.execute(delete(Schedule).where(Schedule.id == schedule.id))
+    await audit.record(
+        session,
+        AuditAction.schedule_deleted,
+        organization_id=principal.organization_id,
+        actor=principal,
+        target=("schedule", schedule_id),
+        details={"status": schedule.status.value},
+    )
 
 
 async def _stop_generation(session: AsyncSession, jobs: JobControl, schedule: Schedule) -> None:

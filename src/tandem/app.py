@@ -112,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # Off in production unless TANDEM_API_DOCS=true: the map of every route helps attackers.
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.settings = settings
     app.state.metrics = HttpMetrics()
@@ -126,7 +128,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outside the request context (its 500s get the headers too), inside the proxy headers
     # (HSTS sees the scheme the client used).
     app.add_middleware(SecurityHeadersMiddleware)
-    install_docs(app)
+    if settings.docs_enabled:
+        install_docs(app)
     if settings.forwarded_allow_ips:
         # Outermost: every layer sees the client's address, read from the trusted proxies'
         # X-Forwarded-For (the rightmost entry not itself a trusted proxy).

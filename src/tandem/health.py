@@ -1,6 +1,7 @@
 """Liveness, readiness and metrics: no authentication, never rate limited."""
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -10,10 +11,13 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tandem import __version__
 from tandem.db import READ_ONLY
-from tandem.errors import DATABASE_RETRY_AFTER_SECONDS
+from tandem.errors import DATABASE_RETRY_AFTER_SECONDS, Unauthorized, error_responses
+from tandem.identity.security import BEARER_CHALLENGE
+from tandem.settings import Settings
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 READINESS_TIMEOUT_SECONDS = 3.0
@@ -68,8 +72,25 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse(body)
 
 
-@router.get("/metrics", response_class=Response)
+METRICS_TOKEN_NEEDED = "Metrics need `Authorization: Bearer <TANDEM_METRICS_TOKEN>`"
+
+
+def _check_metrics_access(request: Request) -> None:
+    """Metrics count every tenant's traffic: with TANDEM_METRICS_TOKEN set, only its bearer
+    reads them; without it, development serves them to anyone and production not at all."""
+    settings: Settings = request.app.state.settings
+    if settings.metrics_token:
+        sent = request.headers.get("authorization", "")
+        expected = f"Bearer {settings.metrics_token}"
+        if not hmac.compare_digest(sent.encode(), expected.encode()):
+            raise Unauthorized(METRICS_TOKEN_NEEDED, headers=BEARER_CHALLENGE)
+    elif settings.is_production:
+        raise StarletteHTTPException(status_code=404)
+
+
+@router.get("/metrics", response_class=Response, responses=error_responses(401))
 async def metrics(request: Request) -> Response:
+    _check_metrics_access(request)
     for refresh in getattr(request.app.state, "metrics_refreshers", []):
         try:
             await refresh()

@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     # False: this process serves the API and runs no jobs (`tandem serve --no-worker`).
     worker_enabled: bool = True
 
+    # /docs and /openapi.json: None means on in development, off in production
+    api_docs: bool | None = None
+    # /metrics: with a token, only for `Authorization: Bearer <token>`; without one, public
+    # in development and absent (404) in production
+    metrics_token: str | None = None
+
     # Where people reach the console: links in e-mails point there
     public_url: str = "http://127.0.0.1:8000"
     # Reviewers get at most one e-mail per person in this many seconds about threads waiting
@@ -183,6 +189,10 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env is Environment.production
+
+    @property
+    def docs_enabled(self) -> bool:
+        return self.api_docs if self.api_docs is not None else not self.is_production
 
     @property
     def is_sqlite(self) -> bool:

@@ -68,6 +68,7 @@ class UserFactory(BaseFactory[User]):
     role = Role.member.value
     is_active = True
     last_login_at = None
+    verification_pending = False
 
 
 class ProjectFactory(BaseFactory[Project]):

@@ -23,7 +23,7 @@ from tandem.jobs.executor import JobMetrics
 from tandem.migrations import current_revision, head_revision, upgrade_to_head
 from tandem.observability import configure_logging
 from tandem.plugins import Loaded, PluginError, load_all
-from tandem.settings import JobExecutor, Settings
+from tandem.settings import EmailVerification, JobExecutor, RegistrationPolicy, Settings
 from tandem.tasks import TaskResources, task_registry
 
 app = typer.Typer(
@@ -205,8 +205,16 @@ async def _create_admin(settings: Settings, email: str, password: str, organizat
     engine = create_engine(settings.database_url)
     try:
         async with create_sessionmaker(engine)() as session, transaction_scope(session):
+            # The operator at the console is trusted: no policy stops them, no link to follow.
+            operator = settings.model_copy(
+                update={
+                    "registration": RegistrationPolicy.open,
+                    "email_verification": EmailVerification.optional,
+                }
+            )
             user = await register(
                 session,
+                operator,
                 email=email,
                 password=password,
                 full_name=email.split("@")[0],

@@ -30,6 +30,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line, with the request id and any `extra=` fields."""
 
     def format(self, record: logging.LogRecord) -> str:
+        record = cleaned(record, escape=False)  # json.dumps escapes control characters
         entry: dict[str, Any] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
             "level": record.levelname.lower(),
@@ -52,7 +53,7 @@ class ReadableFormatter(logging.Formatter):
         return redact_secrets(super().formatException(ei))
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        line = super().format(cleaned(record))
         if (request_id := request_id_var.get()) is not None:
             line = f"{line} [request_id={request_id}]"
         return line
@@ -97,16 +98,18 @@ def clean_log_text(text: str) -> str:
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
-class SafeLogFilter(logging.Filter):
-    """Formats the message once, cleaned; exception text is left as Python wrote it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = clean_log_text(record.getMessage())
-        record.args = None
-        for name, value in list(vars(record).items()):
-            if name not in _STANDARD_RECORD_FIELDS and isinstance(value, str):
-                setattr(record, name, clean_log_text(value))
-        return True
+def cleaned(record: logging.LogRecord, *, escape: bool = True) -> logging.LogRecord:
+    """A copy of the record, its message formatted once with secrets redacted and (unless
+    the output escapes them itself, as JSON does) control characters escaped; string extras
+    too. The record itself is shared with every other handler, so it is left as it was."""
+    clean = clean_log_text if escape else redact_secrets
+    copy = logging.makeLogRecord(vars(record))
+    copy.msg = clean(record.getMessage())
+    copy.args = None
+    for name, value in vars(record).items():
+        if name not in _STANDARD_RECORD_FIELDS and isinstance(value, str):
+            setattr(copy, name, clean(value))
+    return copy
 
 
 def configure_logging(
@@ -118,7 +121,6 @@ def configure_logging(
         if json_output
         else ReadableFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     )
-    handler.addFilter(SafeLogFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

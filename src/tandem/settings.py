@@ -19,6 +19,17 @@ class Environment(StrEnum):
     production = "production"
 
 
+class RegistrationPolicy(StrEnum):
+    open = "open"  # anyone may register a new organization
+    invite = "invite"  # accounts come from an admin's invitation only
+    closed = "closed"  # nobody registers; admins create accounts or invite
+
+
+class EmailVerification(StrEnum):
+    optional = "optional"  # a registered account works at once
+    required = "required"  # until the mailed link is followed, only /users/me answers
+
+
 class JobExecutor(StrEnum):
     embedded = "embedded"  # an asyncio loop inside `tandem serve`
     procrastinate = "procrastinate"  # `tandem worker` processes, PostgreSQL only
@@ -44,6 +55,15 @@ class Settings(BaseSettings):
     refresh_token_days: int = Field(default=14, ge=1)
     # Absolute lifetime: a login ends this long after the password was given, refreshed or not.
     session_max_days: int = Field(default=30, ge=1)
+
+    # Who may register, and whether a self-registered address must be verified (None: the
+    # environment's default: open and optional in development, invite and required in production)
+    registration: RegistrationPolicy | None = None
+    email_verification: EmailVerification | None = None
+    # How long the links mailed for an invitation, an address to verify, a password reset work
+    invitation_hours: float = Field(default=72.0, gt=0)
+    email_verification_hours: float = Field(default=48.0, gt=0)
+    password_reset_minutes: float = Field(default=30.0, gt=0)
 
     # Redis: shared rate-limit storage when set
     redis_url: str | None = None
@@ -189,6 +209,18 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env is Environment.production
+
+    @property
+    def registration_policy(self) -> RegistrationPolicy:
+        if self.registration is not None:
+            return self.registration
+        return RegistrationPolicy.invite if self.is_production else RegistrationPolicy.open
+
+    @property
+    def email_verification_policy(self) -> EmailVerification:
+        if self.email_verification is not None:
+            return self.email_verification
+        return EmailVerification.required if self.is_production else EmailVerification.optional
 
     @property
     def docs_enabled(self) -> bool:

@@ -3,6 +3,7 @@ escaped, and the files holding secrets created readable by their owner only."""
 
 import hashlib
 import io
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -16,7 +17,6 @@ from tandem.db import create_engine
 from tandem.identity.models import User
 from tandem.observability import QUIET_LOGGERS, configure_logging
 from tandem.settings import Settings
-from tandem.testing import wait_for
 from tests.conftest import CommittedDatabase, running
 
 pytestmark = pytest.mark.anyio
@@ -95,25 +95,30 @@ async def test_debug_logging_shows_no_secret_or_hash(
         assert secret not in logged, f"the {name} is in the log"
 
 
-async def test_control_characters_in_names_are_escaped_in_the_log(
-    committed_db: CommittedDatabase, tmp_path: Path, debug_log: io.StringIO
-) -> None:
-    """The welcome e-mail (no SMTP: it goes to the log) carries the name a registrant chose."""
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        database_url=committed_db.url,
-        data_dir=tmp_path,
-        outbox_poll_seconds=0.05,
-    )
-    name = "Eve\x1b[2J\x1b[31m\rINFO tandem.audit: audit login outcome=success"
-    async with running(create_app(settings)) as client:
-        body = {"email": "eve@example.com", "password": PASSWORD, "full_name": name}
-        assert (await client.post("/api/v1/auth/register", json=body)).status_code == 201
-        await wait_for(lambda: "E-mail to eve@example.com" in debug_log.getvalue(), timeout=10)
-    logged = debug_log.getvalue()
+@pytest.mark.parametrize(
+    "json_output", [pytest.param(False, id="readable"), pytest.param(True, id="json")]
+)
+def test_control_characters_in_logged_values_are_escaped(json_output: bool) -> None:
+    """A value a user chose (a name, a path) cannot end the line, forge another one or drive
+    the terminal that shows the log."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    stream = io.StringIO()
+    try:
+        configure_logging(json_output=json_output, level="INFO", stream=stream)
+        name = "Eve\x1b[2J\x1b[31m\r\nINFO tandem.audit: audit login outcome=success"
+        logging.getLogger("tandem.test").info("Welcome %s", name, extra={"full_name": name})
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    logged = stream.getvalue()
+    assert logged.count("\n") == 1, "one line"
     assert "\x1b" not in logged
     assert "\r" not in logged
-    assert "Eve\\x1b[2J\\x1b[31m" in logged
+    if json_output:
+        assert json.loads(logged)["message"] == f"Welcome {name}", "kept exactly, encoded"
+    else:
+        assert "Eve\\x1b[2J\\x1b[31m\\r\\nINFO" in logged
 
 
 async def test_a_new_sqlite_database_is_private(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
+from tandem.identity.emails import name_for_mail, welcome_email
 from tandem.notifications.models import OutboxStatus
-from tandem.notifications.templates import welcome_email
 from tandem.notifications.transport import (
     LogTransport,
     OutgoingEmail,
@@ -60,17 +60,28 @@ def test_retry_policy_gives_up_after_max_attempts(attempts: int, gives_up: bool)
     assert RetryPolicy(max_attempts=3, base_seconds=30).gives_up(attempts) is gives_up
 
 
-def test_welcome_email_greets_the_user_in_their_organization() -> None:
-    subject, body = welcome_email(full_name="Ada Lovelace", organization_name="Analytical")
-    assert subject == "Welcome to Analytical on Tandem"
+def test_welcome_email_greets_the_user_by_name_only() -> None:
+    subject, body = welcome_email(full_name="Ada Lovelace")
+    assert subject == "Welcome to Tandem"
     assert body.startswith("Hello Ada Lovelace,\n")
-    assert "Your Tandem account in Analytical is ready." in body
 
 
-def test_welcome_email_subject_stays_one_line_whatever_the_names() -> None:
-    subject, body = welcome_email(full_name="Ada\r\nBcc: x@evil", organization_name="Acme\nCorp")
-    assert subject == "Welcome to Acme Corp on Tandem"
-    assert body.startswith("Hello Ada Bcc: x@evil,\n")
+@pytest.mark.parametrize(
+    ("full_name", "shown"),
+    [
+        pytest.param("Ada\r\nBcc: x@evil", "Ada Bcc xevil", id="header-injection"),
+        pytest.param("Zoë O'Brien-Łukasz", "Zoë O'Brien-Łukasz", id="letters-kept"),
+        pytest.param("Eve\x1b[31m", "Evem", id="terminal-escape"),
+        pytest.param("Call 555 0100 now https://x.example", "Call now httpsxexample", id="link"),
+        pytest.param("A very long name that goes on and on", "A very long name that…", id="long"),
+        pytest.param("1234 !!!", "there", id="nothing-left"),
+    ],
+)
+def test_the_name_in_a_mail_is_reduced_to_letters_and_shortened(full_name: str, shown: str) -> None:
+    assert name_for_mail(full_name) == shown
+    _subject, body = welcome_email(full_name=full_name)
+    assert body.startswith(f"Hello {shown},\n")
+    assert "\r" not in body
 
 
 def test_compose_builds_headers_and_a_stable_message_id() -> None:

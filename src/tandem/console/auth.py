@@ -29,7 +29,7 @@ from tandem.db import SessionDep
 from tandem.errors import Forbidden, RateLimited, Unauthorized
 from tandem.identity import logins
 from tandem.identity.models import LoginSession, RefreshToken, User
-from tandem.identity.principal import Principal, PrincipalKind, _effective_scopes
+from tandem.identity.principal import VERIFY_FIRST, Principal, PrincipalKind, _effective_scopes
 from tandem.identity.scopes import Scope
 from tandem.identity.security import TokenSigner, sha256_hex
 from tandem.ratelimit import RateLimiter, client_address
@@ -95,6 +95,8 @@ async def _resolve(request: Request, session: SessionDep) -> ConsoleUser:
         or not user.is_active
     ):
         raise SignInRequired
+    if user.verification_pending:
+        raise Forbidden(VERIFY_FIRST)
     principal = Principal(
         kind=PrincipalKind.user,
         id=user.id,

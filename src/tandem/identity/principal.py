@@ -57,6 +57,8 @@ class Principal:
     login_id: uuid.UUID | None = None
     login_ends_at: datetime | None = None
     narrowed: bool = False
+    # Registered itself and has not yet followed the link mailed to its address.
+    verification_pending: bool = False
 
     def has(self, scope: Scope) -> bool:
         return scope in self.scopes
@@ -110,6 +112,7 @@ async def principal_from_access_token(
         login_id=login.id,
         login_ends_at=ends_at,
         narrowed=scopes != scopes_for(Role(user.role)),
+        verification_pending=user.verification_pending,
     )
 
 
@@ -154,17 +157,30 @@ async def get_principal(
         return await principal_from_api_key(session, api_key)
     if bearer is not None:
         settings: Settings = request.app.state.settings
-        return await principal_from_access_token(
+        principal = await principal_from_access_token(
             session,
             get_token_signer(request),
             bearer.credentials,
             timedelta(days=settings.session_max_days),
         )
+        refuse_unverified(request, principal)
+        return principal
     if request.headers.get("authorization"):
         raise Unauthorized(
             "The Authorization header must be `Bearer <access token>`", headers=BEARER_CHALLENGE
         )
     raise Unauthorized(NO_CREDENTIALS, headers=BEARER_CHALLENGE)
+
+
+VERIFY_FIRST = "Verify your e-mail address first"
+# What an account whose address is not yet verified may reach (verification itself is public).
+UNVERIFIED_MAY_REACH = frozenset({"/api/v1/users/me"})
+
+
+def refuse_unverified(request: Request, principal: Principal) -> None:
+    """403 for an account that must verify its address first, except on /users/me."""
+    if principal.verification_pending and request.scope["path"] not in UNVERIFIED_MAY_REACH:
+        raise Forbidden(VERIFY_FIRST)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

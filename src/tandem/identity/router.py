@@ -10,15 +10,22 @@ from pydantic import ValidationError
 
 from tandem.db import SessionDep
 from tandem.errors import Unauthorized, error_responses
-from tandem.identity import api_keys, logins, projects, service
+from tandem.identity import accounts, api_keys, logins, projects, service
+from tandem.identity.models import User
 from tandem.identity.principal import CurrentPrincipal, Principal, get_token_signer, require_scopes
 from tandem.identity.schemas import (
+    AcceptInvitationIn,
     ApiKeyCreatedOut,
     ApiKeyIn,
     ApiKeyOut,
+    InvitationIn,
+    InvitationOut,
     LoginIn,
     MeOut,
+    NoticeOut,
     OrganizationOut,
+    PasswordResetConfirmIn,
+    PasswordResetIn,
     ProjectIn,
     ProjectOut,
     ProjectUpdateIn,
@@ -29,6 +36,7 @@ from tandem.identity.schemas import (
     UserCreateIn,
     UserOut,
     UserUpdateIn,
+    VerifyEmailIn,
 )
 from tandem.identity.scopes import Scope
 from tandem.identity.security import TokenSigner
@@ -95,7 +103,7 @@ limit_registration = rate_limit(
 @public.post(
     "/auth/register",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(409, 429),
+    responses=error_responses(403, 409, 429),
     dependencies=[Depends(limit_registration)],
 )
 async def register(
@@ -103,6 +111,7 @@ async def register(
 ) -> RegisterOut:
     user = await service.register(
         session,
+        request.app.state.settings,
         email=body.email,
         password=body.password,
         full_name=body.full_name,
@@ -210,6 +219,67 @@ async def logout(body: RefreshIn, session: SessionDep) -> None:
     await logins.logout(session, body.refresh_token)
 
 
+async def _signed_in(
+    request: Request, session: SessionDep, signer: TokenSigner, user: User
+) -> RegisterOut:
+    tokens = await logins.start_login(
+        session, signer, _refresh_ttl(request), user, max_age=_max_age(request)
+    )
+    return RegisterOut(
+        user=UserOut.model_validate(user),
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_in=tokens.expires_in,
+    )
+
+
+@public.post(
+    "/auth/accept-invite", status_code=status.HTTP_201_CREATED, responses=error_responses(409)
+)
+async def accept_invite(
+    body: AcceptInvitationIn, request: Request, session: SessionDep, signer: SignerDep
+) -> RegisterOut:
+    """Creates the invited account with the password chosen here, and signs it in."""
+    user = await accounts.accept_invitation(
+        session, token=body.token, password=body.password, full_name=body.full_name
+    )
+    return await _signed_in(request, session, signer, user)
+
+
+@public.post("/auth/verify-email")
+async def verify_email(body: VerifyEmailIn, session: SessionDep) -> UserOut:
+    return UserOut.model_validate(await accounts.verify_email(session, token=body.token))
+
+
+PASSWORD_RESET_SENT = "If an account uses this address, a link to reset its password is on its way"
+
+
+@public.post(
+    "/auth/password-reset", status_code=status.HTTP_202_ACCEPTED, responses=error_responses(429)
+)
+async def request_password_reset(
+    body: PasswordResetIn, request: Request, response: Response, session: SessionDep
+) -> NoticeOut:
+    """The same answer whether or not the address has an account."""
+    settings: Settings = request.app.state.settings
+    limiter: RateLimiter = request.app.state.rate_limiter
+    budgets = [
+        Budget(settings.rate_limit_login, "password-reset", body.email),
+        Budget(
+            settings.rate_limit_login_address, "password-reset-address", client_address(request)
+        ),
+    ]
+    apply_headers(response, await limiter.hit_all(budgets))
+    await accounts.request_password_reset(session, settings, email=body.email)
+    return NoticeOut(detail=PASSWORD_RESET_SENT)
+
+
+@public.post("/auth/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT)
+async def confirm_password_reset(body: PasswordResetConfirmIn, session: SessionDep) -> None:
+    """Sets the new password; every login of the account ends."""
+    await accounts.reset_password(session, token=body.token, password=body.password)
+
+
 # --- users and the organization -------------------------------------------------------------
 
 
@@ -255,6 +325,22 @@ async def update_user(
 )
 async def deactivate_user(user_id: uuid.UUID, principal: UsersAdmin, session: SessionDep) -> None:
     await service.deactivate_user(session, principal, user_id)
+
+
+@router.post(
+    "/invitations",
+    status_code=status.HTTP_201_CREATED,
+    tags=["users"],
+    responses=error_responses(409),
+)
+async def invite(
+    body: InvitationIn, principal: UsersAdmin, session: SessionDep, request: Request
+) -> InvitationOut:
+    """E-mails the address a single-use link to join your organization with `role`."""
+    invitation = await accounts.invite(
+        session, request.app.state.settings, principal, email=body.email, role=body.role
+    )
+    return InvitationOut.model_validate(invitation)
 
 
 @router.get("/organizations/current", tags=["organizations"])

@@ -170,3 +170,45 @@ class ApiKeyOut(BaseModel):
 
 class ApiKeyCreatedOut(ApiKeyOut):
     key: str = Field(description="The key itself: shown only in this response, stored as a hash")
+
+
+Token = Annotated[str, Field(min_length=1, max_length=200, description="The token in the link")]
+
+
+class InvitationIn(BaseModel):
+    email: Email
+    role: Role = Role.member
+
+
+class InvitationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    role: Role
+    organization_id: uuid.UUID
+    created_at: datetime
+    expires_at: datetime
+
+
+class AcceptInvitationIn(BaseModel):
+    token: Token
+    password: Password
+    full_name: Name
+
+
+class VerifyEmailIn(BaseModel):
+    token: Token
+
+
+class PasswordResetIn(BaseModel):
+    email: Email
+
+
+class PasswordResetConfirmIn(BaseModel):
+    token: Token
+    password: Password
+
+
+class NoticeOut(BaseModel):
+    detail: str

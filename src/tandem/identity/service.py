@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -10,23 +11,34 @@ from tandem.audit import service as audit
 from tandem.audit.service import AuditAction
 from tandem.db import unique_or_conflict
 from tandem.errors import Conflict, Forbidden, NotFound
+from tandem.identity import one_time
 from tandem.identity.api_keys import revoke_keys_of
+from tandem.identity.emails import verification_email, welcome_email
 from tandem.identity.logins import revoke_all_logins
 from tandem.identity.models import Organization, User
+from tandem.identity.one_time import Purpose
 from tandem.identity.principal import Principal
 from tandem.identity.schemas import UserCreateIn, UserUpdateIn
 from tandem.identity.scopes import Role, scopes_for
 from tandem.identity.security import hash_password
 from tandem.notifications.service import enqueue_email
-from tandem.notifications.templates import welcome_email
 from tandem.pagination import PageParams, paginate
+from tandem.settings import EmailVerification, RegistrationPolicy, Settings
 from tandem.tenancy import owned
 
 EMAIL_TAKEN = "Email already registered"
 LAST_ADMIN = "An organization needs at least one active admin; promote another user first"
 
 
-async def _add_user(
+async def ensure_email_free(session: AsyncSession, organization_id: uuid.UUID, email: str) -> None:
+    """409 for an e-mail taken in this organization (another organization's accounts are
+    never consulted)."""
+    taken = select(User.id).where(User.organization_id == organization_id, User.email == email)
+    if await session.scalar(taken) is not None:
+        raise Conflict(EMAIL_TAKEN)
+
+
+async def add_user(
     session: AsyncSession,
     organization: Organization,
     *,
@@ -34,13 +46,12 @@ async def _add_user(
     password: str,
     full_name: str,
     role: Role,
+    welcome: bool = True,
 ) -> User:
-    """Inserts the user and queues the welcome e-mail, or raises 409 for an e-mail taken in
-    this organization (another organization's accounts are never consulted)."""
+    """Inserts the user and (unless `welcome` is False) queues the welcome e-mail; 409 for an
+    e-mail taken in this organization."""
     email = email.lower()
-    taken = select(User.id).where(User.organization_id == organization.id, User.email == email)
-    if await session.scalar(taken) is not None:
-        raise Conflict(EMAIL_TAKEN)
+    await ensure_email_free(session, organization.id, email)
     user = User(
         organization_id=organization.id,
         email=email,
@@ -48,34 +59,50 @@ async def _add_user(
         full_name=full_name,
         role=role.value,
         is_active=True,
+        verification_pending=False,
     )
     async with unique_or_conflict(session, EMAIL_TAKEN):
         session.add(user)
-    subject, body = welcome_email(full_name=full_name, organization_name=organization.name)
-    await enqueue_email(
-        session,
-        to=email,
-        subject=subject,
-        body=body,
-        organization_id=organization.id,
-        dedupe_key=f"welcome:{user.id}",
-    )
+    if welcome:
+        subject, body = welcome_email(full_name=full_name)
+        await enqueue_email(
+            session,
+            to=email,
+            subject=subject,
+            body=body,
+            organization_id=organization.id,
+            dedupe_key=f"welcome:{user.id}",
+        )
     return user
+
+
+REGISTRATION_REFUSED = {
+    RegistrationPolicy.invite: (
+        "Registration is by invitation only: ask an admin of your organization to invite you"
+    ),
+    RegistrationPolicy.closed: "Registration is closed on this server",
+}
 
 
 async def register(
     session: AsyncSession,
+    settings: Settings,
     *,
     email: str,
     password: str,
     full_name: str,
     organization_name: str | None,
 ) -> User:
-    """A new organization whose first user is its admin; 409 for an e-mail with any account.
+    """A new organization whose first user is its admin; 409 for an e-mail with any account;
+    403 unless TANDEM_REGISTRATION is open. With e-mail verification required, the account
+    reaches only /users/me until the link mailed to it is followed.
 
     Self-registration keeps e-mail unique across organizations (two registrations of one
     address are serialised: SQLite's write lock, an advisory lock on PostgreSQL).
     """
+    policy = settings.registration_policy
+    if policy is not RegistrationPolicy.open:
+        raise Forbidden(REGISTRATION_REFUSED[policy])
     email = email.lower()
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(
@@ -86,13 +113,43 @@ async def register(
     organization = Organization(name=organization_name or f"{full_name}'s organization")
     session.add(organization)
     await session.flush()
-    return await _add_user(
+    verify = settings.email_verification_policy is EmailVerification.required
+    user = await add_user(
         session,
         organization,
         email=email,
         password=password,
         full_name=full_name,
         role=Role.admin,
+        welcome=not verify,
+    )
+    if verify:
+        user.verification_pending = True
+        await send_verification(session, settings, user)
+    return user
+
+
+def link(settings: Settings, page: str, token: str) -> str:
+    """A link in an e-mail: the console page at TANDEM_PUBLIC_URL that takes this token."""
+    return f"{settings.public_url.rstrip('/')}/ui/{page}?token={token}"
+
+
+async def send_verification(session: AsyncSession, settings: Settings, user: User) -> None:
+    _, token = await one_time.issue(
+        session,
+        Purpose.verify_email,
+        organization_id=user.organization_id,
+        email=user.email,
+        user_id=user.id,
+        ttl=timedelta(hours=settings.email_verification_hours),
+    )
+    subject, body = verification_email(
+        full_name=user.full_name,
+        link=link(settings, "verify-email", token),
+        hours=settings.email_verification_hours,
+    )
+    await enqueue_email(
+        session, to=user.email, subject=subject, body=body, organization_id=user.organization_id
     )
 
 
@@ -107,7 +164,7 @@ async def get_user(session: AsyncSession, principal: Principal, user_id: uuid.UU
     return await owned(session, principal, User, user_id, "User")
 
 
-def _may_give(principal: Principal, role: Role) -> None:
+def may_give(principal: Principal, role: Role) -> None:
     """403 unless the principal holds every scope `role` grants: a narrowed token or a key
     with users:admin cannot make a user who can do more than it can."""
     beyond = sorted(scope.value for scope in scopes_for(role) - principal.scopes)
@@ -119,9 +176,9 @@ def _may_give(principal: Principal, role: Role) -> None:
 
 
 async def create_user(session: AsyncSession, principal: Principal, data: UserCreateIn) -> User:
-    _may_give(principal, data.role)
+    may_give(principal, data.role)
     organization = await current_organization(session, principal)
-    return await _add_user(
+    return await add_user(
         session,
         organization,
         email=data.email,
@@ -170,7 +227,7 @@ async def update_user(
     user = await get_user(session, principal, user_id)
     changes = body.changes()
     if "role" in changes:
-        _may_give(principal, changes["role"])
+        may_give(principal, changes["role"])
     loses_admin = user.role == Role.admin.value and user.is_active
     demoted = changes.get("role", Role.admin) is not Role.admin
     deactivated = changes.get("is_active") is False

@@ -63,12 +63,14 @@ class ReadableFormatter(logging.Formatter):
 # text chosen by users cannot forge log lines or drive a terminal.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Secrets and the hashes of secrets, should one ever reach a message: argon2 hashes, API keys,
-# JWTs, and SHA-256 digests (API keys and refresh tokens are stored as those).
+# JWTs, SHA-256 digests (API keys and refresh tokens are stored as those) and the tokens of
+# mailed links (an access-log line of /ui/reset?token=..., an e-mail logged without SMTP).
 _SECRET = re.compile(
     r"\$argon2(?:id|i|d)\$[^\s'\",)]+"
     r"|tdm_[A-Za-z0-9_-]{16,}"
     r"|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"
     r"|\b[0-9a-f]{64}\b"
+    r"|(?<=token=)[A-Za-z0-9_-]{16,}"  # a mailed link's token, in a URL or a logged e-mail
 )
 REDACTED = "[redacted]"
 # Libraries that at DEBUG log statement parameters (hashes), request bodies (agent input) or

@@ -48,6 +48,9 @@ NOTICES = {
     "job-changed": "The job changed since you loaded it: here is what it is now.",
     "generating": "Generation started.",
     "assigned": "Assignment added.",
+    "joined": "Your account is ready: sign in.",
+    "verified": "Your address is confirmed: sign in.",
+    "password-set": "Your password is set and every earlier sign-in has ended: sign in.",
 }
 
 SIGN_IN_PATH = "/ui/login"

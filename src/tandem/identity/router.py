@@ -251,6 +251,16 @@ async def verify_email(body: VerifyEmailIn, session: SessionDep) -> UserOut:
     return UserOut.model_validate(await accounts.verify_email(session, token=body.token))
 
 
+def password_reset_budgets(request: Request, settings: Settings, email: str) -> list[Budget]:
+    """Links mailed per address (the login limit) and per client address: no mail bombing."""
+    return [
+        Budget(settings.rate_limit_login, "password-reset", email),
+        Budget(
+            settings.rate_limit_login_address, "password-reset-address", client_address(request)
+        ),
+    ]
+
+
 PASSWORD_RESET_SENT = "If an account uses this address, a link to reset its password is on its way"
 
 
@@ -263,12 +273,7 @@ async def request_password_reset(
     """The same answer whether or not the address has an account."""
     settings: Settings = request.app.state.settings
     limiter: RateLimiter = request.app.state.rate_limiter
-    budgets = [
-        Budget(settings.rate_limit_login, "password-reset", body.email),
-        Budget(
-            settings.rate_limit_login_address, "password-reset-address", client_address(request)
-        ),
-    ]
+    budgets = password_reset_budgets(request, settings, body.email)
     apply_headers(response, await limiter.hit_all(budgets))
     await accounts.request_password_reset(session, settings, email=body.email)
     return NoticeOut(detail=PASSWORD_RESET_SENT)

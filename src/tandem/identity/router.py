@@ -117,6 +117,13 @@ async def register(
         full_name=body.full_name,
         organization_name=body.organization_name,
     )
+    return await _signed_in(request, session, signer, user)
+
+
+async def _signed_in(
+    request: Request, session: SessionDep, signer: TokenSigner, user: User
+) -> RegisterOut:
+    """The user and the tokens of a login started for them now."""
     tokens = await logins.start_login(
         session, signer, _refresh_ttl(request), user, max_age=_max_age(request)
     )
@@ -217,20 +224,6 @@ async def refresh(
 @public.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
 async def logout(body: RefreshIn, session: SessionDep) -> None:
     await logins.logout(session, body.refresh_token)
-
-
-async def _signed_in(
-    request: Request, session: SessionDep, signer: TokenSigner, user: User
-) -> RegisterOut:
-    tokens = await logins.start_login(
-        session, signer, _refresh_ttl(request), user, max_age=_max_age(request)
-    )
-    return RegisterOut(
-        user=UserOut.model_validate(user),
-        access_token=tokens.access_token,
-        refresh_token=tokens.refresh_token,
-        expires_in=tokens.expires_in,
-    )
 
 
 @public.post(

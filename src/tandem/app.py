@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.job_control = JobControl(task_registry(), submit_dispatch)
         resources = TaskResources(settings)
+        app.state.agent_models = resources.mapping["agent_models"]  # streamed runs
         executor = _embedded_executor(settings, app, dispatch, resources)
         app.state.metrics_refreshers = [
             partial(count_jobs_by_status, app.state.sessionmaker, job_metrics)

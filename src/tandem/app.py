@@ -17,7 +17,7 @@ from tandem.errors import install_error_handlers
 from tandem.http_headers import SecurityHeadersMiddleware, install_docs
 from tandem.identity import router as identity
 from tandem.identity.security import TokenSigner, resolve_jwt_secret
-from tandem.jobs.dispatch import Dispatch, InProcessDispatch
+from tandem.jobs.dispatch import Dispatch, InProcessDispatch, bind_dispatch
 from tandem.jobs.distributed import ProcrastinateDispatch
 from tandem.jobs.executor import Executor, JobMetrics, JobRunner, worker_name
 from tandem.jobs.router import router as jobs_router
@@ -80,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else dispatch
         )
         app.state.job_control = JobControl(task_registry(), submit_dispatch)
+        # Jobs that services submit deep inside a request or a job are dispatched alike.
+        bind_dispatch(app.state.sessionmaker, submit_dispatch)
         resources = TaskResources(settings)
         app.state.agent_models = resources.mapping["agent_models"]  # streamed runs
         executor = _embedded_executor(settings, app, dispatch, resources)

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tandem.db import transaction_scope
 from tandem.identity.models import User
 from tandem.identity.scopes import Role, Scope, scopes_for
-from tandem.jobs.dispatch import PolledDispatch
+from tandem.jobs.dispatch import SessionDispatch
 from tandem.jobs.registry import TaskContext, task
 from tandem.jobs.registry import registry as task_registry
 from tandem.jobs.service import JobControl, submit_job
@@ -34,7 +34,7 @@ from tandem.review.states import ThreadStatus
 DIGEST_TASK = "review.digest"
 SHOWN_THREADS = 50
 DECIDERS = [role.value for role in Role if Scope.review_write in scopes_for(role)]
-_JOBS = JobControl(registry=task_registry, dispatch=PolledDispatch())
+_JOBS = JobControl(registry=task_registry, dispatch=SessionDispatch())
 
 
 class DigestPayload(BaseModel):

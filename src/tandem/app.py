@@ -23,6 +23,7 @@ from tandem.jobs.executor import Executor, JobMetrics, JobRunner, worker_name
 from tandem.jobs.router import router as jobs_router
 from tandem.jobs.service import JobControl, count_jobs_by_status
 from tandem.notifications.dispatcher import OutboxDispatcher
+from tandem.notifications.router import router as notifications_router
 from tandem.notifications.transport import transport_from_settings
 from tandem.observability import HttpMetrics, RequestContextMiddleware
 from tandem.ratelimit import RateLimiter
@@ -139,5 +140,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(content_router)
     app.include_router(review_router)
     app.include_router(webhooks_router)
+    app.include_router(notifications_router)
     console.install(app)
     return app

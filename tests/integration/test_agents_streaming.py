@@ -4,6 +4,7 @@ streams (tests/openai_server.py) and the offline model, with Tandem itself serve
 so that events really arrive one by one."""
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,11 +14,16 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
-from tandem.agents.streaming import DISCONNECTED
+from tandem.agents.schemas import RunIn
+from tandem.agents.streaming import DISCONNECTED, start_streamed_run
 from tandem.app import create_app
+from tandem.db import utcnow
+from tandem.identity.principal import principal_of_user
+from tandem.jobs.models import Job
 from tandem.settings import Settings
-from tests.conftest import CommittedDatabase
+from tests.conftest import CommittedDatabase, running
 from tests.live_server import serving
 from tests.openai_server import MODEL, openai_server
 
@@ -257,3 +263,51 @@ async def test_a_streamed_run_needs_agent_run_and_counts_against_the_rate_limit(
     assert "agent:run" in refused.json()["detail"]
     assert limited.status_code == 429
     assert int(limited.headers["Retry-After"]) >= 1
+
+
+async def test_a_run_whose_server_died_mid_stream_is_finished_by_its_job(
+    committed_db: CommittedDatabase, tmp_path: Path, wait_until: WaitUntil
+) -> None:
+    """The stream's request recorded the run and its backstop job, then the server died (no
+    stream ever ran here). Once the backstop is due, the job runs the run as any job would."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        database_url=committed_db.url,
+        data_dir=tmp_path,
+        job_poll_seconds=0.05,
+        rate_limit_register="1000/minute",
+    )
+    app = create_app(settings)
+    async with running(app) as client:
+        body = {"email": "crash@example.com", "password": PASSWORD, "full_name": "C"}
+        token = (await client.post("/api/v1/auth/register", json=body)).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        user_id = uuid.UUID((await client.get("/api/v1/users/me", headers=headers)).json()["id"])
+        sessionmaker = app.state.sessionmaker
+        async with sessionmaker() as session:
+            principal = await principal_of_user(session, user_id)
+            assert principal is not None
+            request = RunIn(agent_id="summarizer", input_text=ARTICLE, stream=True)
+            run = await start_streamed_run(
+                session,
+                app.state.job_control,
+                principal,
+                request,
+                max_input_chars=settings.agent_max_input_chars,
+                timeout_seconds=settings.agent_stream_timeout_seconds,
+            )
+        stuck = await client.get(f"/api/v1/agents/runs/{run.id}", headers=headers)
+        assert stuck.json()["status"] == "running"
+        # Time passes: the backstop becomes due.
+        async with sessionmaker() as session, session.begin():
+            await session.execute(
+                update(Job).where(Job.id == run.job_id).values(next_run_at=utcnow())
+            )
+
+        async def finished() -> dict[str, Any] | None:
+            response = await client.get(f"/api/v1/agents/runs/{run.id}", headers=headers)
+            return response.json() if response.json()["status"] == "completed" else None
+
+        finished_run = await wait_until(finished, timeout=20)
+    assert finished_run["output"]
+    assert finished_run["model"] == "tandem-offline"

@@ -27,6 +27,7 @@ MODEL = "gpt-test-2025-01-01"
 class OpenAIServer:
     pieces: list[str]
     hold_after: int | None = None  # pieces sent before waiting for `release`
+    retry_pieces: list[str] | None = None  # the answer to every request after the first
     prompt_tokens: int = 57
     base_url: str = ""
     release: asyncio.Event = field(default_factory=asyncio.Event)
@@ -42,15 +43,15 @@ class OpenAIServer:
         body = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_700_000_000}
         return f"data: {json.dumps(body | {'model': MODEL} | fields)}\n\n"
 
-    def _stream(self) -> Iterator[str | None]:
+    def _stream(self, pieces: list[str]) -> Iterator[str | None]:
         """The chunks; None marks where the stream waits for `release`."""
         yield self._chunk({"role": "assistant", "content": ""})
-        for number, piece in enumerate(self.pieces):
+        for number, piece in enumerate(pieces):
             if number == self.hold_after:
                 yield None
             yield self._chunk({"content": piece})
         yield self._chunk({}, finish="stop")
-        completion = sum(len(piece.split()) for piece in self.pieces)
+        completion = sum(len(piece.split()) for piece in pieces)
         usage = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,
@@ -59,10 +60,10 @@ class OpenAIServer:
         yield self._event({"choices": [], "usage": usage})
         yield "data: [DONE]\n\n"
 
-    async def _events(self) -> AsyncIterator[str]:
+    async def _events(self, pieces: list[str]) -> AsyncIterator[str]:
         finished = False
         try:
-            for chunk in self._stream():
+            for chunk in self._stream(pieces):
                 if chunk is None:
                     await self.release.wait()
                 else:
@@ -79,14 +80,16 @@ class OpenAIServer:
         self.requests.append(body)
         if not body.get("stream"):
             return JSONResponse({"error": {"message": "this test server only streams"}}, 400)
-        return StreamingResponse(self._events(), media_type="text/event-stream")
+        again = len(self.requests) > 1 and self.retry_pieces is not None
+        pieces = self.retry_pieces if again and self.retry_pieces is not None else self.pieces
+        return StreamingResponse(self._events(pieces), media_type="text/event-stream")
 
 
 @asynccontextmanager
 async def openai_server(
-    pieces: list[str], *, hold_after: int | None = None
+    pieces: list[str], *, hold_after: int | None = None, retry_pieces: list[str] | None = None
 ) -> AsyncIterator[OpenAIServer]:
-    server = OpenAIServer(pieces, hold_after=hold_after)
+    server = OpenAIServer(pieces, hold_after=hold_after, retry_pieces=retry_pieces)
     app = Starlette(routes=[Route("/v1/chat/completions", server.completions, methods=["POST"])])
     async with serving(app) as url:
         server.base_url = f"{url}/v1"

@@ -311,3 +311,25 @@ async def test_a_run_whose_server_died_mid_stream_is_finished_by_its_job(
         finished_run = await wait_until(finished, timeout=20)
     assert finished_run["output"]
     assert finished_run["model"] == "tandem-offline"
+
+
+async def test_an_answer_the_agent_sends_back_is_followed_by_restart_and_the_new_one(
+    committed_db: CommittedDatabase, tmp_path: Path
+) -> None:
+    """The summarizer refuses a summary over its word budget and asks the model again."""
+    shorter = ["Council ", "backs transport."]
+    async with openai_server(PIECES, retry_pieces=shorter) as llm:
+        llm_settings = {"llm_base_url": llm.base_url, "llm_model": "gpt-test", "llm_api_key": "k"}
+        async with (
+            tandem_at(committed_db, tmp_path, **llm_settings) as tandem,
+            tandem.stream(parameters={"max_words": 3}) as events,
+        ):
+            streamed = [event async for event in events]
+    names = [event.name for event in streamed]
+    assert names == ["start", *["delta"] * len(PIECES), "restart", *["delta"] * 2, "run"]
+    after_restart = streamed[names.index("restart") + 1 : -1]
+    assert "".join(event.data["text"] for event in after_restart) == "".join(shorter)
+    run = streamed[-1].data
+    assert run["output"] == "Council backs transport."
+    assert run["usage"]["requests"] == 2
+    assert len(llm.requests) == 2

@@ -18,12 +18,13 @@ from tandem.errors import install_error_handlers
 from tandem.http_headers import SecurityHeadersMiddleware, install_docs
 from tandem.identity import router as identity
 from tandem.identity.security import TokenSigner, resolve_jwt_secret
-from tandem.jobs.dispatch import Dispatch, InProcessDispatch
+from tandem.jobs.dispatch import Dispatch, InProcessDispatch, bind_dispatch
 from tandem.jobs.distributed import ProcrastinateDispatch
 from tandem.jobs.executor import Executor, JobMetrics, JobRunner, worker_name
 from tandem.jobs.router import router as jobs_router
 from tandem.jobs.service import JobControl, count_jobs_by_status
 from tandem.notifications.dispatcher import OutboxDispatcher
+from tandem.notifications.router import router as notifications_router
 from tandem.notifications.transport import transport_from_settings
 from tandem.observability import HttpMetrics, RequestContextMiddleware
 from tandem.ratelimit import RateLimiter
@@ -82,7 +83,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else dispatch
         )
         app.state.job_control = JobControl(task_registry(), submit_dispatch)
+        # Jobs that services submit deep inside a request or a job are dispatched alike.
+        bind_dispatch(app.state.sessionmaker, submit_dispatch)
         resources = TaskResources(settings)
+        app.state.agent_models = resources.mapping["agent_models"]  # streamed runs
         executor = _embedded_executor(settings, app, dispatch, resources)
         app.state.metrics_refreshers = [
             partial(count_jobs_by_status, app.state.sessionmaker, job_metrics)
@@ -144,5 +148,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(review_router)
     app.include_router(webhooks_router)
     app.include_router(audit_router)
+    app.include_router(notifications_router)
     console.install(app)
     return app

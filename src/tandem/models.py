@@ -15,6 +15,7 @@ from tandem.identity.models import (
 )
 from tandem.jobs.models import Job, JobAttempt
 from tandem.notifications.models import OutboxMessage
+from tandem.notifications.recipients import ReviewRecipient
 from tandem.review.models import ReviewDecision, ReviewRevision, ReviewThread
 from tandem.scheduling.models import Absence, Assignment, Block, Person, Rotation, Schedule, Swap
 from tandem.webhooks.models import WebhookDelivery, WebhookSubscription
@@ -38,6 +39,7 @@ __all__ = [
     "Project",
     "RefreshToken",
     "ReviewDecision",
+    "ReviewRecipient",
     "ReviewRevision",
     "ReviewThread",
     "Rotation",

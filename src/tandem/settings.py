@@ -144,6 +144,8 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(default=60.0, gt=0)
     llm_max_retries: int = Field(default=3, ge=0)
     agent_sync_timeout_seconds: float = Field(default=30.0, gt=0)
+    # A streamed run (`stream: true`) that has not finished in this long fails
+    agent_stream_timeout_seconds: float = Field(default=300.0, gt=0, le=3600)
     agent_max_input_chars: int = Field(default=50_000, ge=1)
 
     # Scheduling: how long one generation may search when the request names no timeout

@@ -170,7 +170,8 @@ def tandem_principal(tandem_client: httpx.AsyncClient) -> Callable[..., Awaitabl
 def run_job(
     tandem_app: FastAPI, tandem_client: httpx.AsyncClient, wait_until: WaitUntil
 ) -> Callable[..., Awaitable[dict[str, Any]]]:
-    """Submits a task (public or not), waits for its end, returns the job as JSON."""
+    """Submits a task (public or not) as `principal` (its organization's, its submitter),
+    waits for its end, returns the job as JSON."""
 
     async def run(
         task: str,
@@ -188,6 +189,7 @@ def run_job(
                 task=task,
                 payload=payload or {},
                 organization_id=uuid.UUID(principal.organization_id) if principal else None,
+                submitted_by_id=uuid.UUID(principal.user_id) if principal else None,
                 max_attempts=max_attempts,
             )
             job_id = job.id

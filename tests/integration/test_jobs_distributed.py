@@ -3,6 +3,7 @@ worker (run in-process here; as real processes in tests/e2e/test_jobs_crash.py) 
 and runs jobs, the reaper and the stalled-job sweep, graceful shutdown."""
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -10,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
+from tandem.app import create_app
 from tandem.cli import app as cli
 from tandem.db import create_engine, create_sessionmaker
 from tandem.jobs import lifecycle
@@ -31,6 +34,8 @@ from tandem.jobs.service import JobControl, submit_job
 from tandem.migrations import upgrade_to_head
 from tandem.settings import Settings
 from tandem.tasks import task_registry
+from tests.conftest import running
+from tests.webhook_receiver import Receiver, webhook_receiver
 
 pytestmark = pytest.mark.anyio
 
@@ -106,9 +111,9 @@ async def pg(pg_url: str) -> AsyncIterator[PgDatabase]:
 
 @asynccontextmanager
 async def running_worker(
-    pg: PgDatabase, settings: Settings, grace_seconds: float = 1.0
+    pg: PgDatabase, settings: Settings, grace_seconds: float = 1.0, **options: Any
 ) -> AsyncIterator[DistributedWorker]:
-    worker = DistributedWorker(settings, pg.sessionmaker, task_registry(), concurrency=4)
+    worker = DistributedWorker(settings, pg.sessionmaker, task_registry(), concurrency=4, **options)
     task = asyncio.create_task(worker.run(grace_seconds=grace_seconds))
     await asyncio.wait_for(worker.started.wait(), timeout=10)
     try:
@@ -374,3 +379,61 @@ async def test_one_procrastinate_job_fills_the_workers_free_slots_with_due_jobs(
         await wait_until(all_finished, timeout=10)
     for job_id in (told, *others):
         assert [a.outcome for a in await pg.attempts(job_id)] == [AttemptOutcome.succeeded]
+
+
+# --- jobs that services submit deep inside a transaction ------------------------------------
+# A webhook delivery is submitted by `webhooks.emit`, inside whatever transaction changed
+# something: a request's, or a job's on the worker. It is deferred in that transaction like
+# a job submitted through the jobs API, so a worker starts it at once. The workers' sweeps
+# cannot be what finds it: they are set to run once an hour, and the orphan sweep only takes
+# jobs due for 30 seconds.
+NO_SWEEPS = {"sweep_interval_seconds": 3600.0}
+
+
+@asynccontextmanager
+async def api_with_webhook(
+    pg: PgDatabase, settings: Settings, events: list[str]
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str], dict[str, Any], Receiver]]:
+    """The API (no executor: jobs go to `tandem worker`s), signed in as an organization's
+    admin whose webhook sends `events` to a real receiver on 127.0.0.1."""
+    async with webhook_receiver() as receiver, running(create_app(settings)) as client:
+        body = {"email": "ops@example.com", "password": "a long enough password", "full_name": "O"}
+        registered = await client.post("/api/v1/auth/register", json=body)
+        headers = {"Authorization": f"Bearer {registered.json()['access_token']}"}
+        hook = {"url": receiver.url, "events": events}
+        webhook = await client.post("/api/v1/webhooks", json=hook, headers=headers)
+        assert webhook.status_code == 201, webhook.text
+        yield client, headers, webhook.json(), receiver
+
+
+async def test_a_delivery_submitted_inside_a_request_starts_on_a_worker_at_once(
+    pg: PgDatabase, tmp_path: Path, wait_until: WaitUntil
+) -> None:
+    settings = pg.settings(tmp_path, webhook_allow_private=True)
+    async with (
+        running_worker(pg, settings, **NO_SWEEPS),
+        api_with_webhook(pg, settings, ["job.dead"]) as (client, headers, webhook, receiver),
+    ):
+        ping = await client.post(f"/api/v1/webhooks/{webhook['id']}/test", headers=headers)
+        assert ping.status_code == 202, ping.text
+        await wait_until(lambda: receiver.received, timeout=10)
+    assert json.loads(receiver.received[0].body)["type"] == "ping"
+
+
+async def test_a_delivery_submitted_inside_a_workers_job_starts_at_once(
+    pg: PgDatabase, tmp_path: Path, wait_until: WaitUntil
+) -> None:
+    """`job.succeeded` is emitted where the worker records the job's success."""
+    settings = pg.settings(tmp_path, webhook_allow_private=True)
+    async with (
+        running_worker(pg, settings, **NO_SWEEPS),
+        api_with_webhook(pg, settings, ["job.succeeded"]) as (client, headers, _, receiver),
+    ):
+        job = await client.post(
+            "/api/v1/jobs", json={"task": "echo", "payload": {"n": 1}}, headers=headers
+        )
+        assert job.status_code == 202, job.text
+        await wait_until(lambda: receiver.received, timeout=10)
+    announced = json.loads(receiver.received[0].body)
+    assert announced["type"] == "job.succeeded"
+    assert announced["data"]["job_id"] == job.json()["id"]

@@ -114,3 +114,36 @@ async def test_reviewers_get_one_digest_per_interval_with_links_none_again_after
         waiting = [job for job in jobs if job["status"] == "pending"]
         assert len(waiting) == 1
         assert second != first
+
+
+async def test_a_chosen_recipient_list_gets_the_digest_instead_of_everyone(
+    committed_db: CommittedDatabase,
+    tmp_path: Path,
+    smtp_server: SmtpServer,
+    wait_until: WaitUntil,
+) -> None:
+    settings = settings_for(committed_db, tmp_path, smtp_server)
+    async with live_app(settings, wait_until) as live:
+        added = {}
+        for email, role in [("rev@example.com", "reviewer"), ("lead@example.com", "coordinator")]:
+            body = {"email": email, "password": PASSWORD, "full_name": role, "role": role}
+            response = await live.client.post("/api/v1/users", json=body, headers=live.headers)
+            added[email] = response.json()["id"]
+        chosen = await live.client.put(
+            "/api/v1/organizations/current/review-recipients",
+            json={"user_ids": [added["lead@example.com"]]},
+            headers=live.headers,
+        )
+        assert chosen.status_code == 200, chosen.text
+        thread = await live.waiting_thread()
+
+        async def digest_job_done() -> dict[str, Any] | None:
+            done = [job for job in await live.digest_jobs() if job["status"] == "succeeded"]
+            return done[0] if done else None
+
+        job = await wait_until(digest_job_done, timeout=20)
+        assert job["result"]["sent"] == 1, "one e-mail: to the chosen recipient only"
+        await wait_until(lambda: digests_in(smtp_server), timeout=20)
+        digests = digests_in(smtp_server)
+        assert [m.recipients for m in digests] == [["lead@example.com"]]
+        assert f"https://tandem.example.org/ui/threads/{thread}" in digests[0].body

@@ -306,7 +306,10 @@ async def test_a_holder_asks_the_counterpart_accepts_the_coordinator_approves(
         True,
         None,
     )
-    assert await _mails(db_session) == [(setup["bob"]["email"], "Swap requested")]
+    # The counterpart, and the coordinators (here the admin) who did not ask for it.
+    assert sorted(await _mails(db_session)) == sorted(
+        [(setup["bob"]["email"], "Swap requested"), (admin.email, "Swap requested")]
+    )
 
     early = await _resume(api, swap["thread_id"], "approve")
     assert early.status_code == 409
@@ -327,7 +330,7 @@ async def test_a_holder_asks_the_counterpart_accepts_the_coordinator_approves(
     assert approved.status_code == 200, approved.text
     assert await _holder(api, setup) == setup["bob"]["id"]
     assert (await _swap(api, swap["id"]))["status"] == "approved"
-    assert sorted((await _mails(db_session))[1:]) == sorted(
+    assert sorted((await _mails(db_session))[2:]) == sorted(
         [(setup["ada"]["email"], "Swap approved"), (setup["bob"]["email"], "Swap approved")]
     )
 
@@ -508,3 +511,25 @@ async def test_a_swap_invalidated_between_acceptance_and_approval_is_409(
     assert (await _swap(api, swap["id"]))["status"] == "invalidated"
     assert await _holder(api, setup) == setup["ada"]["id"]
     assert {s for _, s in await _mails(db_session)} == {"Swap requested", "Swap not carried out"}
+
+
+async def test_a_swap_request_tells_the_counterpart_and_the_other_coordinators(
+    api: SchedulingApi, setup: dict[str, Any], admin: User, db_session: AsyncSession
+) -> None:
+    org = admin.organization_id
+    await make_user(Role.coordinator, org, email="coord@example.com")
+    await make_user(Role.coordinator, org, email="away@example.com", is_active=False)
+    await make_user(Role.reviewer, org, email="rev@example.com")
+    await make_user(Role.coordinator, email="elsewhere@example.com")
+    asked = await _request(api, setup)  # by the admin, a coordinator too
+    assert asked.status_code == 201, asked.text
+    assert sorted(await _mails(db_session)) == sorted(
+        [(setup["bob"]["email"], "Swap requested"), ("coord@example.com", "Swap requested")]
+    )
+    told = await db_session.scalar(
+        select(OutboxMessage).where(OutboxMessage.recipient == "coord@example.com")
+    )
+    assert told is not None
+    assert "Ada hands Clinic" in told.subject
+    assert asked.json()["thread_id"] in told.body
+    assert "Family event" in told.body

@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from standardwebhooks import Webhook
 from tandem.app import create_app
 from tandem.settings import Settings
 from tests.conftest import CommittedDatabase, running
+from tests.integration.scheduling_setup import SchedulingApi
 from tests.webhook_receiver import HANG, Receiver, webhook_receiver
 
 pytestmark = pytest.mark.anyio
@@ -211,4 +213,71 @@ async def test_a_dead_job_is_announced(live: Live) -> None:
         "job_id": submitted.json()["id"],
         "task": "echo",
         "status": "dead",
+    }
+
+
+# --- scheduling events ------------------------------------------------------------------------
+MONDAY = date(2027, 3, 1)
+
+
+async def announced(live: Live, secret: str, count: int = 1) -> list[dict[str, Any]]:
+    """The first `count` deliveries received, each verified with `standardwebhooks`."""
+    await live.wait_until(lambda: len(live.receiver.received) >= count, timeout=60)
+    return [verified(secret, received) for received in live.receiver.received[:count]]
+
+
+async def test_a_generated_and_a_failed_schedule_are_announced(live: Live) -> None:
+    webhook = await live.subscribe(["schedule.generated", "schedule.failed"])
+    api = SchedulingApi(live.client, live.headers)
+    await api.blocks(MONDAY, MONDAY)
+    await api.rotation(name="Clinic", min_residents=1, max_residents=1)
+    await api.person("resident", pgy_level=3)
+    feasible = await api.schedule(MONDAY, MONDAY, name="Feasible")
+    generate = f"/api/v1/schedules/{feasible['id']}/generate"
+    assert (await live.client.post(generate, headers=live.headers)).status_code == 202
+    (generated,) = await announced(live, webhook["secret"])
+    assert generated["type"] == "schedule.generated"
+    assert generated["data"] == {
+        "schedule_id": feasible["id"],
+        "status": "generated",
+        "error": None,
+    }
+
+    # Two residents needed in every block, and only one exists.
+    await api.rotation(name="Ward", min_residents=2, max_residents=2)
+    infeasible = await api.schedule(MONDAY, MONDAY, name="Infeasible")
+    generate = f"/api/v1/schedules/{infeasible['id']}/generate"
+    assert (await live.client.post(generate, headers=live.headers)).status_code == 202
+    failed = (await announced(live, webhook["secret"], count=2))[1]
+    assert failed["type"] == "schedule.failed"
+    assert failed["data"]["schedule_id"] == infeasible["id"]
+    assert failed["data"]["status"] == "failed"
+    stored = await live.client.get(f"/api/v1/schedules/{infeasible['id']}", headers=live.headers)
+    assert failed["data"]["error"] == stored.json()["error"]
+    assert failed["data"]["error"]
+
+
+async def test_a_swap_request_is_announced(live: Live) -> None:
+    webhook = await live.subscribe(["swap.requested"])
+    api = SchedulingApi(live.client, live.headers)
+    blocks = await api.blocks(MONDAY, MONDAY)
+    schedule = await api.schedule(MONDAY, MONDAY)
+    clinic = await api.rotation(name="Clinic")
+    ada = await api.person("resident", name="Ada", pgy_level=2)
+    bob = await api.person("resident", name="Bob", pgy_level=2)
+    assignment = await api.assigned(schedule, ada, blocks[0], clinic)
+    asked = await live.client.post(
+        "/api/v1/swaps",
+        json={"assignment_id": assignment["id"], "to_person_id": bob["id"], "reason": "Exam"},
+        headers=live.headers,
+    )
+    assert asked.status_code == 201, asked.text
+    (body,) = await announced(live, webhook["secret"])
+    assert body["type"] == "swap.requested"
+    assert body["data"] == {
+        "swap_id": asked.json()["id"],
+        "assignment_id": assignment["id"],
+        "from_person_id": ada["id"],
+        "to_person_id": bob["id"],
+        "thread_id": asked.json()["thread_id"],
     }

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tandem.agents.offline import classify_text, summarize_text
+from tandem.agents.offline import STREAM_CHUNK_WORDS, chunks, classify_text, summarize_text
 from tandem.agents.text import split_sentences
 
 REPORT = (
@@ -166,3 +166,15 @@ def test_scores_cover_every_label_and_sum_to_one(text: str, labels: list[str]) -
     assert set(result.scores) == set(labels)
     assert all(0 < score <= 1 for score in result.scores.values())
     assert sum(result.scores.values()) == pytest.approx(1, abs=1e-3)
+
+
+@given(st.text())
+def test_streamed_chunks_join_to_the_answer(text: str) -> None:
+    assert "".join(chunks(text)) == text
+    assert "".join(chunks(text, structured=True)) == text
+
+
+def test_a_long_answer_streams_in_chunks_of_a_few_words() -> None:
+    pieces = chunks(REPORT)
+    assert len(pieces) == -(-len(REPORT.split()) // STREAM_CHUNK_WORDS)
+    assert all(len(piece.split()) <= STREAM_CHUNK_WORDS for piece in pieces)

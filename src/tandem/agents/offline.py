@@ -14,9 +14,12 @@ Usage is counted with the tokenizer documented in `text.py`.
 """
 
 import math
+import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic_ai.exceptions import UnexpectedModelBehavior
@@ -25,12 +28,14 @@ from pydantic_ai.messages import (
     ModelRequest,
     ModelResponse,
     ModelResponsePart,
+    ModelResponseStreamEvent,
     TextPart,
     ToolCallPart,
     UserPromptPart,
 )
-from pydantic_ai.models import Model, ModelRequestParameters
+from pydantic_ai.models import Model, ModelRequestParameters, StreamedResponse
 from pydantic_ai.settings import ModelSettings
+from pydantic_ai.tools import RunContext
 from pydantic_ai.usage import RequestUsage
 
 from tandem.agents.envelope import Envelope, parse_prompt
@@ -215,6 +220,25 @@ class OfflineModel(Model):
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
         _, parameters = self.prepare_request(model_settings, model_request_parameters)
+        return self._answer(messages, parameters)
+
+    @asynccontextmanager
+    async def request_stream(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+        run_context: RunContext[Any] | None = None,
+    ) -> AsyncIterator[StreamedResponse]:
+        """The same answer as `request`, handed out in chunks of a few words (streamed runs)."""
+        _, parameters = self.prepare_request(model_settings, model_request_parameters)
+        yield OfflineStreamedResponse(
+            model_request_parameters=parameters, answer=self._answer(messages, parameters)
+        )
+
+    def _answer(
+        self, messages: list[ModelMessage], parameters: ModelRequestParameters
+    ) -> ModelResponse:
         envelope = _find_envelope(messages)
         if envelope is None:
             raise UnexpectedModelBehavior("The offline model only answers Tandem agent prompts")
@@ -237,6 +261,69 @@ class OfflineModel(Model):
         return ModelResponse(
             parts=[part], usage=usage, model_name=self._model_name, provider_name=self.system
         )
+
+
+STREAM_CHUNK_WORDS = 3  # words per streamed text chunk
+STREAM_CHUNK_CHARS = 24  # characters per streamed chunk of a tool call's JSON arguments
+_WORD = re.compile(r"\s*\S+\s*")
+
+
+def chunks(text: str, *, structured: bool = False) -> list[str]:
+    """`text` in the pieces a streamed answer hands out: a few words at a time (whitespace
+    kept, so the pieces join to `text`), or fixed runs of characters for JSON."""
+    if structured:
+        return [text[i : i + STREAM_CHUNK_CHARS] for i in range(0, len(text), STREAM_CHUNK_CHARS)]
+    words = _WORD.findall(text) or [text]
+    pieces = [
+        "".join(words[i : i + STREAM_CHUNK_WORDS]) for i in range(0, len(words), STREAM_CHUNK_WORDS)
+    ]
+    return pieces if "".join(pieces) == text else [text]
+
+
+@dataclass
+class OfflineStreamedResponse(StreamedResponse):
+    """An offline answer as a stream: text deltas, or the output tool's arguments in pieces."""
+
+    answer: ModelResponse = field(kw_only=True)
+    _timestamp: datetime = field(default_factory=lambda: datetime.now(UTC), init=False)
+
+    async def _get_event_iterator(self) -> AsyncIterator[ModelResponseStreamEvent]:
+        self._usage = self.answer.usage
+        for index, part in enumerate(self.answer.parts):
+            if isinstance(part, TextPart):
+                for piece in chunks(part.content):
+                    for event in self._parts_manager.handle_text_delta(
+                        vendor_part_id=index, content=piece
+                    ):
+                        yield event
+            elif isinstance(part, ToolCallPart):
+                for number, piece in enumerate(chunks(part.args_as_json_str(), structured=True)):
+                    for event in self._parts_manager.handle_tool_call_delta_events(
+                        vendor_part_id=index,
+                        tool_name=part.tool_name if number == 0 else None,
+                        args=piece,
+                        tool_call_id=part.tool_call_id if number == 0 else None,
+                    ):
+                        yield event
+
+    @property
+    def model_name(self) -> str:
+        return self.answer.model_name or OFFLINE_MODEL_NAME
+
+    @property
+    def provider_name(self) -> str:
+        return "tandem"
+
+    @property
+    def provider_url(self) -> None:
+        return None
+
+    @property
+    def timestamp(self) -> datetime:
+        return self._timestamp
+
+    async def close_stream(self) -> None:
+        """Nothing to close: the answer is already in memory."""
 
 
 def _find_envelope(messages: Iterable[ModelMessage]) -> Envelope | None:

@@ -5,8 +5,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from tandem.agents import runs
+from tandem.agents import runs, streaming
 from tandem.agents.models import RunStatus
+from tandem.agents.providers import AgentModels
 from tandem.agents.registry import registry
 from tandem.agents.schemas import AgentOut, RunAcceptedOut, RunIn, RunOut
 from tandem.db import SessionDep
@@ -49,7 +50,13 @@ async def list_agents(principal: AgentReader) -> Page[AgentOut]:
 
 @router.post(
     "/run",
+    response_model=RunOut | RunAcceptedOut,
     responses={
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "The run; with `stream: true`, server-sent events `start`, `delta` "
+            "(`{text}`), `restart`, and last `run` (the run)",
+        },
         202: {"model": RunAcceptedOut, "description": "Going on as a job"},
         **error_responses(404),
     },
@@ -61,8 +68,25 @@ async def run(
     principal: AgentRunner,
     session: SessionDep,
     jobs: JobControlDep,
-) -> RunOut | RunAcceptedOut:
+) -> RunOut | RunAcceptedOut | streaming.EventStreamResponse:
     settings: Settings = request.app.state.settings
+    if body.stream:
+        started = await streaming.start_streamed_run(
+            session,
+            jobs,
+            principal,
+            body,
+            max_input_chars=settings.agent_max_input_chars,
+            timeout_seconds=settings.agent_stream_timeout_seconds,
+        )
+        models: AgentModels = request.app.state.agent_models
+        events = streaming.stream_run(
+            request.app.state.sessionmaker,
+            models.for_agent(started.agent_id),
+            started,
+            timeout_seconds=settings.agent_stream_timeout_seconds,
+        )
+        return streaming.EventStreamResponse(events)
     agent_run, finished = await runs.run_or_defer(
         session,
         request.app.state.sessionmaker,

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -41,8 +42,10 @@ async def submit_run(
     request: RunIn,
     *,
     max_input_chars: int,
+    job_run_at: datetime | None = None,
 ) -> AgentRun:
-    """Records the run and submits its job, in the caller's transaction."""
+    """Records the run and submits its job (due at `job_run_at`, default now), in the
+    caller's transaction."""
     agent_id, input_text, parameters = request.agent_id, request.input_text, request.parameters
     project_id = request.project_id
     spec = registry.get(agent_id)  # 404 for an unknown agent
@@ -79,6 +82,7 @@ async def submit_run(
         submitted_by_id=principal.user_id,
         # The model endpoint is retried inside the run; a job retry is for a worker that died.
         max_attempts=2,
+        run_at=job_run_at,
     )
     run.job_id = job.id
     await session.flush()

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from tandem.agents.models import AgentRun, RunStatus
 
@@ -20,7 +20,17 @@ class RunIn(BaseModel):
     input_text: Annotated[str, Field(min_length=1)]
     parameters: dict[str, Any] = Field(default_factory=dict)
     background: bool = False
+    stream: bool = Field(
+        default=False,
+        description="Answer text/event-stream: the output as the model writes it, then the run",
+    )
     project_id: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def _stream_or_background(self) -> "RunIn":
+        if self.stream and self.background:
+            raise ValueError("stream and background exclude each other: choose one")
+        return self
 
     @field_validator("input_text")
     @classmethod

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from pydantic_ai import Agent
+from pydantic_ai import Agent, AgentRunResult
 from pydantic_ai.models import Model
 
 from tandem.agents.envelope import render_prompt
@@ -75,6 +75,10 @@ class AgentSpec(Generic[ParamsT, OutT]):
         result = await self.agent.run(
             self.prompt(input_text, parameters), deps=parameters, model=model
         )
+        return self.finished(result, model)
+
+    def finished(self, result: AgentRunResult[OutT], model: Model) -> AgentResult:
+        """What a finished run of this agent (streamed or not) produced and used."""
         usage = result.usage
         return AgentResult(
             output=self.render(result.output),

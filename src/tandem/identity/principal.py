@@ -194,3 +194,18 @@ def require_scopes(*required: Scope) -> Callable[[Principal], Awaitable[Principa
         return principal
 
     return check
+
+
+async def principal_of_user(session: AsyncSession, user_id: uuid.UUID) -> Principal | None:
+    """The user acting with all their role's scopes, for work done on their behalf outside a
+    request (a job they submitted); None for a user who is gone or inactive."""
+    user = await session.get(User, user_id)
+    if user is None or not user.is_active:
+        return None
+    return Principal(
+        kind=PrincipalKind.user,
+        id=user.id,
+        user_id=user.id,
+        organization_id=user.organization_id,
+        scopes=scopes_for(Role(user.role)),
+    )

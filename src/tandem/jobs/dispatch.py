@@ -11,9 +11,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tandem.db import call_after_commit
+
+# Where a session carries the dispatch of the process that made it (see `bind_dispatch`).
+DISPATCH_KEY = "tandem_dispatch"
 
 
 class Dispatch(Protocol):
@@ -63,13 +66,26 @@ class InProcessDispatch:
         call_after_commit(session, stop_all)
 
 
-class PolledDispatch:
-    """For jobs submitted deep inside services that hold no dispatch (webhook deliveries,
-    review digests): embedded executors find them at their next poll
-    (TANDEM_JOB_POLL_SECONDS), distributed workers through the orphan sweep."""
+def bind_dispatch(sessionmaker: async_sessionmaker[AsyncSession], dispatch: "Dispatch") -> None:
+    """Every session `sessionmaker` makes carries `dispatch`: a job submitted through
+    `SessionDispatch` in one of its transactions is dispatched as the jobs API's are."""
+    sessionmaker.configure(info={DISPATCH_KEY: dispatch})
+
+
+class SessionDispatch:
+    """For jobs submitted deep inside services that hold no dispatch of their own (webhook
+    deliveries, review digests): the dispatch the session's process bound to its sessions
+    (`bind_dispatch`: the app's for requests and the embedded executor, the worker's in
+    `tandem worker`), so such a job reaches an executor when its transaction commits, like
+    one submitted through the jobs API. A session made elsewhere (a script, a test's joined
+    session) has none: its jobs wait for an executor's poll or the workers' orphan sweep."""
 
     async def enqueue(self, session: AsyncSession, job_id: uuid.UUID, run_at: datetime) -> None:
-        return None
+        dispatch: Dispatch | None = session.info.get(DISPATCH_KEY)
+        if dispatch is not None:
+            await dispatch.enqueue(session, job_id, run_at)
 
     async def cancel(self, session: AsyncSession, job_id: uuid.UUID) -> None:
-        return None
+        dispatch: Dispatch | None = session.info.get(DISPATCH_KEY)
+        if dispatch is not None:
+            await dispatch.cancel(session, job_id)

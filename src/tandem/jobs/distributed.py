@@ -21,8 +21,9 @@ Our `jobs` table stays the source of truth; procrastinate only says *which* job 
   re-defers the job; the stalled-job sweep puts procrastinate jobs of workers that stopped
   heart-beating back to `todo`, so a job fetched but never claimed is not lost either.
 - Orphans: a pending job that is due with no procrastinate job waiting for it (its
-  re-deferral failed during a database outage, or it was submitted while the embedded
-  executor was configured) is deferred again by the orphan sweep.
+  re-deferral failed during a database outage, it was submitted while the embedded
+  executor was configured, or by a session with no dispatch bound) is deferred again by the
+  orphan sweep.
 
 procrastinate's tables live in the `procrastinate` schema (migration 0005); its connections
 use `search_path=procrastinate`.
@@ -44,6 +45,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tandem.db import READ_ONLY, utcnow
+from tandem.jobs.dispatch import bind_dispatch
 from tandem.jobs.executor import Executor, JobMetrics, JobRunner, worker_name
 from tandem.jobs.models import Job, JobStatus
 from tandem.jobs.registry import TaskRegistry
@@ -142,11 +144,15 @@ class DistributedWorker:
         metrics: JobMetrics | None = None,
         resources: Mapping[str, Any] | None = None,
         name: str | None = None,
+        sweep_interval_seconds: float = STALLED_AFTER_SECONDS / 2,
     ) -> None:
         self.settings = settings
         self.sessionmaker = sessionmaker
         self.concurrency = concurrency or settings.job_concurrency
         self.dispatch = ProcrastinateDispatch()
+        # Jobs that tasks submit deep inside their transactions are deferred in them too.
+        bind_dispatch(sessionmaker, self.dispatch)
+        self.sweep_interval_seconds = sweep_interval_seconds
         self.runner = JobRunner(
             sessionmaker=sessionmaker,
             registry=registry,
@@ -303,7 +309,7 @@ class DistributedWorker:
 
     async def _sweep_loop(self) -> None:
         while True:
-            await asyncio.sleep(STALLED_AFTER_SECONDS / 2)
+            await asyncio.sleep(self.sweep_interval_seconds)
             for sweep in (self.sweep_stalled, self.sweep_orphans):
                 try:
                     await sweep()

@@ -2,7 +2,8 @@
 
 A thread that starts waiting (`review.service`) submits a `review.digest` job for its
 organization. The job, in the current interval window (`TANDEM_REVIEW_DIGEST_SECONDS`),
-e-mails every active user who may decide (review:write) the threads waiting, each with a link
+e-mails the organization's digest recipients (`recipients`: those its admins chose, or every
+active user who may decide) the threads waiting, each with a link
 to its console page, through the outbox with the key `review-digest:<user>:<window>`: a second
 thread in the same window (or the same job run again after a crash or restart) adds no
 e-mail. Someone already told in this window gets the next window's digest instead: the job
@@ -20,21 +21,19 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.db import transaction_scope
-from tandem.identity.models import User
-from tandem.identity.scopes import Role, Scope, scopes_for
-from tandem.jobs.dispatch import PolledDispatch
+from tandem.jobs.dispatch import SessionDispatch
 from tandem.jobs.registry import TaskContext, task
 from tandem.jobs.registry import registry as task_registry
 from tandem.jobs.service import JobControl, submit_job
 from tandem.notifications.models import OutboxMessage
+from tandem.notifications.recipients import digest_recipients
 from tandem.notifications.service import enqueue_email
 from tandem.review.models import ReviewThread
 from tandem.review.states import ThreadStatus
 
 DIGEST_TASK = "review.digest"
 SHOWN_THREADS = 50
-DECIDERS = [role.value for role in Role if Scope.review_write in scopes_for(role)]
-_JOBS = JobControl(registry=task_registry, dispatch=PolledDispatch())
+_JOBS = JobControl(registry=task_registry, dispatch=SessionDispatch())
 
 
 class DigestPayload(BaseModel):
@@ -89,17 +88,8 @@ async def send_digest(context: TaskContext, payload: dict[str, Any]) -> dict[str
         )
         if not threads:
             return {"sent": 0}
-        people = await session.scalars(
-            select(User)
-            .where(
-                User.organization_id == organization_id,
-                User.is_active.is_(True),
-                User.role.in_(DECIDERS),
-            )
-            .order_by(User.email)
-        )
         sent, told_already = 0, False
-        for person in people.all():
+        for person in await digest_recipients(session, organization_id):
             key = f"review-digest:{person.id}:{window}"
             if await session.scalar(
                 select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)

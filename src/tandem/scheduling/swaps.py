@@ -24,7 +24,7 @@ from tandem.db import compare_and_set, utcnow
 from tandem.errors import Conflict, Forbidden, Invalid
 from tandem.identity.models import User
 from tandem.identity.principal import Principal
-from tandem.identity.scopes import Scope
+from tandem.identity.scopes import Role, Scope, scopes_for
 from tandem.notifications.service import enqueue_email
 from tandem.review.kinds import (
     ApprovalNotCarriedOut,
@@ -172,6 +172,42 @@ async def _mail(session: AsyncSession, swap: Swap, event: str, text: str, *to: u
         )
 
 
+# Who is told of every swap request besides its counterpart: whoever may change schedules.
+COORDINATOR_ROLES = [role.value for role in Role if Scope.schedule_write in scopes_for(role)]
+
+
+async def _tell_coordinators(session: AsyncSession, swap: Swap, to_person: Person) -> None:
+    """E-mails every active coordinator of the organization about a new swap request, but
+    not the one who asked for it, nor the counterpart (told already)."""
+    summary = await _describe(session, swap)
+    coordinators = await session.scalars(
+        select(User)
+        .where(
+            User.organization_id == swap.organization_id,
+            User.is_active.is_(True),
+            User.role.in_(COORDINATOR_ROLES),
+        )
+        .order_by(User.email)
+    )
+    step = (
+        "The counterpart accepts it first; then decide it in the review queue"
+        if swap.needs_acceptance
+        else "Decide it in the review queue"
+    )
+    for user in coordinators.all():
+        if user.id == swap.requested_by_id or user.email == to_person.email:
+            continue
+        await enqueue_email(
+            session,
+            to=user.email,
+            subject=f"Swap requested: {summary}"[:300],
+            body=f"{summary}.\n\n{step} (thread {swap.thread_id}).\n\n"
+            f"Reason given: {swap.reason}\nSwap id: {swap.id}",
+            organization_id=swap.organization_id,
+            dedupe_key=f"swap:{swap.id}:requested:user:{user.id}",
+        )
+
+
 async def _check_assignment(
     session: AsyncSession, assignment: Assignment, person: Person
 ) -> tuple[Schedule, Block]:
@@ -267,6 +303,7 @@ async def request_swap(
         else "A coordinator arranged it; it takes effect once approved in the review queue.",
         to_person.id,
     )
+    await _tell_coordinators(session, swap, to_person)
     data = {
         "swap_id": str(swap.id),
         "assignment_id": str(assignment.id),

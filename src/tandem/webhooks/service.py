@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.db import utcnow
 from tandem.identity.principal import Principal
-from tandem.jobs.dispatch import PolledDispatch
+from tandem.jobs.dispatch import SessionDispatch
 from tandem.jobs.registry import registry as task_registry
 from tandem.jobs.service import JobControl, submit_job
 from tandem.pagination import PageParams, paginate
@@ -24,7 +24,7 @@ DELIVER_TASK = "webhook.deliver"
 DELIVERY_ATTEMPTS = 6  # the job's budget: retried with the job system's backoff
 
 
-_JOBS = JobControl(registry=task_registry, dispatch=PolledDispatch())
+_JOBS = JobControl(registry=task_registry, dispatch=SessionDispatch())
 
 
 def new_secret() -> str:

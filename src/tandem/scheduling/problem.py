@@ -1,13 +1,14 @@
 """Rows -> `ScheduleProblem`: what the rule engine and the solver see of a schedule.
 
 The one place that decides which rows count when a schedule is judged or generated: its own
-assignments, the settled schedules' duty in the 27 days before it and the 27 days after it,
-people, rotations and absences (docs/decisions.md).
+assignments and calls, the settled schedules' duty and calls in the 27 days before it and the
+27 days after it, moonlighting in those weeks, people, rotations and absences
+(docs/decisions.md).
 """
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.scheduling import domain
@@ -15,6 +16,8 @@ from tandem.scheduling.models import (
     Absence,
     Assignment,
     Block,
+    Call,
+    Moonlighting,
     Person,
     Rotation,
     Schedule,
@@ -34,6 +37,27 @@ SETTLED = (ScheduleStatus.generated, ScheduleStatus.published)
 def to_domain_person(row: Person) -> domain.Person:
     return domain.Person(
         id=row.id, type=row.type, pgy_level=row.pgy_level, specialty=row.specialty, name=row.name
+    )
+
+
+def to_domain_call(row: Call) -> domain.Call:
+    return domain.Call(
+        person_id=row.person_id,
+        start=row.start,
+        end=row.end,
+        kind=row.kind,
+        worked_hours=row.worked_hours,
+    )
+
+
+def call_plan(schedule: Schedule) -> domain.CallPlan | None:
+    """The schedule's call requirement for the generator (None: it assigns no call)."""
+    if not schedule.call_per_night:
+        return None
+    return domain.CallPlan(
+        per_night=schedule.call_per_night,
+        start_hour=schedule.call_start_hour,
+        hours=schedule.call_hours,
     )
 
 
@@ -103,6 +127,34 @@ async def load_problem(
             )
         )
     ).all()
+    # Calls as assignments: this schedule's own (unless replaced) and the settled ones that
+    # start in the same range; a call starting the day before `since` still reaches into it.
+    settled_schedules = select(Schedule.id).where(
+        Schedule.organization_id == organization_id,
+        Schedule.status.in_(SETTLED),
+        Schedule.id != schedule.id,
+    )
+    whose_calls: ColumnElement[bool] = Call.schedule_id.in_(settled_schedules)
+    if own_assignments:
+        whose_calls = or_(Call.schedule_id == schedule.id, whose_calls)
+    calls = (
+        await session.scalars(
+            select(Call).where(
+                Call.organization_id == organization_id,
+                Call.start >= datetime.combine(since - timedelta(days=2), time()),
+                Call.start < datetime.combine(until + timedelta(days=1), time()),
+                whose_calls,
+            )
+        )
+    ).all()
+    moonlighting = (
+        await session.scalars(
+            select(Moonlighting).where(
+                Moonlighting.organization_id == organization_id,
+                Moonlighting.week_start.between(since - timedelta(days=6), until),
+            )
+        )
+    ).all()
     carrying = {assignment.block_id for assignment in assignments}
     return domain.ScheduleProblem(
         start_date=schedule.start_date,
@@ -123,6 +175,7 @@ async def load_problem(
                 requires_supervision=row.requires_supervision,
                 hours_per_block=row.hours_per_block,
                 specialty=row.specialty,
+                no_call_before=row.no_call_before,
             )
             for row in rotations
         },
@@ -133,4 +186,10 @@ async def load_problem(
             )
             for row in absences
         ),
+        calls=tuple(to_domain_call(row) for row in calls),
+        moonlighting=tuple(
+            domain.Moonlighting(person_id=row.person_id, week_start=row.week_start, hours=row.hours)
+            for row in moonlighting
+        ),
+        call_plan=call_plan(schedule),
     )

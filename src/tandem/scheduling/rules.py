@@ -31,6 +31,7 @@ from tandem.scheduling.domain import (
     Assignment,
     AssignmentRole,
     Block,
+    Call,
     CallKind,
     Person,
     PersonType,
@@ -60,10 +61,12 @@ __all__ = [
     "ValidationReport",
     "calculate_supervision_ratio",
     "is_critical_care",
+    "new_violations",
     "required_faculty",
     "validate",
     "validate_weekly_hours",
     "warnings_for",
+    "warnings_for_call",
 ]
 
 WINDOW_DAYS: Final = 28  # ACGME averages duty hours and days off over four weeks
@@ -497,12 +500,22 @@ def warnings_for(problem: ScheduleProblem, assignment: Assignment) -> tuple[Viol
     block = problem.blocks.get(assignment.block_id)
     if block is None:
         raise ValueError(f"assignment {assignment} refers to an unknown block")
-    around = (block.date, block.date)
-    before = set(validate(problem, around=around).violations)
-    after = validate(
-        replace(problem, assignments=(*problem.assignments, assignment)), around=around
-    )
-    return tuple(v for v in after.violations if v not in before)
+    after = replace(problem, assignments=(*problem.assignments, assignment))
+    return new_violations(problem, after, around=(block.date, block.date))
+
+
+def warnings_for_call(problem: ScheduleProblem, call: Call) -> tuple[Violation, ...]:
+    """The violations adding `call` causes, as `warnings_for` (checked around its days)."""
+    after = replace(problem, calls=(*problem.calls, call))
+    return new_violations(problem, after, around=(call.start.date(), call.end.date()))
+
+
+def new_violations(
+    before: ScheduleProblem, after: ScheduleProblem, *, around: tuple[date, date]
+) -> tuple[Violation, ...]:
+    """The violations of `after` that `before` does not have, checked `around` a change."""
+    seen = set(validate(before, around=around).violations)
+    return tuple(v for v in validate(after, around=around).violations if v not in seen)
 
 
 def _coverage_rate(ctx: RuleContext) -> float:

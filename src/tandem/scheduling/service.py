@@ -396,6 +396,9 @@ async def create_schedule(
         end_date=body.end_date,
         status=ScheduleStatus.draft,
         created_by_id=principal.user_id,
+        call_per_night=body.call_per_night,
+        call_start_hour=body.call_start_hour,
+        call_hours=body.call_hours,
     )
     session.add(schedule)
     await session.flush()

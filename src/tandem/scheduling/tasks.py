@@ -29,7 +29,7 @@ from tandem.identity.scopes import Scope
 from tandem.jobs.fairness import FairLimiter
 from tandem.jobs.registry import TaskContext, task
 from tandem.scheduling import domain, rules, solver, states
-from tandem.scheduling.models import Assignment, Schedule, ScheduleStatus
+from tandem.scheduling.models import Assignment, Call, Schedule, ScheduleStatus
 from tandem.scheduling.problem import load_problem
 from tandem.scheduling.service import GENERATE_TASK, fail_given_up_generation, statistics_json
 from tandem.settings import Settings
@@ -187,8 +187,10 @@ async def _save(
     organization_id: uuid.UUID,
     values: dict[str, Any],
     assignments: tuple[domain.Assignment, ...],
+    calls: tuple[domain.Call, ...] = (),
 ) -> bool:
-    """Replaces the schedule's assignments and records the outcome, in one transaction."""
+    """Replaces the schedule's assignments and calls and records the outcome, in one
+    transaction."""
     async with context.sessionmaker() as session, session.begin():
         ours = await session.execute(
             update(Schedule)
@@ -221,6 +223,27 @@ async def _save(
                     for a in assignments
                 ],
             )
+            # The generation replaces the schedule's calls too (it was judged without them).
+            await session.execute(delete(Call).where(Call.schedule_id == schedule_id))
+            if calls:
+                await session.execute(
+                    insert(Call),
+                    [
+                        {
+                            "id": uuid.uuid4(),
+                            "organization_id": organization_id,
+                            "schedule_id": schedule_id,
+                            "person_id": c.person_id,
+                            "kind": c.kind,
+                            "start": c.start,
+                            "end": c.end,
+                            "worked_hours": c.worked_hours,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                        for c in calls
+                    ],
+                )
     return True
 
 
@@ -269,7 +292,11 @@ def judge(problem: domain.ScheduleProblem, result: solver.SolveResult) -> Verdic
         error = result.explanation or f"The solver ended {result.status}"
         return Verdict(valid=False, error=error, statistics=statistics)
     check = rules.validate(
-        replace(problem, assignments=(*problem.assignments, *result.assignments))
+        replace(
+            problem,
+            assignments=(*problem.assignments, *result.assignments),
+            calls=(*problem.calls, *result.calls),
+        )
     )
     statistics["validation_violations"] = check.total_violations
     statistics["coverage_rate"] = check.coverage_rate
@@ -332,6 +359,7 @@ async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> di
                 "progress": _progress(None, "done"),
             },
             result.assignments if verdict.valid else (),
+            result.calls if verdict.valid else (),
         )
     except Exception as exc:
         # Before the last attempt the retry starts again from scratch. A cancellation (a
@@ -357,4 +385,5 @@ async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> di
         "status": after.status.value,
         "solver_status": result.status,
         "assignments": len(result.assignments) if verdict.valid else 0,
+        "calls": len(result.calls) if verdict.valid else 0,
     }

@@ -6,7 +6,9 @@ assignments and calls, the settled schedules' duty and calls in the 27 days befo
 (docs/decisions.md).
 """
 
-from datetime import datetime, time, timedelta
+import uuid
+from collections import defaultdict
+from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +34,9 @@ LOOKAHEAD_DAYS = 27
 # Schedules whose assignments are facts for the others: a draft is still somebody's work in
 # progress, a failed one has none.
 SETTLED = (ScheduleStatus.generated, ScheduleStatus.published)
+# Call fairness runs over the academic year (1 July to 30 June), not one schedule.
+ACADEMIC_YEAR_STARTS = (7, 1)
+WEEKEND = 5  # date.weekday(): Saturday and Sunday
 
 
 def to_domain_person(row: Person) -> domain.Person:
@@ -50,14 +55,47 @@ def to_domain_call(row: Call) -> domain.Call:
     )
 
 
-def call_plan(schedule: Schedule) -> domain.CallPlan | None:
-    """The schedule's call requirement for the generator (None: it assigns no call)."""
+def academic_year_start(day: date) -> date:
+    """The first day of the academic year holding `day` (residency years start on 1 July)."""
+    year = day.year if (day.month, day.day) >= ACADEMIC_YEAR_STARTS else day.year - 1
+    return date(year, *ACADEMIC_YEAR_STARTS)
+
+
+async def call_plan(session: AsyncSession, schedule: Schedule) -> domain.CallPlan | None:
+    """The schedule's call requirement for the generator (None: it assigns no call), with
+    the in-house calls each person had in the academic year before it (settled schedules),
+    so that fairness holds across the year, not only within this period."""
     if not schedule.call_per_night:
         return None
+    earlier = (
+        await session.scalars(
+            select(Call).where(
+                Call.organization_id == schedule.organization_id,
+                Call.kind == domain.CallKind.IN_HOUSE,
+                Call.start >= datetime.combine(academic_year_start(schedule.start_date), time()),
+                Call.start < datetime.combine(schedule.start_date, time()),
+                Call.schedule_id.in_(
+                    select(Schedule.id).where(
+                        Schedule.organization_id == schedule.organization_id,
+                        Schedule.status.in_(SETTLED),
+                        Schedule.id != schedule.id,
+                    )
+                ),
+            )
+        )
+    ).all()
+    counts: dict[uuid.UUID, list[int]] = defaultdict(lambda: [0, 0])
+    for call in earlier:
+        counts[call.person_id][0] += 1
+        counts[call.person_id][1] += call.start.weekday() >= WEEKEND
     return domain.CallPlan(
         per_night=schedule.call_per_night,
         start_hour=schedule.call_start_hour,
         hours=schedule.call_hours,
+        carried={
+            person_id: domain.CallCounts(calls=n, weekends=weekends)
+            for person_id, (n, weekends) in counts.items()
+        },
     )
 
 
@@ -191,5 +229,5 @@ async def load_problem(
             domain.Moonlighting(person_id=row.person_id, week_start=row.week_start, hours=row.hours)
             for row in moonlighting
         ),
-        call_plan=call_plan(schedule),
+        call_plan=await call_plan(session, schedule),
     )

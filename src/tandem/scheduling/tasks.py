@@ -32,6 +32,7 @@ from tandem.scheduling import domain, rules, solver, states
 from tandem.scheduling.models import Assignment, Call, Schedule, ScheduleStatus
 from tandem.scheduling.problem import load_problem
 from tandem.scheduling.service import GENERATE_TASK, fail_given_up_generation, statistics_json
+from tandem.scheduling.totals import person_totals
 from tandem.settings import Settings
 from tandem.webhooks.service import schedule_ended
 
@@ -300,6 +301,7 @@ def judge(problem: domain.ScheduleProblem, result: solver.SolveResult) -> Verdic
     )
     statistics["validation_violations"] = check.total_violations
     statistics["coverage_rate"] = check.coverage_rate
+    statistics["totals"] = person_totals(problem, result.assignments, result.calls)
     error = None if check.valid else _explain_violations(check)
     return Verdict(valid=check.valid, error=error, statistics=statistics)
 

@@ -264,6 +264,8 @@ class RuleContext:
     # `origin`, 1 where an in-house call starts.
     shifts: dict[int, list[tuple[datetime, datetime, bool]]] = field(default_factory=dict)
     call_nights: dict[int, bytearray] = field(default_factory=dict)
+    # The shifts merged where they overlap or touch (continuous duty), sorted.
+    stretches: dict[int, list[tuple[datetime, datetime, bool]]] = field(default_factory=dict)
 
     @property
     def origin(self) -> date:
@@ -439,13 +441,25 @@ def _add_calls(ctx: RuleContext) -> None:
                 hours[p][day] += base + (i < extra)
     if not ctx.shifts:
         return
+    # Keyed by `UUID.int` (hashed in C); only blocks in the arrays' days can be in a stretch
+    # that touches a checked day.
+    first_day, last_day = origin, origin + timedelta(days=days - 1)
+    starts = {
+        b.id.int: datetime.combine(b.date, BLOCK_STARTS[b.time_of_day])
+        for b in problem.blocks.values()
+        if first_day <= b.date <= last_day
+    }
+    lengths = {r.id.int: timedelta(hours=r.hours_per_block) for r in problem.rotations.values()}
+    with_call = {ctx.persons[p].id.int: shifts for p, shifts in ctx.shifts.items()}
     for a in problem.assignments:
-        p = ctx.person_at.get(a.person_id.int)
-        block, rotation = problem.blocks.get(a.block_id), problem.rotations.get(a.rotation_id)
-        if p in ctx.shifts and block is not None and rotation is not None:
-            start = datetime.combine(block.date, BLOCK_STARTS[block.time_of_day])
-            end = start + timedelta(hours=rotation.hours_per_block)
-            ctx.shifts[p].append((start, end, False))
+        shifts = with_call.get(a.person_id.int)
+        if shifts is None:
+            continue
+        start = starts.get(a.block_id.int)
+        length = lengths.get(a.rotation_id.int)
+        if start is not None and length is not None:
+            shifts.append((start, start + length, False))
+    ctx.stretches = {p: _stretches(shifts) for p, shifts in ctx.shifts.items()}
 
 
 def validate(
@@ -742,9 +756,11 @@ def _stretches(
     return out
 
 
-def _touches(ctx: RuleContext, start: datetime, end: datetime) -> bool:
-    """Whether a stretch has a moment on a checked day."""
-    return start.date() <= ctx.last and end > datetime.combine(ctx.first, time())
+def _checked_span(ctx: RuleContext) -> tuple[datetime, datetime]:
+    """The checked days as moments: a stretch touches them when it ends after the first and
+    starts before the second."""
+    first = datetime.combine(ctx.first, time())
+    return first, datetime.combine(ctx.last + timedelta(days=1), time())
 
 
 def _hours(span: timedelta) -> str:
@@ -752,9 +768,10 @@ def _hours(span: timedelta) -> str:
 
 
 def _check_continuous_duty(ctx: RuleContext) -> Iterator[Finding]:
-    for p, shifts in ctx.shifts.items():
-        for start, end, call in _stretches(shifts):
-            if call and end - start > MAX_CONTINUOUS and _touches(ctx, start, end):
+    lo, hi = _checked_span(ctx)
+    for p, stretches in ctx.stretches.items():
+        for start, end, call in stretches:
+            if call and end - start > MAX_CONTINUOUS and start < hi and end > lo:
                 latest = start + MAX_CONTINUOUS
                 message = (
                     f"{_who(ctx, p)}: {_hours(end - start)} hours of continuous duty with "
@@ -765,14 +782,14 @@ def _check_continuous_duty(ctx: RuleContext) -> Iterator[Finding]:
 
 
 def _check_rest(ctx: RuleContext, *, after_call: bool) -> Iterator[Finding]:
-    for p, shifts in ctx.shifts.items():
-        stretches = _stretches(shifts)
+    lo, hi = _checked_span(ctx)
+    for p, stretches in ctx.stretches.items():
         for (start, end, call), (following, _, _) in pairwise(stretches):
             long_call = call and end - start >= LONG_CALL
             needed = REST_AFTER_LONG_CALL if long_call else REST_BETWEEN_SHIFTS
             if long_call is not after_call or following - end >= needed:
                 continue
-            if not _touches(ctx, end, following):
+            if not (end < hi and following > lo):
                 continue
             what = "in-house call of 24 hours or more" if long_call else "a shift"
             message = (

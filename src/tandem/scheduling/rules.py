@@ -443,11 +443,11 @@ def _add_calls(ctx: RuleContext) -> None:
         return
     # Keyed by `UUID.int` (hashed in C); only blocks in the arrays' days can be in a stretch
     # that touches a checked day.
-    first_day, last_day = origin, origin + timedelta(days=days - 1)
+    reach = origin + timedelta(days=days - 1)
     starts = {
         b.id.int: datetime.combine(b.date, BLOCK_STARTS[b.time_of_day])
         for b in problem.blocks.values()
-        if first_day <= b.date <= last_day
+        if origin <= b.date <= reach
     }
     lengths = {r.id.int: timedelta(hours=r.hours_per_block) for r in problem.rotations.values()}
     with_call = {ctx.persons[p].id.int: shifts for p, shifts in ctx.shifts.items()}

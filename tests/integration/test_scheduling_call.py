@@ -326,3 +326,69 @@ async def test_exports_parse_back_to_the_same_duties_and_calls(api: SchedulingAp
     ]  # fmt: skip
     whole = await api.client.get(f"{url}/export.ics", headers=api.headers)
     assert len(Calendar.from_ical(whole.content).walk("VEVENT")) == 3
+
+
+async def test_a_swap_is_checked_against_the_stored_calls(
+    client: httpx.AsyncClient, login_as: LoginAs
+) -> None:
+    api = SchedulingApi(client, await login_as(await make_user(Role.admin)))
+    blocks = await api.blocks(MONDAY, MONDAY)
+    schedule = await api.schedule(MONDAY, MONDAY)
+    ward = await api.rotation(name="Ward")
+    ada, bob = await api.person(name="Ada"), await api.person(name="Bob")
+    duty = await api.assigned(schedule, ada, blocks[0], ward)  # Monday 07:00-13:00
+    # Bob's 27 hours of in-house call from 09:00: with Ada's morning, 29 hours in a row.
+    call = await _call(api, schedule, bob, start="2027-03-01T09:00", end="2027-03-02T12:00")
+    assert call.json()["warnings"] == []
+    response = await api.client.post(
+        "/api/v1/swaps",
+        json={"assignment_id": duty["id"], "to_person_id": bob["id"], "reason": "Exam"},
+        headers=api.headers,
+    )
+    assert response.status_code == 422, response.text
+    assert [(v["rule"], v["person_id"]) for v in response.json()["violations"]] == [
+        ("continuous_duty", bob["id"])
+    ]
+    # The same duty handed to Bob by hand is stored, with the same warning.
+    own = await api.assigned(schedule, bob, blocks[0], ward)
+    assert [w["rule"] for w in own["warnings"]] == ["continuous_duty"]
+
+
+async def test_a_schedules_call_settings_and_holidays(api: SchedulingApi) -> None:
+    body = {
+        "name": "Winter",
+        "start_date": "2027-12-20",
+        "end_date": "2028-01-16",
+        "call_per_night": 2,
+        "call_start_hour": 7,
+        "call_hours": 24,
+        "holidays": ["2028-01-01", "2027-12-25", "2028-01-01"],
+    }
+    created = await api.client.post("/api/v1/schedules", json=body, headers=api.headers)
+    assert created.status_code == 201, created.text
+    schedule = created.json()
+    assert (schedule["call_per_night"], schedule["call_start_hour"], schedule["call_hours"]) == (
+        2,
+        7,
+        24.0,
+    )
+    assert schedule["holidays"] == ["2027-12-25", "2028-01-01"]
+    plain = await api.schedule(MONDAY, SUNDAY_4)
+    assert (plain["call_per_night"], plain["holidays"]) == (0, [])
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"holidays": ["2027-02-28"]}, "within the schedule's dates"),
+        ({"call_per_night": 1, "call_start_hour": 19, "call_hours": 13}, "end by 07:00"),
+        ({"call_per_night": -1}, "greater than or equal to 0"),
+    ],
+)
+async def test_bad_call_settings_are_422(
+    api: SchedulingApi, fields: dict[str, Any], message: str
+) -> None:
+    body = {"name": "S", "start_date": "2027-03-01", "end_date": "2027-03-28"} | fields
+    response = await api.client.post("/api/v1/schedules", json=body, headers=api.headers)
+    assert response.status_code == 422
+    assert message in response.text

@@ -151,3 +151,20 @@ def test_cp_sat_alone_assigns_valid_call(seed: int, days: int) -> None:
     result = solve(problem, timeout_seconds=10, seed=seed, workers=1, hint=False)
     _assert_valid(problem, result)
     assert len(result.calls) == days
+
+
+def test_holiday_calls_go_to_those_who_had_fewer_this_year() -> None:
+    base = make_instance(8, 4, 14, seed=11, absences=False)
+    residents = sorted(
+        (p for p in base.people.values() if p.type.value == "resident"), key=lambda p: p.name
+    )
+    holidays = frozenset(base.start_date + timedelta(days=d) for d in (1, 5, 9, 12))
+    # Half of them already worked a holiday call this academic year.
+    carried = {r.id: CallCounts(calls=1, holidays=1) for r in residents[:4]}
+    plan = CallPlan(per_night=1, holidays=holidays, carried=carried)
+    problem = replace(base, call_plan=plan)
+    result = solve(problem, timeout_seconds=10, workers=1)
+    _assert_valid(problem, result)
+    on_holidays = {c.person_id for c in result.calls if c.start.date() in holidays}
+    assert on_holidays <= {r.id for r in residents[4:]}
+    assert len(on_holidays) == 4  # one each: spread over the year at most 1

@@ -152,6 +152,8 @@ class Schedule(IdMixin, TimestampMixin, Base):
     call_per_night: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     call_start_hour: Mapped[int] = mapped_column(Integer, default=19, server_default="19")
     call_hours: Mapped[float] = mapped_column(Float, default=12.0, server_default="12")
+    # Holidays in the period (ISO dates): holiday calls are shared fairly over the year.
+    holidays: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 class Assignment(IdMixin, TimestampMixin, Base):

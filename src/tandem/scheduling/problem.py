@@ -67,34 +67,44 @@ async def call_plan(session: AsyncSession, schedule: Schedule) -> domain.CallPla
     so that fairness holds across the year, not only within this period."""
     if not schedule.call_per_night:
         return None
+    year_start = academic_year_start(schedule.start_date)
+    settled = (
+        await session.scalars(
+            select(Schedule).where(
+                Schedule.organization_id == schedule.organization_id,
+                Schedule.status.in_(SETTLED),
+                Schedule.id != schedule.id,
+                Schedule.end_date >= year_start,
+                Schedule.start_date < schedule.start_date,
+            )
+        )
+    ).all()
     earlier = (
         await session.scalars(
             select(Call).where(
                 Call.organization_id == schedule.organization_id,
                 Call.kind == domain.CallKind.IN_HOUSE,
-                Call.start >= datetime.combine(academic_year_start(schedule.start_date), time()),
+                Call.start >= datetime.combine(year_start, time()),
                 Call.start < datetime.combine(schedule.start_date, time()),
-                Call.schedule_id.in_(
-                    select(Schedule.id).where(
-                        Schedule.organization_id == schedule.organization_id,
-                        Schedule.status.in_(SETTLED),
-                        Schedule.id != schedule.id,
-                    )
-                ),
+                Call.schedule_id.in_([row.id for row in settled]),
             )
         )
     ).all()
-    counts: dict[uuid.UUID, list[int]] = defaultdict(lambda: [0, 0])
+    past_holidays = {date.fromisoformat(d) for row in settled for d in row.holidays or ()}
+    counts: dict[uuid.UUID, list[int]] = defaultdict(lambda: [0, 0, 0])
     for call in earlier:
+        night = call.start.date()
         counts[call.person_id][0] += 1
-        counts[call.person_id][1] += call.start.weekday() >= WEEKEND
+        counts[call.person_id][1] += night.weekday() >= WEEKEND
+        counts[call.person_id][2] += night in past_holidays
     return domain.CallPlan(
         per_night=schedule.call_per_night,
         start_hour=schedule.call_start_hour,
         hours=schedule.call_hours,
+        holidays=frozenset(date.fromisoformat(d) for d in schedule.holidays or ()),
         carried={
-            person_id: domain.CallCounts(calls=n, weekends=weekends)
-            for person_id, (n, weekends) in counts.items()
+            person_id: domain.CallCounts(calls=n, weekends=weekends, holidays=holidays)
+            for person_id, (n, weekends, holidays) in counts.items()
         },
     )
 

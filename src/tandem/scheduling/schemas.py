@@ -229,6 +229,7 @@ class RotationOut(BaseModel):
 # Generated call ends by 07:00 the next morning, when the first blocks start: the post-call
 # day is then free of blocks and the rest rules hold (docs/decisions.md).
 LATEST_CALL_END_HOUR = 24 + 7
+MAX_HOLIDAYS = 60
 
 
 class ScheduleIn(_DateRange):
@@ -243,9 +244,21 @@ class ScheduleIn(_DateRange):
     call_hours: Annotated[float, Field(gt=0, le=24)] = Field(
         default=12.0, description="How long generated call lasts; it must end by 07:00 next day"
     )
+    holidays: Annotated[list[date], Field(max_length=MAX_HOLIDAYS)] = Field(
+        default_factory=list,
+        description="Holidays within the period: calls on them are shared fairly over the "
+        "academic year",
+    )
 
     @model_validator(mode="after")
     def _call_ends_by_morning(self) -> Self:
+        outside = [d for d in self.holidays if not self.start_date <= d <= self.end_date]
+        if outside:
+            raise PydanticCustomError(
+                "holiday_outside",
+                f"Holidays must lie within the schedule's dates: {outside[0].isoformat()} does not",
+            )
+        self.holidays = sorted(set(self.holidays))
         if self.call_start_hour + self.call_hours > LATEST_CALL_END_HOUR:
             raise PydanticCustomError(
                 "call_too_late",
@@ -272,6 +285,13 @@ class ScheduleOut(BaseModel):
     call_per_night: int
     call_start_hour: int
     call_hours: float
+    holidays: list[date]
+
+    @field_validator("holidays", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        return [] if value is None else value
+
     created_at: datetime
     updated_at: datetime
 

@@ -399,6 +399,7 @@ async def create_schedule(
         call_per_night=body.call_per_night,
         call_start_hour=body.call_start_hour,
         call_hours=body.call_hours,
+        holidays=[day.isoformat() for day in body.holidays] or None,
     )
     session.add(schedule)
     await session.flush()

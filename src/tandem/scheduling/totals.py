@@ -14,9 +14,10 @@ def person_totals(
     problem: ScheduleProblem, assignments: Iterable[Assignment], calls: Iterable[Call]
 ) -> dict[str, dict[str, Any]]:
     """Per person with duty in the period (by id): blocks, weekend blocks, duty hours (blocks
-    and call, as the rule engine counts them), in-house calls, weekend calls and, when the
+    and call, as the rule engine counts them), in-house calls, weekend and holiday calls and, when the
     schedule assigns call, the calls of the academic year so far (this period included)."""
     out: dict[str, dict[str, Any]] = {}
+    holidays = problem.call_plan.holidays if problem.call_plan is not None else frozenset()
 
     def row(person_id: Any) -> dict[str, Any]:
         key = str(person_id)
@@ -29,6 +30,7 @@ def person_totals(
                 "duty_hours": 0.0,
                 "calls": 0,
                 "weekend_calls": 0,
+                "holiday_calls": 0,
             }
         return out[key]
 
@@ -46,6 +48,7 @@ def person_totals(
         if call.kind is CallKind.IN_HOUSE:
             totals["calls"] += 1
             totals["weekend_calls"] += call.start.weekday() >= _WEEKEND
+            totals["holiday_calls"] += call.start.date() in holidays
     plan = problem.call_plan
     carried = {} if plan is None else {str(p): c.calls for p, c in plan.carried.items()}
     for key, totals in out.items():

@@ -110,10 +110,12 @@ def upgrade() -> None:
             sa.Column("call_start_hour", sa.Integer(), server_default="19", nullable=False)
         )
         batch.add_column(sa.Column("call_hours", sa.Float(), server_default="12", nullable=False))
+        batch.add_column(sa.Column("holidays", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("schedules") as batch:
+        batch.drop_column("holidays")
         batch.drop_column("call_hours")
         batch.drop_column("call_start_hour")
         batch.drop_column("call_per_night")

@@ -14,8 +14,9 @@ def person_totals(
     problem: ScheduleProblem, assignments: Iterable[Assignment], calls: Iterable[Call]
 ) -> dict[str, dict[str, Any]]:
     """Per person with duty in the period (by id): blocks, weekend blocks, duty hours (blocks
-    and call, as the rule engine counts them), in-house calls, weekend and holiday calls and, when the
-    schedule assigns call, the calls of the academic year so far (this period included)."""
+    and call, as the rule engine counts them), in-house calls, weekend and holiday calls and,
+    when the schedule assigns call, the calls of the academic year so far (this period
+    included)."""
     out: dict[str, dict[str, Any]] = {}
     holidays = problem.call_plan.holidays if problem.call_plan is not None else frozenset()
 

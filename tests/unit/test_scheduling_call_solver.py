@@ -168,3 +168,17 @@ def test_holiday_calls_go_to_those_who_had_fewer_this_year() -> None:
     on_holidays = {c.person_id for c in result.calls if c.start.date() in holidays}
     assert on_holidays <= {r.id for r in residents[4:]}
     assert len(on_holidays) == 4  # one each: spread over the year at most 1
+
+
+def test_call_fairness_holds_across_four_week_blocks() -> None:
+    # Three 4-week blocks solved one after another: each block's calls are carried into the
+    # next, so the counts even out over the whole period, not only within each block.
+    problem = with_call(make_instance(10, 4, 3 * 28, seed=2, absences=False))
+    result = solve(problem, timeout_seconds=15, workers=1)
+    _assert_valid(problem, result)
+    assert len(result.chunks) == 3
+    calls = Counter(call.person_id for call in result.calls)
+    weekends = Counter(call.person_id for call in result.calls if call.start.weekday() >= 5)
+    residents = [p.id for p in problem.people.values() if p.type.value == "resident"]
+    assert max(calls[r] for r in residents) - min(calls[r] for r in residents) <= 1
+    assert max(weekends[r] for r in residents) - min(weekends[r] for r in residents) <= 1

@@ -1,6 +1,6 @@
 """Call periods (per schedule) and moonlighting hours (per person and week).
 
-Both are duty the rule engine counts (`rules.py`): `problem.load_problem` loads them with the
+Both are duty the rule engine counts (`rules/`): `problem.load_problem` loads them with the
 assignments, so validation, manual warnings, swaps and generation all see them. A call is
 changed like a manual assignment: never while the schedule is generating, never once it is
 published (people plan around it), and answered with the violations it causes.

@@ -1,7 +1,7 @@
 """The scheduling vocabulary shared by the rule engine, the solver and the service.
 
 Plain frozen dataclasses, no database: the service loads rows into these, the rule engine
-(`rules.py`) and the solver (`solver/`) work on them only. Keeping them free of SQLAlchemy
+(`rules/`) and the solver (`solver/`) work on them only. Keeping them free of SQLAlchemy
 makes the rules and the solver pure, fast to test and fast to run.
 """
 

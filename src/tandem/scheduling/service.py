@@ -2,7 +2,7 @@
 
 Every function takes the acting principal and works inside its organization (another
 tenant's object is reported as not found). Rule checks go through the one rule engine
-(`rules.py`) on a `ScheduleProblem` built by `problem.load_problem`.
+(`rules/`) on a `ScheduleProblem` built by `problem.load_problem`.
 """
 
 import math

@@ -2,7 +2,7 @@
 
 `Prepared` indexes a `ScheduleProblem` once (people, period blocks by day, absences, the duty
 already fixed before each block); `build_chunk` turns one run of days into a CP-SAT model whose
-hard constraints are the rule engine's (`rules.py`), with the same integer arithmetic:
+hard constraints are the rule engine's (`rules/`), with the same integer arithmetic:
 hours in thousandths, 320 h and 24 duty days per 28-day window, 6 duty days in a row,
 supervision in quarters of a faculty member.
 """

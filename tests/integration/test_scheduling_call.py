@@ -392,3 +392,37 @@ async def test_bad_call_settings_are_422(
     response = await api.client.post("/api/v1/schedules", json=body, headers=api.headers)
     assert response.status_code == 422
     assert message in response.text
+
+
+async def test_a_call_during_an_absence_is_reported(api: SchedulingApi) -> None:
+    await api.blocks(MONDAY, SUNDAY_4)
+    schedule = await api.schedule(MONDAY, SUNDAY_4)
+    ada = await api.person(name="Ada")
+    absent = await api.client.post(
+        f"/api/v1/people/{ada['id']}/absences",
+        json={"start_date": "2027-03-03", "end_date": "2027-03-05", "kind": "conference"},
+        headers=api.headers,
+    )
+    assert absent.status_code == 201
+    # The night before the absence: the call runs into its first morning.
+    response = await _call(api, schedule, ada, start="2027-03-02T19:00", end="2027-03-03T07:00")
+    assert [w["rule"] for w in response.json()["warnings"]] == ["absence"], response.json()[
+        "warnings"
+    ]
+    assert "absent from 2027-03-03 to 2027-03-05" in response.json()["warnings"][0]["message"]
+    # Ending at midnight before it: no clash.
+    fine = await _call(api, schedule, ada, start="2027-03-02T12:00", end="2027-03-03T00:00")
+    assert fine.json()["warnings"] == []
+
+
+async def test_a_person_on_call_in_a_published_schedule_cannot_be_deleted(
+    api: SchedulingApi, db_session: AsyncSession
+) -> None:
+    await api.blocks(MONDAY, SUNDAY_4)
+    schedule = await api.schedule(MONDAY, SUNDAY_4, name="Spring")
+    ada = await api.person(name="Ada")
+    await _call(api, schedule, ada, start="2027-03-02T19:00", end="2027-03-03T07:00")
+    await publish(db_session, schedule["id"])
+    refused = await api.client.delete(f"/api/v1/people/{ada['id']}", headers=api.headers)
+    assert refused.status_code == 409
+    assert "published schedule Spring" in refused.json()["detail"]

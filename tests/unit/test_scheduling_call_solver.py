@@ -182,3 +182,20 @@ def test_call_fairness_holds_across_four_week_blocks() -> None:
     residents = [p.id for p in problem.people.values() if p.type.value == "resident"]
     assert max(calls[r] for r in residents) - min(calls[r] for r in residents) <= 1
     assert max(weekends[r] for r in residents) - min(weekends[r] for r in residents) <= 1
+
+
+def test_no_call_the_night_before_a_no_call_before_rotation() -> None:
+    base = make_instance(10, 4, 21, seed=4)
+    clinic = next(r for r in base.rotations.values() if r.name == "Clinic")
+    rotations = dict(base.rotations) | {clinic.id: replace(clinic, no_call_before=True)}
+    problem = with_call(replace(base, rotations=rotations))
+    result = solve(problem, timeout_seconds=10, workers=1)
+    _assert_valid(problem, result)
+    clinic_days = {
+        (a.person_id, problem.blocks[a.block_id].date)
+        for a in result.assignments
+        if a.rotation_id == clinic.id
+    }
+    assert clinic_days  # the clinic is staffed, just never post-call
+    for call in result.calls:
+        assert (call.person_id, call.start.date() + timedelta(days=1)) not in clinic_days

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +29,7 @@ from tandem.scheduling.models import (
     Absence,
     Assignment,
     Block,
+    Call,
     Person,
     Rotation,
     Schedule,
@@ -181,14 +182,23 @@ async def update_person(
 
 
 async def delete_person(session: AsyncSession, principal: Principal, person_id: uuid.UUID) -> None:
-    """Their absences, assignments and swaps go with them (foreign-key cascades); 409 while
-    they are on a published schedule, which only swaps change."""
+    """Their absences, assignments, calls, moonlighting and swaps go with them (foreign-key
+    cascades); 409 while they have duty or call on a published schedule, which only swaps
+    change."""
     person = await get_person(session, principal, person_id)
+    on_published = Schedule.status == ScheduleStatus.published
     published = (
         await session.scalars(
             select(Schedule.name)
-            .join(Assignment, Assignment.schedule_id == Schedule.id)
-            .where(Assignment.person_id == person.id, Schedule.status == ScheduleStatus.published)
+            .where(
+                on_published,
+                or_(
+                    Schedule.id.in_(
+                        select(Assignment.schedule_id).where(Assignment.person_id == person.id)
+                    ),
+                    Schedule.id.in_(select(Call.schedule_id).where(Call.person_id == person.id)),
+                ),
+            )
             .distinct()
             .order_by(Schedule.name)
         )

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
+from typing import Final
 
 from tandem.scheduling.rules.context import Finding, RuleContext
 from tandem.scheduling.rules.limits import _TIME_ORDER
 from tandem.scheduling.rules.text import _count, _rotation_names, _when, _who
 from tandem.scheduling.rules.units import _faculty_for, is_critical_care
+
+# A call ending at midnight does not touch the next day.
+_INSTANT: Final = timedelta(microseconds=1)
 
 
 def _check_supervision(ctx: RuleContext) -> Iterator[Finding]:
@@ -87,6 +91,7 @@ def _check_absence(ctx: RuleContext) -> Iterator[Finding]:
             block_id=block.id,
             tiebreak=(_TIME_ORDER[block.time_of_day],),
         )
+    yield from _calls_during_absences(ctx)
 
 
 def _check_coverage(ctx: RuleContext) -> Iterator[Finding]:
@@ -108,3 +113,33 @@ def _check_coverage(ctx: RuleContext) -> Iterator[Finding]:
                 block_id=block.id,
                 tiebreak=(_TIME_ORDER[block.time_of_day], r),
             )
+
+
+def _calls_during_absences(ctx: RuleContext) -> Iterator[Finding]:
+    """A call (in-house or home) starting on a checked day and touching a day of the
+    person's absence."""
+    if not ctx.problem.calls or not ctx.problem.absences:
+        return
+    away: dict[int, list[tuple[date, date]]] = {}
+    for absence in ctx.problem.absences:
+        away.setdefault(absence.person_id.int, []).append((absence.start_date, absence.end_date))
+    for call in ctx.problem.calls:
+        spans = away.get(call.person_id.int)
+        if spans is None or not ctx.first <= call.start.date() <= ctx.last:
+            continue
+        first, last = call.start.date(), (call.end - _INSTANT).date()
+        clash = min((span for span in spans if span[0] <= last and first <= span[1]), default=None)
+        p = ctx.person_at.get(call.person_id.int)
+        if clash is None or p is None:
+            continue
+        message = (
+            f"{_who(ctx, p)} is absent from {clash[0]} to {clash[1]} but on {call.kind.value} "
+            f"call from {call.start:%Y-%m-%d %H:%M} to {call.end:%Y-%m-%d %H:%M}: give the call "
+            f"to someone free then or remove it"
+        )
+        yield Finding(
+            on=first,
+            message=message,
+            person_id=call.person_id,
+            tiebreak=(2, call.start.isoformat()),
+        )

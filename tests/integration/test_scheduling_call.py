@@ -406,9 +406,7 @@ async def test_a_call_during_an_absence_is_reported(api: SchedulingApi) -> None:
     assert absent.status_code == 201
     # The night before the absence: the call runs into its first morning.
     response = await _call(api, schedule, ada, start="2027-03-02T19:00", end="2027-03-03T07:00")
-    assert [w["rule"] for w in response.json()["warnings"]] == ["absence"], response.json()[
-        "warnings"
-    ]
+    assert [w["rule"] for w in response.json()["warnings"]] == ["absence"]
     assert "absent from 2027-03-03 to 2027-03-05" in response.json()["warnings"][0]["message"]
     # Ending at midnight before it: no clash.
     fine = await _call(api, schedule, ada, start="2027-03-02T12:00", end="2027-03-03T00:00")

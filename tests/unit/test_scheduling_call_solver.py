@@ -104,11 +104,23 @@ def test_a_settled_call_before_the_period_is_respected() -> None:
     assert all(c.person_id != ada or c.start.date() != base.start_date for c in result.calls)
 
 
-def test_too_few_residents_for_call_is_explained() -> None:
-    # Two residents cannot cover two calls a night without a night off between calls.
+def test_too_few_residents_for_call_is_explained_at_once() -> None:
+    # Six residents cannot cover four calls a night with a night off after each.
     problem = with_call(make_instance(6, 3, 7, seed=1), per_night=4)
     result = solve(problem, timeout_seconds=5, workers=1)
     assert result.status == "infeasible"
+    assert result.explanation is not None
+    assert "needs at least 8 residents" in result.explanation
+
+
+def test_nights_no_one_can_cover_are_named() -> None:
+    # Enough residents in all, but not on every night (found by CP-SAT, then diagnosed).
+    problem = with_call(make_instance(6, 3, 7, seed=1), per_night=3)
+    result = solve(problem, timeout_seconds=5, workers=1)
+    assert result.status == "infeasible"
+    assert result.calls == ()
+    assert result.explanation is not None
+    assert result.explanation.startswith("Not enough residents can take in-house call on ")
     assert result.calls == ()
     assert result.assignments == ()
     assert result.explanation

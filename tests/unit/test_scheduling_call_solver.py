@@ -5,11 +5,12 @@ carried over from earlier in the academic year, the post-call day free."""
 from collections import Counter
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
+from uuid import UUID
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tandem.scheduling.domain import Call, CallCounts, CallPlan, ScheduleProblem
+from tandem.scheduling.domain import Call, CallCounts, CallPlan, Moonlighting, ScheduleProblem
 from tandem.scheduling.rules import validate
 from tandem.scheduling.solver import SolveResult, solve
 from tests.scheduling_instances import make_instance
@@ -211,3 +212,30 @@ def test_no_call_the_night_before_a_no_call_before_rotation() -> None:
     assert clinic_days  # the clinic is staffed, just never post-call
     for call in result.calls:
         assert (call.person_id, call.start.date() + timedelta(days=1)) not in clinic_days
+
+
+def test_moonlighting_is_fixed_duty_for_the_generator() -> None:
+    base = make_instance(8, 4, 14, seed=13, absences=False)
+    residents = sorted(
+        (p for p in base.people.values() if p.type.value == "resident"), key=lambda p: p.name
+    )
+    busy = residents[0].id
+    # 75 hours a week outside the schedule for the 4 weeks to the period's second week's
+    # end: 20 hours of duty fit in those 28 days.
+    moonlighting = tuple(
+        Moonlighting(busy, base.start_date + timedelta(days=7 * w), 75.0) for w in (-2, -1, 0, 1)
+    )
+    problem = with_call(replace(base, moonlighting=moonlighting))
+    result = solve(problem, timeout_seconds=3, workers=1)
+    _assert_valid(problem, result)
+
+    def hours(person_id: UUID) -> float:
+        blocks = sum(
+            problem.rotations[a.rotation_id].hours_per_block
+            for a in result.assignments
+            if a.person_id == person_id
+        )
+        return blocks + sum(12 for c in result.calls if c.person_id == person_id)
+
+    # Valid (above: the 80 hours hold with the moonlighting), so the busy one works less.
+    assert hours(busy) < min(hours(r.id) for r in residents[1:])

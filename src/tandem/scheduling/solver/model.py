@@ -508,9 +508,13 @@ def _resident_limits(build: _Build, ri: int, resident: Person) -> None:
     call_hours = shape.head + shape.tail if shape is not None and calls else 0
     # The 80-hour windows are implied by the 24-duty-day limit when no day can hold more
     # than 320/24 h (6-hour blocks: 24 x 12 h = 288 h); then they are left out.
+    # Hours fixed on the chunk's own days (moonlighting, settled calls) add to what its
+    # blocks may hold: then the windows are always checked.
+    n = len(build.days)
+    top = build.max_day_hours + call_hours
     hours_needed = (
-        max(build.max_day_hours + call_hours, *fixed_hours) * MAX_WINDOW_DUTY_DAYS
-        > MAX_WINDOW_MILLIHOURS
+        any(fixed_hours[SPAN : SPAN + n])
+        or max(top, *fixed_hours) * MAX_WINDOW_DUTY_DAYS > MAX_WINDOW_MILLIHOURS
     )
     duty, day_hours = _duty_days(
         build, ri, resident, hours_needed=hours_needed, calls=calls, fixed_duty=fixed_duty
@@ -519,7 +523,7 @@ def _resident_limits(build: _Build, ri: int, resident: Person) -> None:
         return
     _duty_day_limits(build, fixed_duty, duty)
     if hours_needed:
-        _duty_hour_limits(build, fixed_hours, day_hours)
+        _duty_hour_limits(build, fixed_hours, day_hours, top)
     if calls:
         _call_frequency(build, resident, calls)
 
@@ -752,15 +756,16 @@ def _duty_day_limits(
 
 
 def _duty_hour_limits(
-    build: _Build, fixed_hours: list[int], day_hours: list[cp_model.IntVar | None]
+    build: _Build, fixed_hours: list[int], day_hours: list[cp_model.IntVar | None], top: int
 ) -> None:
     """80 hours a week averaged: at most 320 h in every 28-day window. Skipped when no
-    window can exceed it (e.g. 6-hour blocks: 24 duty days x 12 h = 288 h)."""
+    window can exceed it (e.g. 6-hour blocks: 24 duty days x 12 h = 288 h); `top` is the
+    most one day's variable can hold (blocks and call)."""
     for w in range(0, build.length):
         hi = min(w + WINDOW_DAYS, build.length)
         const = sum(fixed_hours[w:hi])
         terms = [v for v in day_hours[w:hi] if v is not None]
-        cap = min(len(terms), MAX_WINDOW_DUTY_DAYS) * build.max_day_hours
+        cap = min(len(terms), MAX_WINDOW_DUTY_DAYS) * top
         if terms and const + cap > MAX_WINDOW_MILLIHOURS:
             build.model.add(cp_model.LinearExpr.sum(terms) <= MAX_WINDOW_MILLIHOURS - const)
 

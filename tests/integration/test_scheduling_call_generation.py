@@ -95,3 +95,29 @@ async def test_generation_assigns_nightly_call_and_carries_counts_over_the_year(
     }
     report = await _validation(api, second)
     assert report["valid"], report["violations"][:3]
+
+
+async def test_a_schedule_of_call_only_is_generated_and_stored(
+    live: SchedulingApi, wait_until: WaitUntil
+) -> None:
+    api = live
+    await api.blocks(MONDAY, MONDAY + timedelta(days=2))
+    for i in range(3):
+        await api.person("resident", name=f"C{i}", pgy_level=1)
+    body = {
+        "name": "Nights",
+        "start_date": MONDAY.isoformat(),
+        "end_date": (MONDAY + timedelta(days=2)).isoformat(),
+        "call_per_night": 1,
+    }
+    response = await api.client.post("/api/v1/schedules", json=body, headers=api.headers)
+    assert response.status_code == 201, response.text
+    schedule = response.json()
+    await _generate(api, schedule, wait_until)  # no rotation needs anyone: call only
+    calls = await _calls(api, schedule)
+    assert sorted(c["start"] for c in calls) == [
+        "2027-03-01T19:00:00",
+        "2027-03-02T19:00:00",
+        "2027-03-03T19:00:00",
+    ]
+    assert len({c["person_id"] for c in calls}) == 3  # one each: fair

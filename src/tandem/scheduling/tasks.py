@@ -204,9 +204,13 @@ async def _save(
         await schedule_ended(
             session, organization_id, schedule_id, values["status"], values.get("error")
         )
-        if assignments:
+        now = utcnow()
+        if assignments or calls:
+            # A generation replaces the schedule's assignments and calls (it was judged
+            # without them).
             await session.execute(delete(Assignment).where(Assignment.schedule_id == schedule_id))
-            now = utcnow()
+            await session.execute(delete(Call).where(Call.schedule_id == schedule_id))
+        if assignments:
             await session.execute(
                 insert(Assignment),
                 [
@@ -224,27 +228,25 @@ async def _save(
                     for a in assignments
                 ],
             )
-            # The generation replaces the schedule's calls too (it was judged without them).
-            await session.execute(delete(Call).where(Call.schedule_id == schedule_id))
-            if calls:
-                await session.execute(
-                    insert(Call),
-                    [
-                        {
-                            "id": uuid.uuid4(),
-                            "organization_id": organization_id,
-                            "schedule_id": schedule_id,
-                            "person_id": c.person_id,
-                            "kind": c.kind,
-                            "start": c.start,
-                            "end": c.end,
-                            "worked_hours": c.worked_hours,
-                            "created_at": now,
-                            "updated_at": now,
-                        }
-                        for c in calls
-                    ],
-                )
+        if calls:
+            await session.execute(
+                insert(Call),
+                [
+                    {
+                        "id": uuid.uuid4(),
+                        "organization_id": organization_id,
+                        "schedule_id": schedule_id,
+                        "person_id": c.person_id,
+                        "kind": c.kind,
+                        "start": c.start,
+                        "end": c.end,
+                        "worked_hours": c.worked_hours,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for c in calls
+                ],
+            )
     return True
 
 

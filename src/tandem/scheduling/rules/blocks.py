@@ -9,7 +9,7 @@ from typing import Final
 
 from tandem.scheduling.rules.context import Finding, RuleContext
 from tandem.scheduling.rules.limits import _TIME_ORDER
-from tandem.scheduling.rules.text import _count, _rotation_names, _when, _who
+from tandem.scheduling.rules.text import _at, _count, _rotation_names, _when, _who
 from tandem.scheduling.rules.units import _faculty_for, is_critical_care
 
 # A call ending at midnight does not touch the next day.
@@ -134,7 +134,7 @@ def _calls_during_absences(ctx: RuleContext) -> Iterator[Finding]:
             continue
         message = (
             f"{_who(ctx, p)} is absent from {clash[0]} to {clash[1]} but on {call.kind.value} "
-            f"call from {call.start:%Y-%m-%d %H:%M} to {call.end:%Y-%m-%d %H:%M}: give the call "
+            f"call from {_at(call.start)} to {_at(call.end)}: give the call "
             f"to someone free then or remove it"
         )
         yield Finding(

@@ -15,7 +15,7 @@ from tandem.scheduling.rules.limits import (
     REST_AFTER_LONG_CALL,
     REST_BETWEEN_SHIFTS,
 )
-from tandem.scheduling.rules.text import _num, _who
+from tandem.scheduling.rules.text import _at, _num, _who
 
 
 def _checked_span(ctx: RuleContext) -> tuple[datetime, datetime]:
@@ -39,8 +39,8 @@ def _check_continuous_duty(ctx: RuleContext) -> Iterator[Finding]:
                 latest = start + MAX_CONTINUOUS
                 message = (
                     f"{_who(ctx, p)}: {_hours(end - start)} hours of continuous duty with "
-                    f"in-house call from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} (at "
-                    f"most 24 + 4 for transitions): end it by {latest:%Y-%m-%d %H:%M}"
+                    f"in-house call from {_at(start)} to {_at(end)} (at "
+                    f"most 24 + 4 for transitions): end it by {_at(latest)}"
                 )
                 yield Finding(on=start.date(), message=message, person_id=ctx.persons[p].id)
 
@@ -58,8 +58,8 @@ def _check_rest(ctx: RuleContext, *, after_call: bool) -> Iterator[Finding]:
             what = "in-house call of 24 hours or more" if long_call else "a shift"
             message = (
                 f"{_who(ctx, p)}: {_hours(following - end)} hours free after {what} ending "
-                f"{end:%Y-%m-%d %H:%M} (at least {_hours(needed)}): the next duty may start at "
-                f"{end + needed:%Y-%m-%d %H:%M}"
+                f"{_at(end)} (at least {_hours(needed)}): the next duty may start at "
+                f"{_at(end + needed)}"
             )
             yield Finding(on=end.date(), message=message, person_id=ctx.persons[p].id)
 

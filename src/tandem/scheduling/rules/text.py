@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from tandem.scheduling.domain import (
@@ -58,3 +58,9 @@ def _count(n: int, noun: str) -> str:
 def _num(value: float) -> str:
     # 86.5 -> "86.5", 84.0 -> "84", 80.125 -> "80.13": readable and never "80" for 80.1.
     return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _at(moment: datetime) -> str:
+    # "2027-03-04 19:00"; isoformat is C code, several times faster than strftime, which
+    # matters in a year with thousands of rest findings.
+    return moment.isoformat(" ", "minutes")

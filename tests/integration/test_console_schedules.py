@@ -289,3 +289,46 @@ async def test_a_swap_thread_shows_who_gives_what_and_the_rule_check_now(
     assert "the swap no longer holds" in after.text
     assert "badge-failed" in after.text
     assert ">Approve<" not in after.text
+
+
+async def test_the_grid_shows_who_is_on_call_each_night(
+    as_admin: tuple[httpx.AsyncClient, str], api: SchedulingApi, setup: dict[str, Any]
+) -> None:
+    page, _ = as_admin
+    schedule = setup["schedule"]
+    without = await page.get(f"/ui/schedules/{schedule['id']}")
+    assert "data-call" not in without.text  # no call, no call row
+    called = await api.client.post(
+        f"/api/v1/schedules/{schedule['id']}/calls",
+        json={"person_id": setup["bea"]["id"], "start": "2027-03-02T19:00",
+              "end": "2027-03-03T07:00"},
+        headers=api.headers,
+    )  # fmt: skip
+    assert called.status_code == 201, called.text
+    response = await page.get(f"/ui/schedules/{schedule['id']}")
+    row = re.search(r"<tr data-call>(.*?)</tr>", response.text, re.DOTALL)
+    assert row is not None
+    nights = re.findall(r'<td colspan="2" class="cell">(.*?)</td>', row.group(1))
+    assert nights == ["", "Bea Junior"]  # Monday, Tuesday
+
+
+async def test_the_statistics_show_per_person_totals_as_a_table(
+    as_admin: tuple[httpx.AsyncClient, str], setup: dict[str, Any], db_session: AsyncSession
+) -> None:
+    page, _ = as_admin
+    schedule_id = uuid.UUID(setup["schedule"]["id"])
+    row = {"blocks": 3, "weekend_blocks": 1, "duty_hours": 30.0, "calls": 2, "weekend_calls": 1}
+    statistics = {
+        "status": "optimal",
+        "totals": {setup["bea"]["id"]: {"name": "Bea Junior", **row, "holiday_calls": 0}},
+    }
+    schedule = await db_session.get(Schedule, schedule_id)
+    assert schedule is not None
+    schedule.statistics = statistics
+    await db_session.flush()
+    response = await page.get(f"/ui/schedules/{schedule_id}")
+    table = re.search(r'<table class="totals">(.*?)</table>', response.text, re.DOTALL)
+    assert table is not None
+    cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", table.group(1).split("<tbody>")[1])
+    assert cells == ["Bea Junior", "3", "1", "30.0", "2", "1"]
+    assert "<dt>totals</dt>" not in response.text

@@ -340,6 +340,7 @@ async def test_rotations_are_created_and_listed(api: SchedulingApi) -> None:
         "max_residents": 2,
         "requires_supervision": False,
         "hours_per_block": 6.0,
+        "no_call_before": False,
     }
     listed = (await api.client.get("/api/v1/rotations", headers=api.headers)).json()
     assert [r["id"] for r in listed["items"]] == [icu["id"]]

@@ -4,7 +4,7 @@
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -21,7 +21,7 @@ from tandem.identity.scopes import Scope
 from tandem.jobs.deps import JobControlDep
 from tandem.scheduling import domain, rules, service
 from tandem.scheduling.domain import PersonType, Severity, TimeOfDay
-from tandem.scheduling.models import Assignment, Schedule, ScheduleStatus
+from tandem.scheduling.models import Assignment, Call, Schedule, ScheduleStatus
 from tandem.scheduling.problem import load_problem
 from tandem.scheduling.router import csv_download, ics_download
 from tandem.scheduling.schemas import AssignmentIn
@@ -144,8 +144,17 @@ async def _grid(session: AsyncSession, schedule: Schedule) -> dict[str, Any]:
     groups: dict[str, list[Row]] = {}
     for row in rows:
         groups.setdefault(_group_name(row.person), []).append(row)
+    # Who is on call each night (this schedule's calls, by the day they start).
+    on_call: dict[date, list[str]] = defaultdict(list)
+    for call in await session.scalars(
+        select(Call).where(Call.schedule_id == schedule.id).order_by(Call.start)
+    ):
+        person = problem.people.get(call.person_id)
+        home = " (home)" if call.kind is domain.CallKind.HOME else ""
+        on_call[call.start.date()].append(f"{person.name if person else '?'}{home}")
     return {
         "days": days,
+        "call_nights": [", ".join(on_call.get(day, ())) for day in days] if on_call else [],
         "columns": columns,
         "column_violations": column_violations,
         "groups": groups,

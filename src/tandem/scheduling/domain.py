@@ -1,14 +1,14 @@
 """The scheduling vocabulary shared by the rule engine, the solver and the service.
 
 Plain frozen dataclasses, no database: the service loads rows into these, the rule engine
-(`rules.py`) and the solver (`solver/`) work on them only. Keeping them free of SQLAlchemy
+(`rules/`) and the solver (`solver/`) work on them only. Keeping them free of SQLAlchemy
 makes the rules and the solver pure, fast to test and fast to run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from uuid import UUID
@@ -81,6 +81,11 @@ class CallKind(StrEnum):
     HOME = "home"  # reachable from home: only the hours actually worked count
 
 
+class MoonlightingKind(StrEnum):
+    INTERNAL = "internal"  # extra shifts in the program's own institution
+    EXTERNAL = "external"  # work elsewhere
+
+
 @dataclass(frozen=True, slots=True)
 class Person:
     id: UUID
@@ -114,6 +119,7 @@ class Rotation:
     requires_supervision: bool = True
     hours_per_block: float = DEFAULT_HOURS_PER_BLOCK
     specialty: str | None = None
+    no_call_before: bool = False  # the generator: no call the night before this rotation
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +156,28 @@ class Moonlighting:
 
 
 @dataclass(frozen=True, slots=True)
+class CallCounts:
+    """Calls a resident has had: all, on weekend nights (Saturday, Sunday), on holidays."""
+
+    calls: int = 0
+    weekends: int = 0
+    holidays: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CallPlan:
+    """What the generator assigns besides the blocks: `per_night` residents on in-house call
+    every night of the period, from `start_hour` for `hours` (ending by 07:00 the next
+    morning), shared fairly with `carried` (the counts from earlier in the academic year)."""
+
+    per_night: int
+    start_hour: int = 19
+    hours: float = 12.0
+    holidays: frozenset[date] = frozenset()
+    carried: Mapping[UUID, CallCounts] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Violation:
     rule: RuleName
     severity: Severity
@@ -177,3 +205,4 @@ class ScheduleProblem:
     absences: Sequence[Absence] = ()
     calls: Sequence[Call] = ()
     moonlighting: Sequence[Moonlighting] = ()
+    call_plan: CallPlan | None = None  # the generator's call requirement, if any

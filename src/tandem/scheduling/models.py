@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Date,
+    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -30,6 +31,8 @@ from tandem.db import Base, IdMixin, TimestampMixin, string_enum
 from tandem.scheduling.domain import (
     DEFAULT_HOURS_PER_BLOCK,
     AssignmentRole,
+    CallKind,
+    MoonlightingKind,
     PersonType,
     RotationKind,
     TimeOfDay,
@@ -118,6 +121,9 @@ class Rotation(IdMixin, TimestampMixin, Base):
     max_residents: Mapped[int] = mapped_column(Integer, default=1)
     requires_supervision: Mapped[bool] = mapped_column(Boolean, default=True)
     hours_per_block: Mapped[float] = mapped_column(Float, default=DEFAULT_HOURS_PER_BLOCK)
+    # The generator puts no one on call the night before they work this rotation (e.g. a
+    # clinic that would otherwise be cancelled post-call).
+    no_call_before: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Schedule(IdMixin, TimestampMixin, Base):
@@ -141,6 +147,13 @@ class Schedule(IdMixin, TimestampMixin, Base):
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")
     )
+    # Call the generator assigns: this many residents on in-house call every night of the
+    # period (0: no call), from `call_start_hour` for `call_hours` (local time).
+    call_per_night: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    call_start_hour: Mapped[int] = mapped_column(Integer, default=19, server_default="19")
+    call_hours: Mapped[float] = mapped_column(Float, default=12.0, server_default="12")
+    # Holidays in the period (ISO dates): holiday calls are shared fairly over the year.
+    holidays: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 class Assignment(IdMixin, TimestampMixin, Base):
@@ -198,3 +211,48 @@ class Swap(IdMixin, TimestampMixin, Base):
     accepted_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")
     )
+
+
+class Call(IdMixin, TimestampMixin, Base):
+    """A call period of one person in a schedule, in the program's local time (naive
+    datetimes, as the rule engine reads them). Home call counts `worked_hours` only."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        CheckConstraint('"end" > start', name="period"),
+        CheckConstraint("worked_hours IS NULL OR worked_hours >= 0", name="worked_hours"),
+        Index("ix_calls_organization_id_start", "organization_id", "start"),
+    )
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    schedule_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("schedules.id", ondelete="CASCADE"), index=True
+    )
+    person_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[CallKind] = mapped_column(string_enum(CallKind))
+    start: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    end: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    worked_hours: Mapped[float | None] = mapped_column(Float)
+
+
+class Moonlighting(IdMixin, TimestampMixin, Base):
+    """Hours one person worked outside the schedule in the week from `week_start`."""
+
+    __tablename__ = "moonlighting"
+    __table_args__ = (
+        # One entry per person, week and kind: a correction replaces it (DELETE, POST).
+        UniqueConstraint("person_id", "week_start", "kind"),
+        CheckConstraint("hours > 0 AND hours <= 168", name="hours"),
+    )
+
+    organization_id: Mapped[uuid.UUID] = _org_fk()
+    person_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), index=True
+    )
+    week_start: Mapped[date] = mapped_column(Date)
+    hours: Mapped[float] = mapped_column(Float)
+    kind: Mapped[MoonlightingKind] = mapped_column(string_enum(MoonlightingKind))

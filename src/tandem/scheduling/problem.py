@@ -1,13 +1,16 @@
 """Rows -> `ScheduleProblem`: what the rule engine and the solver see of a schedule.
 
 The one place that decides which rows count when a schedule is judged or generated: its own
-assignments, the settled schedules' duty in the 27 days before it and the 27 days after it,
-people, rotations and absences (docs/decisions.md).
+assignments and calls, the settled schedules' duty and calls in the 27 days before it and the
+27 days after it, moonlighting in those weeks, people, rotations and absences
+(docs/decisions.md).
 """
 
-from datetime import timedelta
+import uuid
+from collections import defaultdict
+from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.scheduling import domain
@@ -15,6 +18,8 @@ from tandem.scheduling.models import (
     Absence,
     Assignment,
     Block,
+    Call,
+    Moonlighting,
     Person,
     Rotation,
     Schedule,
@@ -29,11 +34,78 @@ LOOKAHEAD_DAYS = 27
 # Schedules whose assignments are facts for the others: a draft is still somebody's work in
 # progress, a failed one has none.
 SETTLED = (ScheduleStatus.generated, ScheduleStatus.published)
+# Call fairness runs over the academic year (1 July to 30 June), not one schedule.
+ACADEMIC_YEAR_STARTS = (7, 1)
+WEEKEND = 5  # date.weekday(): Saturday and Sunday
 
 
 def to_domain_person(row: Person) -> domain.Person:
     return domain.Person(
         id=row.id, type=row.type, pgy_level=row.pgy_level, specialty=row.specialty, name=row.name
+    )
+
+
+def to_domain_call(row: Call) -> domain.Call:
+    return domain.Call(
+        person_id=row.person_id,
+        start=row.start,
+        end=row.end,
+        kind=row.kind,
+        worked_hours=row.worked_hours,
+    )
+
+
+def academic_year_start(day: date) -> date:
+    """The first day of the academic year holding `day` (residency years start on 1 July)."""
+    year = day.year if (day.month, day.day) >= ACADEMIC_YEAR_STARTS else day.year - 1
+    return date(year, *ACADEMIC_YEAR_STARTS)
+
+
+async def call_plan(session: AsyncSession, schedule: Schedule) -> domain.CallPlan | None:
+    """The schedule's call requirement for the generator (None: it assigns no call), with
+    the in-house calls each person had in the academic year before it (settled schedules),
+    so that fairness holds across the year, not only within this period."""
+    if not schedule.call_per_night:
+        return None
+    year_start = academic_year_start(schedule.start_date)
+    settled = (
+        await session.scalars(
+            select(Schedule).where(
+                Schedule.organization_id == schedule.organization_id,
+                Schedule.status.in_(SETTLED),
+                Schedule.id != schedule.id,
+                Schedule.end_date >= year_start,
+                Schedule.start_date < schedule.start_date,
+            )
+        )
+    ).all()
+    earlier = (
+        await session.scalars(
+            select(Call).where(
+                Call.organization_id == schedule.organization_id,
+                Call.kind == domain.CallKind.IN_HOUSE,
+                Call.start >= datetime.combine(year_start, time()),
+                Call.start < datetime.combine(schedule.start_date, time()),
+                Call.schedule_id.in_([row.id for row in settled]),
+            )
+        )
+    ).all()
+    past_holidays = {date.fromisoformat(d) for row in settled for d in row.holidays or ()}
+    counts: dict[uuid.UUID, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for call in earlier:
+        night = call.start.date()
+        counts[call.person_id][0] += 1
+        counts[call.person_id][1] += night.weekday() >= WEEKEND
+        counts[call.person_id][2] += night in past_holidays
+    return domain.CallPlan(
+        per_night=schedule.call_per_night,
+        start_hour=schedule.call_start_hour,
+        hours=schedule.call_hours,
+        holidays=frozenset(date.fromisoformat(d) for d in schedule.holidays or ()),
+        carried={
+            person_id: domain.CallCounts(calls=n, weekends=weekends, holidays=holidays)
+            for person_id, (n, weekends, holidays) in counts.items()
+        },
     )
 
 
@@ -103,6 +175,34 @@ async def load_problem(
             )
         )
     ).all()
+    # Calls as assignments: this schedule's own (unless replaced) and the settled ones that
+    # start in the same range; a call starting the day before `since` still reaches into it.
+    settled_schedules = select(Schedule.id).where(
+        Schedule.organization_id == organization_id,
+        Schedule.status.in_(SETTLED),
+        Schedule.id != schedule.id,
+    )
+    whose_calls: ColumnElement[bool] = Call.schedule_id.in_(settled_schedules)
+    if own_assignments:
+        whose_calls = or_(Call.schedule_id == schedule.id, whose_calls)
+    calls = (
+        await session.scalars(
+            select(Call).where(
+                Call.organization_id == organization_id,
+                Call.start >= datetime.combine(since - timedelta(days=2), time()),
+                Call.start < datetime.combine(until + timedelta(days=1), time()),
+                whose_calls,
+            )
+        )
+    ).all()
+    moonlighting = (
+        await session.scalars(
+            select(Moonlighting).where(
+                Moonlighting.organization_id == organization_id,
+                Moonlighting.week_start.between(since - timedelta(days=6), until),
+            )
+        )
+    ).all()
     carrying = {assignment.block_id for assignment in assignments}
     return domain.ScheduleProblem(
         start_date=schedule.start_date,
@@ -123,6 +223,7 @@ async def load_problem(
                 requires_supervision=row.requires_supervision,
                 hours_per_block=row.hours_per_block,
                 specialty=row.specialty,
+                no_call_before=row.no_call_before,
             )
             for row in rotations
         },
@@ -133,4 +234,10 @@ async def load_problem(
             )
             for row in absences
         ),
+        calls=tuple(to_domain_call(row) for row in calls),
+        moonlighting=tuple(
+            domain.Moonlighting(person_id=row.person_id, week_start=row.week_start, hours=row.hours)
+            for row in moonlighting
+        ),
+        call_plan=await call_plan(session, schedule),
     )

@@ -13,7 +13,7 @@ from tandem.identity.principal import Principal, require_scopes
 from tandem.identity.scopes import Scope
 from tandem.jobs.deps import JobControlDep
 from tandem.pagination import Page, PageParamsDep
-from tandem.scheduling import exports, service, swaps
+from tandem.scheduling import calls, exports, service, swaps
 from tandem.scheduling.domain import PersonType
 from tandem.scheduling.schemas import (
     AbsenceCreated,
@@ -25,8 +25,13 @@ from tandem.scheduling.schemas import (
     BlockOut,
     BlocksGenerated,
     BlocksGenerateIn,
+    CallCreated,
+    CallIn,
+    CallOut,
     GenerateAccepted,
     GenerateIn,
+    MoonlightingIn,
+    MoonlightingOut,
     PersonIn,
     PersonOut,
     PersonPatch,
@@ -118,6 +123,38 @@ async def list_absences(
 ) -> Page[AbsenceOut]:
     rows, count = await service.list_absences(session, principal, person_id, page)
     return Page(items=[AbsenceOut.model_validate(row) for row in rows], count=count)
+
+
+@router.post(
+    "/people/{person_id}/moonlighting",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(404, 409),
+)
+async def add_moonlighting(
+    person_id: uuid.UUID, body: MoonlightingIn, principal: Writer, session: SessionDep
+) -> MoonlightingOut:
+    """Hours worked outside the schedule in one week: they count toward the 80 hours."""
+    entry = await calls.add_moonlighting(session, principal, person_id, body)
+    return MoonlightingOut.model_validate(entry)
+
+
+@router.get("/people/{person_id}/moonlighting", responses=error_responses(404))
+async def list_moonlighting(
+    person_id: uuid.UUID, principal: Reader, session: SessionDep, page: PageParamsDep
+) -> Page[MoonlightingOut]:
+    rows, count = await calls.list_moonlighting(session, principal, person_id, page)
+    return Page(items=[MoonlightingOut.model_validate(row) for row in rows], count=count)
+
+
+@router.delete(
+    "/people/{person_id}/moonlighting/{entry_id}",
+    status_code=NO_CONTENT,
+    responses=error_responses(404),
+)
+async def delete_moonlighting(
+    person_id: uuid.UUID, entry_id: uuid.UUID, principal: Writer, session: SessionDep
+) -> None:
+    await calls.delete_moonlighting(session, principal, person_id, entry_id)
 
 
 # --- blocks and rotations -----------------------------------------------------------------------
@@ -333,6 +370,45 @@ async def delete_assignment(
     schedule_id: uuid.UUID, assignment_id: uuid.UUID, principal: Writer, session: SessionDep
 ) -> None:
     await service.delete_assignment(session, principal, schedule_id, assignment_id)
+
+
+@router.get("/schedules/{schedule_id}/calls", responses=error_responses(404))
+async def list_calls(
+    schedule_id: uuid.UUID,
+    principal: Reader,
+    session: SessionDep,
+    page: PageParamsDep,
+    person_id: uuid.UUID | None = None,
+) -> Page[CallOut]:
+    rows, count = await calls.list_calls(session, principal, schedule_id, page, person_id=person_id)
+    return Page(items=[CallOut.model_validate(row) for row in rows], count=count)
+
+
+@router.post(
+    "/schedules/{schedule_id}/calls",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(404, 409),
+)
+async def add_call(
+    schedule_id: uuid.UUID, body: CallIn, principal: Writer, session: SessionDep
+) -> CallCreated:
+    """A call period by hand; `warnings` are the rule violations it causes."""
+    call, warnings = await calls.add_call(session, principal, schedule_id, body)
+    return CallCreated(
+        **CallOut.model_validate(call).model_dump(),
+        warnings=[ViolationOut.of(v) for v in warnings],
+    )
+
+
+@router.delete(
+    "/schedules/{schedule_id}/calls/{call_id}",
+    status_code=NO_CONTENT,
+    responses=error_responses(404, 409),
+)
+async def delete_call(
+    schedule_id: uuid.UUID, call_id: uuid.UUID, principal: Writer, session: SessionDep
+) -> None:
+    await calls.delete_call(session, principal, schedule_id, call_id)
 
 
 # --- swaps --------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from tandem.patch import Patch
 from tandem.scheduling.domain import (
     AbsenceKind,
     AssignmentRole,
+    CallKind,
+    MoonlightingKind,
     PersonType,
     RotationKind,
     Severity,
@@ -192,6 +194,11 @@ class RotationIn(BaseModel):
     max_residents: Annotated[int, Field(ge=0, le=100)] = 1
     requires_supervision: bool = True
     hours_per_block: Annotated[float, Field(gt=0, le=24)] = 6.0
+    no_call_before: bool = Field(
+        default=False,
+        description="The generator puts no one on call the night before they work this "
+        "rotation (e.g. a clinic)",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> Self:
@@ -213,13 +220,52 @@ class RotationOut(BaseModel):
     max_residents: int
     requires_supervision: bool
     hours_per_block: float
+    no_call_before: bool
 
 
 # --- schedules ----------------------------------------------------------------------------------
 
 
+# Generated call ends by 07:00 the next morning, when the first blocks start: the post-call
+# day is then free of blocks and the rest rules hold (docs/decisions.md).
+LATEST_CALL_END_HOUR = 24 + 7
+MAX_HOLIDAYS = 60
+
+
 class ScheduleIn(_DateRange):
     name: Name
+    call_per_night: Annotated[int, Field(ge=0, le=50)] = Field(
+        default=0,
+        description="Residents the generator puts on in-house call every night (0: no call)",
+    )
+    call_start_hour: Annotated[int, Field(ge=0, le=23)] = Field(
+        default=19, description="When generated call starts (local time, 0-23)"
+    )
+    call_hours: Annotated[float, Field(gt=0, le=24)] = Field(
+        default=12.0, description="How long generated call lasts; it must end by 07:00 next day"
+    )
+    holidays: Annotated[list[date], Field(max_length=MAX_HOLIDAYS)] = Field(
+        default_factory=list,
+        description="Holidays within the period: calls on them are shared fairly over the "
+        "academic year",
+    )
+
+    @model_validator(mode="after")
+    def _call_ends_by_morning(self) -> Self:
+        outside = [d for d in self.holidays if not self.start_date <= d <= self.end_date]
+        if outside:
+            raise PydanticCustomError(
+                "holiday_outside",
+                f"Holidays must lie within the schedule's dates: {outside[0].isoformat()} does not",
+            )
+        self.holidays = sorted(set(self.holidays))
+        if self.call_start_hour + self.call_hours > LATEST_CALL_END_HOUR:
+            raise PydanticCustomError(
+                "call_too_late",
+                "Generated call must end by 07:00 the next morning: call_start_hour + "
+                f"call_hours may be at most {LATEST_CALL_END_HOUR}",
+            )
+        return self
 
 
 class ScheduleOut(BaseModel):
@@ -236,6 +282,16 @@ class ScheduleOut(BaseModel):
     progress: dict[str, Any] | None = Field(description="What the solver reports while it runs")
     error: str | None = Field(description="Why the last generation failed")
     job_id: uuid.UUID | None
+    call_per_night: int
+    call_start_hour: int
+    call_hours: float
+    holidays: list[date]
+
+    @field_validator("holidays", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        return [] if value is None else value
+
     created_at: datetime
     updated_at: datetime
 
@@ -293,6 +349,99 @@ class ValidationOut(BaseModel):
     total_violations: int
     violations: list[ViolationOut]
     coverage_rate: float
+
+
+# --- call and moonlighting ---------------------------------------------------------------------
+
+# Longer than any call a program schedules; bounds what one entry can claim.
+MAX_CALL_HOURS = 36
+
+
+class CallIn(BaseModel):
+    person_id: uuid.UUID
+    kind: CallKind = Field(
+        default=CallKind.IN_HOUSE,
+        description="in_house (every hour is duty) or home (only worked_hours count)",
+    )
+    start: datetime = Field(description="Local time, without an offset (e.g. 2027-03-04T19:00)")
+    end: datetime = Field(description="Local time, without an offset; after start")
+    worked_hours: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="Home call only: the hours actually worked, once known"
+    )
+
+    @model_validator(mode="after")
+    def _period(self) -> Self:
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            raise PydanticCustomError(
+                "call_offset",
+                "Give call times in the program's local time without an offset "
+                "(e.g. 2027-03-04T19:00), as the blocks are",
+            )
+        if self.end <= self.start:
+            raise PydanticCustomError("call_period", "end must be after start")
+        length = (self.end - self.start).total_seconds() / 3600
+        if length > MAX_CALL_HOURS:
+            raise PydanticCustomError(
+                "call_too_long", f"A call period may last at most {MAX_CALL_HOURS} hours"
+            )
+        if self.start.date() < EARLIEST or self.end.date() > LATEST:
+            raise PydanticCustomError(
+                "date_out_of_range",
+                f"Dates must lie between {EARLIEST.isoformat()} and {LATEST.isoformat()}",
+            )
+        if self.worked_hours is not None:
+            if self.kind is not CallKind.HOME:
+                raise PydanticCustomError(
+                    "worked_hours_not_allowed",
+                    "worked_hours is for home call; in-house call counts every hour",
+                )
+            if self.worked_hours > length:
+                raise PydanticCustomError(
+                    "worked_hours_too_many", "worked_hours cannot exceed the call's length"
+                )
+        return self
+
+
+class CallOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    schedule_id: uuid.UUID
+    person_id: uuid.UUID
+    kind: CallKind
+    start: datetime
+    end: datetime
+    worked_hours: float | None
+
+
+class CallCreated(CallOut):
+    warnings: list[ViolationOut] = Field(description="The rule violations this call causes")
+
+
+class MoonlightingIn(BaseModel):
+    week_start: date = Field(description="The first of the 7 days the hours were worked in")
+    hours: Annotated[float, Field(gt=0, le=168)]
+    kind: MoonlightingKind
+
+    @field_validator("week_start")
+    @classmethod
+    def _in_range(cls, value: date) -> date:
+        if not EARLIEST <= value <= LATEST:
+            raise PydanticCustomError(
+                "date_out_of_range",
+                f"Dates must lie between {EARLIEST.isoformat()} and {LATEST.isoformat()}",
+            )
+        return value
+
+
+class MoonlightingOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    person_id: uuid.UUID
+    week_start: date
+    hours: float
+    kind: MoonlightingKind
 
 
 # --- swaps --------------------------------------------------------------------------------------

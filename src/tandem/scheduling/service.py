@@ -2,7 +2,7 @@
 
 Every function takes the acting principal and works inside its organization (another
 tenant's object is reported as not found). Rule checks go through the one rule engine
-(`rules.py`) on a `ScheduleProblem` built by `problem.load_problem`.
+(`rules/`) on a `ScheduleProblem` built by `problem.load_problem`.
 """
 
 import math
@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +31,7 @@ from tandem.scheduling.models import (
     Absence,
     Assignment,
     Block,
+    Call,
     Person,
     Rotation,
     Schedule,
@@ -183,14 +184,23 @@ async def update_person(
 
 
 async def delete_person(session: AsyncSession, principal: Principal, person_id: uuid.UUID) -> None:
-    """Their absences, assignments and swaps go with them (foreign-key cascades); 409 while
-    they are on a published schedule, which only swaps change."""
+    """Their absences, assignments, calls, moonlighting and swaps go with them (foreign-key
+    cascades); 409 while they have duty or call on a published schedule, which only swaps
+    change."""
     person = await get_person(session, principal, person_id)
+    on_published = Schedule.status == ScheduleStatus.published
     published = (
         await session.scalars(
             select(Schedule.name)
-            .join(Assignment, Assignment.schedule_id == Schedule.id)
-            .where(Assignment.person_id == person.id, Schedule.status == ScheduleStatus.published)
+            .where(
+                on_published,
+                or_(
+                    Schedule.id.in_(
+                        select(Assignment.schedule_id).where(Assignment.person_id == person.id)
+                    ),
+                    Schedule.id.in_(select(Call.schedule_id).where(Call.person_id == person.id)),
+                ),
+            )
             .distinct()
             .order_by(Schedule.name)
         )
@@ -405,6 +415,10 @@ async def create_schedule(
         end_date=body.end_date,
         status=ScheduleStatus.draft,
         created_by_id=principal.user_id,
+        call_per_night=body.call_per_night,
+        call_start_hour=body.call_start_hour,
+        call_hours=body.call_hours,
+        holidays=[day.isoformat() for day in body.holidays] or None,
     )
     session.add(schedule)
     await session.flush()

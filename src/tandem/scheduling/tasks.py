@@ -29,9 +29,10 @@ from tandem.identity.scopes import Scope
 from tandem.jobs.fairness import FairLimiter
 from tandem.jobs.registry import TaskContext, task
 from tandem.scheduling import domain, rules, solver, states
-from tandem.scheduling.models import Assignment, Schedule, ScheduleStatus
+from tandem.scheduling.models import Assignment, Call, Schedule, ScheduleStatus
 from tandem.scheduling.problem import load_problem
 from tandem.scheduling.service import GENERATE_TASK, fail_given_up_generation, statistics_json
+from tandem.scheduling.totals import person_totals
 from tandem.settings import Settings
 from tandem.webhooks.service import schedule_ended
 
@@ -187,8 +188,10 @@ async def _save(
     organization_id: uuid.UUID,
     values: dict[str, Any],
     assignments: tuple[domain.Assignment, ...],
+    calls: tuple[domain.Call, ...] = (),
 ) -> bool:
-    """Replaces the schedule's assignments and records the outcome, in one transaction."""
+    """Replaces the schedule's assignments and calls and records the outcome, in one
+    transaction."""
     async with context.sessionmaker() as session, session.begin():
         ours = await session.execute(
             update(Schedule)
@@ -201,9 +204,13 @@ async def _save(
         await schedule_ended(
             session, organization_id, schedule_id, values["status"], values.get("error")
         )
-        if assignments:
+        now = utcnow()
+        if assignments or calls:
+            # A generation replaces the schedule's assignments and calls (it was judged
+            # without them).
             await session.execute(delete(Assignment).where(Assignment.schedule_id == schedule_id))
-            now = utcnow()
+            await session.execute(delete(Call).where(Call.schedule_id == schedule_id))
+        if assignments:
             await session.execute(
                 insert(Assignment),
                 [
@@ -219,6 +226,25 @@ async def _save(
                         "updated_at": now,
                     }
                     for a in assignments
+                ],
+            )
+        if calls:
+            await session.execute(
+                insert(Call),
+                [
+                    {
+                        "id": uuid.uuid4(),
+                        "organization_id": organization_id,
+                        "schedule_id": schedule_id,
+                        "person_id": c.person_id,
+                        "kind": c.kind,
+                        "start": c.start,
+                        "end": c.end,
+                        "worked_hours": c.worked_hours,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for c in calls
                 ],
             )
     return True
@@ -269,10 +295,15 @@ def judge(problem: domain.ScheduleProblem, result: solver.SolveResult) -> Verdic
         error = result.explanation or f"The solver ended {result.status}"
         return Verdict(valid=False, error=error, statistics=statistics)
     check = rules.validate(
-        replace(problem, assignments=(*problem.assignments, *result.assignments))
+        replace(
+            problem,
+            assignments=(*problem.assignments, *result.assignments),
+            calls=(*problem.calls, *result.calls),
+        )
     )
     statistics["validation_violations"] = check.total_violations
     statistics["coverage_rate"] = check.coverage_rate
+    statistics["totals"] = person_totals(problem, result.assignments, result.calls)
     error = None if check.valid else _explain_violations(check)
     return Verdict(valid=check.valid, error=error, statistics=statistics)
 
@@ -332,6 +363,7 @@ async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> di
                 "progress": _progress(None, "done"),
             },
             result.assignments if verdict.valid else (),
+            result.calls if verdict.valid else (),
         )
     except Exception as exc:
         # Before the last attempt the retry starts again from scratch. A cancellation (a
@@ -357,4 +389,5 @@ async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> di
         "status": after.status.value,
         "solver_status": result.status,
         "assignments": len(result.assignments) if verdict.valid else 0,
+        "calls": len(result.calls) if verdict.valid else 0,
     }

@@ -40,7 +40,7 @@ def _plural(n: int, word: str) -> str:
 
 def quick_checks(prep: Prepared) -> str | None:
     """The first requirement that certainly cannot be met, or None if none was found."""
-    for check in (_rotation_limits, _history, _per_block, _rolling_capacity):
+    for check in (_rotation_limits, _call_headcount, _history, _per_block, _rolling_capacity):
         found = check(prep)
         if found is not None:
             return found
@@ -54,6 +54,20 @@ def _rotation_limits(prep: Prepared) -> str | None:
                 f"Rotation {rot.name} needs at least {rot.min_residents} residents but allows "
                 f"at most {rot.max_residents}: raise its maximum or lower its minimum"
             )
+    return None
+
+
+def _call_headcount(prep: Prepared) -> str | None:
+    # No one takes call two nights running, so every two nights need 2 x per_night people.
+    if prep.call is None or prep.days < 2:
+        return None
+    need = 2 * prep.call.plan.per_night
+    if len(prep.residents) < need:
+        return (
+            f"In-house call for {prep.call.plan.per_night} residents a night needs at least "
+            f"{need} residents (no one is on call two nights running), and there are "
+            f"{len(prep.residents)}: add residents or lower the schedule's call_per_night"
+        )
     return None
 
 

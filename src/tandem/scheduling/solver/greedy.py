@@ -12,18 +12,21 @@ looks for a first schedule on its own.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from tandem.scheduling.rules import is_critical_care
 from tandem.scheduling.solver.model import (
+    MAX_CALLS_PER_WINDOW,
     MAX_WINDOW_DUTY_DAYS,
     MAX_WINDOW_MILLIHOURS,
     RUN,
     SPAN,
     WINDOW_DAYS,
+    CallChoice,
     Choice,
     Prepared,
     available_faculty,
+    call_fairness,
     dates,
     fairness,
     fixed_rows,
@@ -46,13 +49,17 @@ def _window_max(row: list[int], day: int, length: int) -> int:
     return best
 
 
-def greedy(prep: Prepared, first: date, last: date) -> tuple[set[Choice], int] | None:
-    """A valid schedule of days [first, last] and its objective value, or None if stuck."""
+def greedy(
+    prep: Prepared, first: date, last: date
+) -> tuple[set[Choice], set[CallChoice], int] | None:
+    """A valid schedule of days [first, last] (blocks and calls) and its objective value, or
+    None if stuck. Calls go first, night by night, to the resident with the fewest calls
+    (weekend calls on weekends) who may take it; the blocks then fill around them."""
     state = _State(prep, first, last)
-    if not state.fill():
+    if not state.assign_calls() or not state.fill():
         return None
     state.balance()
-    return state.chosen, state.objective()
+    return state.chosen, state.calls, state.objective()
 
 
 class _State:
@@ -89,9 +96,107 @@ class _State:
             {SPAN + di for di, d in enumerate(self.days) if prep.is_absent(r.id, d)}
             for r in prep.residents
         ]
+        # Call: the nights chosen, each resident's totals (carried over, then chosen), the
+        # days that must stay free of blocks (after a call) or keep their duty (a call's
+        # or a fixed one), and per resident the days whose night they are on call.
+        self.block_tod = [
+            b.time_of_day.value for d in self.days for b in prep.blocks_by_day.get(d, ())
+        ]
+        self.calls: set[CallChoice] = set()
+        self.call_totals = [list(prep.call_counts.get(r.id, [0, 0, 0])) for r in prep.residents]
+        n = len(self.days)
+        self.keep_duty = [{SPAN + di for di in range(n) if row[SPAN + di]} for row in self.duty]
+        self.post_call = [
+            {SPAN + di for di, d in enumerate(self.days) if prep.on_call(r.id, d - _DAY)}
+            for r in prep.residents
+        ]
+        self.call_day: list[set[int]] = [set() for _ in prep.residents]
+        origin = first - timedelta(days=SPAN)
+        self.call_row: list[list[int]] = []
+        for r in prep.residents:
+            row = [0] * len(self.duty[0]) if self.duty else []
+            for night in prep.call_nights.get(r.id, ()):
+                i = (night - origin).days
+                if 0 <= i < len(row):
+                    row[i] = 1
+            self.call_row.append(row)
 
     def objective(self) -> int:
-        return fairness(self.counts, self.weekends, self.present)
+        value = fairness(self.counts, self.weekends, self.present)
+        if self.prep.call is not None:
+            value += call_fairness(self.call_totals, self.present)
+        return value
+
+    def assign_calls(self) -> bool:
+        """`per_night` residents on call every night, the fewest calls first."""
+        shape = self.prep.call
+        if shape is None:
+            return True
+        holidays = shape.plan.holidays
+        for di, day in enumerate(self.days):
+            weekend, holiday = day.weekday() >= 5, day in holidays
+            ranked = sorted(
+                range(len(self.prep.residents)),
+                key=lambda ri: (
+                    self.call_totals[ri][2] if holiday else 0,
+                    self.call_totals[ri][1] if weekend else 0,
+                    self.call_totals[ri][0],
+                    self.counts[ri],
+                ),
+            )
+            need = shape.plan.per_night
+            for ri in ranked:
+                if need == 0:
+                    break
+                if self._take_call(ri, di, day):
+                    totals = self.call_totals[ri]
+                    totals[0] += 1
+                    totals[1] += weekend
+                    totals[2] += holiday
+                    need -= 1
+            if need:
+                return False
+        return True
+
+    def _take_call(self, ri: int, di: int, day: date) -> bool:
+        """Puts resident `ri` on call the night of chunk day `di` if every limit allows."""
+        prep, shape = self.prep, self.prep.call
+        assert shape is not None
+        person = prep.residents[ri].id
+        today, tomorrow = SPAN + di, SPAN + di + 1
+        after = day + _DAY
+        if (
+            today in self.absent[ri]
+            or prep.is_absent(person, day)
+            or prep.is_absent(person, after)
+            or (ri, di - 1) in self.calls
+            or prep.on_call(person, day - _DAY)
+            or prep.on_call(person, after)
+            or after in prep.fixed_hours.get(person, {})
+            or today in self.post_call[ri]
+        ):
+            return False
+        row = self.call_row[ri]
+        row[today] = 1
+        if _window_max(row, today, WINDOW_DAYS) > MAX_CALLS_PER_WINDOW:
+            row[today] = 0
+            return False
+        duty, hours = self.duty[ri], self.hours[ri]
+        before = (duty[today], duty[tomorrow], hours[today], hours[tomorrow])
+        duty[today] = 1
+        hours[today] += shape.head
+        if shape.tail:
+            duty[tomorrow] = 1
+            hours[tomorrow] += shape.tail
+        if not all(_within(duty, hours, d) for d in (today, tomorrow)):
+            duty[today], duty[tomorrow], hours[today], hours[tomorrow] = before
+            row[today] = 0
+            return False
+        self.calls.add((ri, di))
+        self.keep_duty[ri].update((today, tomorrow) if shape.tail else (today,))
+        self.post_call[ri].add(tomorrow)
+        self.call_day[ri].add(today)
+        return True
 
     def _faculty_after(self, bi: int, ki: int, units: int) -> int:
         old = -(-self.units.get((bi, ki), 0) // 4)
@@ -120,7 +225,9 @@ class _State:
         self.busy[bi].discard(ri)
         self.mine[ri].remove((bi, ki))
         self.chosen.discard((ri, bi, ki))
-        if not any(self.block_day[b] == day for b, _ in self.mine[ri]):
+        if day not in self.keep_duty[ri] and not any(
+            self.block_day[b] == day for b, _ in self.mine[ri]
+        ):
             self.duty[ri][day] = 0
         rot = self.prep.rotations[ki]
         if rot.requires_supervision:
@@ -135,7 +242,14 @@ class _State:
         faculty for the rotations still to be filled on this block and room for `later`
         more residents on this one (at their cheapest, PGY-2/3)."""
         day = self.block_day[bi]
-        if ri in self.busy[bi] or day in self.absent[ri]:
+        if ri in self.busy[bi] or day in self.absent[ri] or day in self.post_call[ri]:
+            return False
+        shape = self.prep.call
+        if (
+            shape is not None
+            and day in self.call_day[ri]
+            and (self.block_tod[bi], ki) in shape.overlaps
+        ):
             return False
         rot = self.prep.rotations[ki]
         if rot.requires_supervision:
@@ -224,6 +338,18 @@ class _State:
                         return True
                     self._add(ri, bi, ki)
         return False
+
+
+_DAY = timedelta(days=1)
+
+
+def _within(duty: list[int], hours: list[int], day: int) -> bool:
+    """Whether the windows holding `day` keep the day-off and duty-hour limits."""
+    return (
+        _window_max(duty, day, WINDOW_DAYS) <= MAX_WINDOW_DUTY_DAYS
+        and _window_max(duty, day, RUN) <= RUN - 1
+        and _window_max(hours, day, WINDOW_DAYS) <= MAX_WINDOW_MILLIHOURS
+    )
 
 
 def _can_work(duty: list[int], hours: list[int], day: int, extra_hours: int) -> bool:

@@ -15,15 +15,17 @@ from typing import Final, Literal
 
 from ortools.sat.python import cp_model
 
-from tandem.scheduling.domain import Assignment, AssignmentRole, Block, ScheduleProblem
+from tandem.scheduling.domain import Assignment, AssignmentRole, Block, Call, ScheduleProblem
 from tandem.scheduling.solver.checks import explain_slack, quick_checks
 from tandem.scheduling.solver.greedy import greedy
 from tandem.scheduling.solver.model import (
     WINDOW_DAYS,
+    CallChoice,
     Choice,
     Prepared,
     block_days,
     build_chunk,
+    call_fairness,
     dates,
     fairness,
     millihours,
@@ -134,6 +136,7 @@ class SolveResult:
     workers: int = 2
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     chunks: tuple[ChunkStatistics, ...] = field(default=())
+    calls: tuple[Call, ...] = ()  # the generated in-house calls (with a `CallPlan`)
 
     def statistics(self) -> dict[str, object]:
         """JSON-ready figures for the schedule row."""
@@ -151,6 +154,7 @@ class SolveResult:
             ),
             "explanation": self.explanation,
             "assignments": len(self.assignments),
+            "calls": len(self.calls),
             "seed": self.seed,
             "workers": self.workers,
             "timeout_seconds": self.timeout_seconds,
@@ -270,6 +274,7 @@ def solve(
         build_seconds: float,
         explanation: str | None = None,
         assignments: tuple[Assignment, ...] = (),
+        calls: tuple[Call, ...] = (),
         objective: float | None = None,
         bound: float | None = None,
         gap: float | None = None,
@@ -290,6 +295,7 @@ def solve(
             workers=workers,
             timeout_seconds=timeout_seconds,
             chunks=chunks,
+            calls=calls,
         )
 
     explanation = quick_checks(prep)
@@ -299,6 +305,7 @@ def solve(
         )
 
     assignments: list[Assignment] = []
+    calls: list[Call] = []
     stats: list[ChunkStatistics] = []
     objective = bound = 0.0
     build_total = 0.0
@@ -351,6 +358,7 @@ def solve(
         else:
             first_total = None
         assignments.extend(_extract(prep, outcome.blocks, outcome.chosen))
+        calls.extend(_extract_calls(prep, first, last, outcome.calls))
         if on_progress is not None:
             on_progress(
                 SolveProgress(
@@ -365,6 +373,7 @@ def solve(
     return result(
         "optimal" if all_optimal else "feasible",
         assignments=tuple(assignments),
+        calls=tuple(calls),
         objective=objective,
         bound=bound,
         gap=gap,
@@ -382,6 +391,7 @@ class _ChunkOutcome:
     chosen: set[Choice] | None = None
     objective: float | None = None
     bound: float | None = None
+    calls: set[CallChoice] = field(default_factory=set)
 
 
 def _solve_chunk(
@@ -402,20 +412,26 @@ def _solve_chunk(
     watcher.restart(t0)
     start = greedy(prep, first, last) if hint else None
     blocks = block_days(prep, first, last)
-    if start is not None and start[1] == 0:
+    if start is not None and start[2] == 0:
         # The objective is a sum of non-negative excesses, so 0 is a proof of optimality:
         # no model to build, no search to run.
         took = time.perf_counter() - t0
         stats = ChunkStatistics(first, last, "OPTIMAL (greedy)", 0.0, 0.0, 0, took, took, took)
-        return _ChunkOutcome("optimal", stats, blocks, start[0], 0.0, 0.0)
+        return _ChunkOutcome("optimal", stats, blocks, start[0], 0.0, 0.0, start[1])
     if start is not None:
         watcher.first_seconds = time.perf_counter() - t0
-    chunk = build_chunk(prep, first, last, hint=None if start is None else start[0])
+    chunk = build_chunk(
+        prep,
+        first,
+        last,
+        hint=None if start is None else start[0],
+        call_hint=None if start is None else start[1],
+    )
     build = time.perf_counter() - t0
     deadline = t0 + seconds
-    fallback: tuple[set[Choice], float] | None = None
+    fallback: tuple[set[Choice], set[CallChoice], float] | None = None
     if start is not None:
-        fallback = (start[0], float(start[1]))
+        fallback = (start[0], start[1], float(start[2]))
     else:
         # CP-SAT's first-solution heuristics find a schedule in ~1 s without the objective
         # and often not in 10 s with it: solve for feasibility first, then optimise from
@@ -439,7 +455,12 @@ def _solve_chunk(
             )  # fmt: skip
             return _ChunkOutcome("timeout", stats, blocks)
         found = {key for key, v in chunk.x.items() if solver.boolean_value(v)}
-        fallback = (found, float(_objective_of(prep, blocks, found, first, last)))
+        found_calls = {key for key, v in chunk.c.items() if solver.boolean_value(v)}
+        fallback = (
+            found,
+            found_calls,
+            float(_objective_of(prep, blocks, found, found_calls, first, last)),
+        )
         chunk.model.minimize(chunk.objective)
         values = solver.response_proto.solution
         for index in range(len(chunk.model.proto.variables)):
@@ -452,7 +473,7 @@ def _solve_chunk(
         first=first,
         last=last,
         status=solver.status_name(code),
-        objective=solver.objective_value if has_solution else fallback[1],
+        objective=solver.objective_value if has_solution else fallback[2],
         bound=solver.best_objective_bound if has_solution else 0.0,
         variables=chunk.variables,
         build_seconds=build,
@@ -464,7 +485,7 @@ def _solve_chunk(
     if not has_solution:
         # Out of time before CP-SAT reported even the hint: the schedule we started from is
         # valid (by construction, or CP-SAT's own), so it is the best found; bound: 0.
-        return _ChunkOutcome("feasible", stats, blocks, fallback[0], fallback[1], 0.0)
+        return _ChunkOutcome("feasible", stats, blocks, fallback[0], fallback[2], 0.0, fallback[1])
     chosen = {key for key, v in chunk.x.items() if solver.boolean_value(v)}
     return _ChunkOutcome(
         "optimal" if code == cp_model.OPTIMAL else "feasible",
@@ -473,18 +494,35 @@ def _solve_chunk(
         chosen,
         solver.objective_value,
         solver.best_objective_bound,
+        {key for key, v in chunk.c.items() if solver.boolean_value(v)},
     )
 
 
 def _objective_of(
-    prep: Prepared, blocks: list[Block], chosen: set[Choice], first: date, last: date
+    prep: Prepared,
+    blocks: list[Block],
+    chosen: set[Choice],
+    calls: set[CallChoice],
+    first: date,
+    last: date,
 ) -> int:
     counts = [0] * len(prep.residents)
     weekends = [0] * len(prep.residents)
     for ri, bi, _ in chosen:
         counts[ri] += 1
         weekends[ri] += blocks[bi].date.weekday() >= 5
-    return fairness(counts, weekends, present_residents(prep, dates(first, last)))
+    present = present_residents(prep, dates(first, last))
+    value = fairness(counts, weekends, present)
+    if prep.call is not None:
+        totals = [list(prep.call_counts.get(r.id, [0, 0, 0])) for r in prep.residents]
+        holidays = prep.call.plan.holidays
+        for ri, di in calls:
+            night = first + timedelta(days=di)
+            totals[ri][0] += 1
+            totals[ri][1] += night.weekday() >= 5
+            totals[ri][2] += night in holidays
+        value += call_fairness(totals, present)
+    return value
 
 
 def _gap(objective: float, bound: float) -> float:
@@ -505,6 +543,18 @@ def _extract(prep: Prepared, blocks: list[Block], chosen: set[Choice]) -> list[A
         per_slot.setdefault((bi, ki), []).append(ri)
         prep.fix(resident.id, block.date, millihours(rot))
     out.extend(_name_faculty(prep, blocks, per_slot))
+    return out
+
+
+def _extract_calls(prep: Prepared, first: date, last: date, chosen: set[CallChoice]) -> list[Call]:
+    """The chunk's calls, which become fixed duty (and call counts) for the next chunk."""
+    if prep.call is None:
+        return []
+    out = []
+    for ri, di in sorted(chosen, key=lambda c: (c[1], c[0])):
+        call = prep.call.call_on(prep.residents[ri].id, first + timedelta(days=di))
+        prep.add_call(call, count=True)
+        out.append(call)
     return out
 
 
@@ -576,4 +626,17 @@ def _diagnose(
         )
     coverage = {k: solver.value(v) for k, v in chunk.coverage_slack.items()}
     faculty = {k: solver.value(v) for k, v in chunk.faculty_slack.items()}
+    short = {di: n for di, v in chunk.call_slack.items() if (n := solver.value(v)) > 0}
+    if short and not any(coverage.values()) and not any(faculty.values()):
+        nights = sorted(short)
+        named = ", ".join(
+            f"{first + timedelta(days=di)} ({short[di]} missing)" for di in nights[:3]
+        )
+        more = f" and {len(nights) - 3} more nights" if len(nights) > 3 else ""
+        return (
+            f"Not enough residents can take in-house call on {named}{more}: each needs "
+            f"to be present that day and the next, free the night before and after, and "
+            f"within every third night and the duty-hour limits; add residents or lower the "
+            f"schedule's call_per_night"
+        )
     return explain_slack(prep, chunk.blocks, coverage, faculty, first, last)

@@ -10,6 +10,7 @@ TANDEM_CONSOLE_SCREENSHOTS=<dir>, the main pages are also saved there (docs/cons
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -408,3 +409,37 @@ async def test_agents_page_runs_an_agent_and_error_pages_are_accessible(
     await expect(page.get_by_text("You are signed out.")).to_be_visible()
     await page.goto(server.base_url + "/ui/agents")
     await expect(page).to_have_url(re.compile(r"/ui/login\?next="))
+
+
+async def test_a_forgotten_password_is_reset_from_the_sign_in_page(
+    server: ServerProcess, chromium: Browser
+) -> None:
+    """Issue 13, finding 3: without SMTP the mail waits in the outbox table, where the link is
+    read; the pages it leads through are accessible."""
+    email = "lee@reset.example.com"
+    await register(server.base_url, email)
+    page = await new_page(chromium)
+    await page.goto(server.base_url + "/ui/login")
+    await page.get_by_role("link", name="Forgot your password?").click()
+    await assert_accessible(page)
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_role("button", name="Send link").click()
+    await expect(page.get_by_role("status")).to_contain_text("a link to reset its password")
+
+    with sqlite3.connect(server.workdir / "tandem.db") as db:
+        [(body,)] = db.execute(
+            "SELECT body FROM outbox_messages WHERE recipient = ? AND subject LIKE 'Reset%'",
+            (email,),
+        ).fetchall()
+    match = re.search(r"https?://[^/\s]+(/ui/reset\?token=[A-Za-z0-9_-]+)", body)
+    assert match, body
+    await page.goto(server.base_url + match.group(1))
+    await assert_accessible(page)
+    new_password = "a brand new long password"
+    await page.get_by_label("New password").fill(new_password)
+    await page.get_by_role("button", name="Set password").click()
+    await expect(page.get_by_text("every earlier sign-in has ended")).to_be_visible()
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(new_password)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(re.compile(r"/ui/inbox$"))

@@ -32,6 +32,7 @@ from tandem.scheduling.domain import (
     Violation,
 )
 from tandem.scheduling.rules import (
+    ADVISORY,
     RULES,
     ValidationReport,
     calculate_supervision_ratio,
@@ -1010,7 +1011,10 @@ def test_violations_are_deterministic_and_independent_of_assignment_order(
     shuffled = list(problem.assignments)
     seed.shuffle(shuffled)
     assert validate(replace(problem, assignments=tuple(shuffled))) == first
-    assert first.valid is (first.total_violations == 0)
+    # Advisory warnings (80_hour_approaching, rest_between_shifts) are counted and listed but
+    # leave a schedule valid.
+    assert first.valid is all(v.rule in ADVISORY for v in first.violations)
+    assert first.total_violations == len(first.violations)
     assert 0.0 <= first.coverage_rate <= 1.0
 
 

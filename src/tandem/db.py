@@ -2,6 +2,11 @@
 
 The transaction belongs to the request (or the job): `get_session` commits when the handler
 succeeds and rolls back when it raises. Services call `flush()`, never `commit()`.
+
+A request that cannot change anything (GET, HEAD, OPTIONS) gets its session from a second,
+read-only engine (`create_engine(..., read_only=True)`): on SQLite its transactions begin
+DEFERRED and never take the write lock, on PostgreSQL it runs without BEGIN/COMMIT round
+trips; on both the database itself refuses a write (docs/decisions.md, "Read-only requests").
 """
 
 import uuid
@@ -95,7 +100,7 @@ class TimestampMixin:
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, read_only: bool = False) -> None:
     """SQLAlchemy's documented recipe: let SQLAlchemy, not the sqlite3 driver, emit BEGIN.
 
     Without it SAVEPOINT does not join the enclosing transaction (a row committed inside a
@@ -103,8 +108,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     DDL autocommits. Every transaction begins IMMEDIATE: it takes the write lock up front, so
     a read-then-write transaction waits for the lock (busy timeout) instead of failing with
     SQLITE_BUSY when another writer got there first. A pure read may opt out with
-    `connection.execution_options(**READ_ONLY)`.
+    `connection.execution_options(**READ_ONLY)`; every transaction of a `read_only` engine
+    begins DEFERRED, on connections that refuse writes (`PRAGMA query_only`).
     """
+    default_mode = "DEFERRED" if read_only else "IMMEDIATE"
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -114,11 +121,13 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, default_mode)
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
@@ -141,11 +150,30 @@ def _drop_after_commit(session: Session) -> None:
     session.info.pop(AFTER_COMMIT_KEY, None)
 
 
-def create_engine(database_url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    database_url: str, *, pool_size: int = 10, echo: bool = False, read_only: bool = False
+) -> AsyncEngine:
+    """An engine; `read_only` gives one whose connections refuse writes, for read requests.
+
+    PostgreSQL read-only: autocommit, so a read is one round trip instead of BEGIN, the
+    statements and COMMIT (under READ COMMITTED every statement takes its own snapshot
+    anyway, so reads see what they would have seen in a transaction), and
+    `default_transaction_read_only`, so that even an implicit transaction refuses a write.
+    No pre-ping either: a connection lost with the server fails one request with a 503 and
+    SQLAlchemy then replaces the pool's connections.
+    """
     if database_url.startswith("sqlite"):
         engine = create_async_engine(database_url, echo=echo)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, read_only=read_only)
         return engine
+    if read_only:
+        return create_async_engine(
+            database_url,
+            echo=echo,
+            pool_size=pool_size,
+            isolation_level="AUTOCOMMIT",
+            connect_args={"options": "-c default_transaction_read_only=on"},
+        )
     return create_async_engine(database_url, echo=echo, pool_size=pool_size, pool_pre_ping=True)
 
 
@@ -168,9 +196,17 @@ async def transaction_scope(session: AsyncSession) -> AsyncIterator[AsyncSession
         await session.commit()
 
 
+# Requests that change nothing (RFC 9110 safe methods): they run on the read-only engine.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session and one transaction per request."""
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    """One session and one transaction per request; read-only for a safe method."""
+    sessionmaker: async_sessionmaker[AsyncSession] = (
+        request.app.state.read_sessionmaker
+        if request.method in READ_METHODS
+        else request.app.state.sessionmaker
+    )
     async with sessionmaker() as session, transaction_scope(session):
         yield session
 

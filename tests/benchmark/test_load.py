@@ -31,8 +31,9 @@ import pytest
 WRK = shutil.which("wrk")
 pytestmark = pytest.mark.skipif(WRK is None, reason="wrk is not installed (apt-get install wrk)")
 
-REPETITIONS = 3
-SECONDS = 4
+# TANDEM_BENCH_REPETITIONS / TANDEM_BENCH_SECONDS shorten a run while working on the code.
+REPETITIONS = int(os.environ.get("TANDEM_BENCH_REPETITIONS", "3"))
+SECONDS = int(os.environ.get("TANDEM_BENCH_SECONDS", "4"))
 CONNECTIONS = 16
 AGENT_CLIENTS = 20
 SUMMARY = {
@@ -94,6 +95,13 @@ def _start(command: list[str], workdir: Path, env: dict[str, str], name: str) ->
 
 def tandem_environment(database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
+    env.update(
+        {
+            k[len("TANDEM_BENCH_SERVER_") :]: v
+            for k, v in os.environ.items()
+            if k.startswith("TANDEM_BENCH_SERVER_")
+        }
+    )
     env.update(
         TANDEM_DATABASE_URL=database_url,
         TANDEM_JWT_SECRET=secrets.token_urlsafe(48),

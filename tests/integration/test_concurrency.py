@@ -184,7 +184,6 @@ async def test_the_read_only_engine_refuses_writes(
             await session.execute(
                 insert(Organization).values(id=uuid.uuid4(), name="never", **_timestamps())
             )
-            await session.commit()
     async with committed_db.sessionmaker() as session:
         assert (
             await session.scalar(select(Organization).where(Organization.name == "never")) is None

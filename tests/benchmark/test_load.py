@@ -106,6 +106,8 @@ def tandem_environment(database_url: str, **extra: str) -> dict[str, str]:
         TANDEM_DATABASE_URL=database_url,
         TANDEM_JWT_SECRET=secrets.token_urlsafe(48),
         TANDEM_LOG_LEVEL="WARNING",
+        # Connections for every request in flight: none opened and closed per request.
+        TANDEM_DATABASE_POOL_SIZE=str(max(CONNECTIONS, AGENT_CLIENTS)),
         TANDEM_RATE_LIMIT_AGENTS=UNLIMITED,
         TANDEM_RATE_LIMIT_AGENTS_ORGANIZATION=UNLIMITED,
         TANDEM_RATE_LIMIT_JOBS=UNLIMITED,

@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -29,7 +30,13 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from tandem.app import create_app
-from tandem.db import create_engine, create_sessionmaker, get_session, transaction_scope
+from tandem.db import (
+    READ_METHODS,
+    create_engine,
+    create_sessionmaker,
+    get_session,
+    transaction_scope,
+)
 from tandem.identity.logins import start_login
 from tandem.identity.models import User
 from tandem.migrations import upgrade_to_head
@@ -233,11 +240,23 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 def override_session(app: FastAPI, connection: AsyncConnection) -> None:
-    """Route the app's request sessions into the test's outer transaction."""
+    """Route the app's request sessions into the test's outer transaction.
 
-    async def session_in_test_transaction() -> AsyncIterator[AsyncSession]:
+    A read request (GET, HEAD) runs on the read-only engine in production; here, on SQLite,
+    its connection refuses writes for the request's duration (`PRAGMA query_only`), so a
+    read route that writes fails its tests as it would fail in production."""
+    sqlite = connection.dialect.name == "sqlite"
+
+    async def session_in_test_transaction(request: Request) -> AsyncIterator[AsyncSession]:
+        read_only = sqlite and request.method in READ_METHODS
         async with joined_session(connection) as session, transaction_scope(session):
-            yield session
+            if read_only:
+                await session.execute(text("PRAGMA query_only=ON"))
+            try:
+                yield session
+            finally:
+                if read_only:
+                    await connection.exec_driver_sql("PRAGMA query_only=OFF")
 
     app.dependency_overrides[get_session] = session_in_test_transaction
 

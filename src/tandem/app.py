@@ -70,6 +70,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        read_engine = create_engine(
+            settings.database_url, pool_size=settings.database_pool_size, read_only=True
+        )
+        app.state.read_sessionmaker = create_sessionmaker(read_engine)
         app.state.readiness_checks = {"database": health.database_check(engine)}
         rate_limiter = RateLimiter.from_settings(settings)
         app.state.rate_limiter = rate_limiter
@@ -107,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await outbox.stop()
             await resources.aclose()
             await rate_limiter.close()
+            await read_engine.dispose()
             await engine.dispose()
 
     app = FastAPI(

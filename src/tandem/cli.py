@@ -1,14 +1,19 @@
 """The `tandem` command: serve, worker, migrate, create-admin, plugins, version."""
 
 import asyncio
+import fcntl
 import logging
+import os
 import signal
-from typing import Annotated
+from pathlib import Path
+from typing import IO, Annotated
 
 import typer
 import uvicorn
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, start_http_server
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from tandem import __version__
@@ -98,12 +103,27 @@ def serve(
             "--no-worker", help="Serve the API only; jobs run in `tandem worker` processes."
         ),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Processes serving the port (needs TANDEM_REDIS_URL when more than 1). On "
+            "SQLite exactly one of them runs jobs.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (SQLite schema is migrated automatically)."""
     settings = _load_settings()
     _load_plugins_or_exit()
     if no_worker:
         settings = settings.model_copy(update={"worker_enabled": False})
+    if workers > 1 and not settings.redis_url:
+        typer.echo(
+            f"Error: --workers {workers} needs TANDEM_REDIS_URL: rate limits kept in memory "
+            f"would be counted per process, {workers} times the budget each.",
+            err=True,
+        )
+        raise typer.Exit(code=1)
     try:
         resolve_jwt_secret(settings)
     except InsecureSecret as exc:
@@ -112,7 +132,63 @@ def serve(
     _prepare_or_exit(settings, migrate=migrate)
     # X-Forwarded-For is read by the app, from TANDEM_FORWARDED_ALLOW_IPS only: uvicorn's own
     # default would believe it from any client on 127.0.0.1.
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, proxy_headers=False)
+    if workers == 1:
+        uvicorn.run(
+            create_app(settings), host=host, port=port, log_config=None, proxy_headers=False
+        )
+        return
+    # Each process builds its app from the environment (`serve_process_app`); what the
+    # command line changed reaches them the same way.
+    if no_worker:
+        os.environ["TANDEM_WORKER_ENABLED"] = "false"
+    uvicorn.run(
+        "tandem.cli:serve_process_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=False,
+    )
+
+
+EXECUTOR_LOCK_SUFFIX = ".executor-lock"
+_executor_lock: IO[bytes] | None = None
+
+
+def _holds_executor_lock(settings: Settings) -> bool:
+    """Whether this process may run the embedded executor on SQLite: the one process that
+    holds an exclusive lock on a file beside the database (kept until it exits; a process
+    started in place of a dead one takes it over)."""
+    global _executor_lock
+    database = make_url(settings.database_url).database
+    if not database or database == ":memory:":
+        return True
+    lock = Path(database + EXECUTOR_LOCK_SUFFIX).open("ab")  # noqa: SIM115 (held while alive)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return False
+    _executor_lock = lock
+    return True
+
+
+def serve_process_app() -> FastAPI:
+    """The app of one process of `tandem serve --workers N`, from the environment.
+
+    PostgreSQL: every process serves and runs jobs (claims skip the rows others locked).
+    SQLite: every process serves (WAL lets them share the file), exactly one runs jobs: the
+    others' jobs are run by it, and their synchronous agent runs see the result by polling.
+    """
+    settings = Settings()
+    configure_logging(json_output=settings.is_production, level=settings.log_level)
+    load_all()
+    if settings.is_sqlite and settings.worker_enabled:
+        runs_jobs = _holds_executor_lock(settings)
+        settings = settings.model_copy(update={"worker_enabled": runs_jobs})
+        log.info("Process %s %s jobs", os.getpid(), "runs" if runs_jobs else "does not run")
+    return create_app(settings)
 
 
 async def run_worker(

@@ -2,16 +2,24 @@
 
 The transaction belongs to the request (or the job): `get_session` commits when the handler
 succeeds and rolls back when it raises. Services call `flush()`, never `commit()`.
+
+A request that cannot change anything (GET, HEAD, OPTIONS) gets its session from a second,
+read-only engine (`create_engine(..., read_only=True)`): on SQLite its transactions begin
+DEFERRED and never take the write lock, on PostgreSQL it runs without BEGIN/COMMIT round
+trips; on both the database itself refuses a write (docs/decisions.md, "Read-only requests").
 """
 
+import asyncio
 import os
+import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, cast
 
+import aiosqlite
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, Enum, MetaData, Update, Uuid, event
 from sqlalchemy.engine import Connection, CursorResult, Dialect, make_url
@@ -96,7 +104,7 @@ class TimestampMixin:
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, read_only: bool = False) -> None:
     """SQLAlchemy's documented recipe: let SQLAlchemy, not the sqlite3 driver, emit BEGIN.
 
     Without it SAVEPOINT does not join the enclosing transaction (a row committed inside a
@@ -104,8 +112,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     DDL autocommits. Every transaction begins IMMEDIATE: it takes the write lock up front, so
     a read-then-write transaction waits for the lock (busy timeout) instead of failing with
     SQLITE_BUSY when another writer got there first. A pure read may opt out with
-    `connection.execution_options(**READ_ONLY)`.
+    `connection.execution_options(**READ_ONLY)`; every transaction of a `read_only` engine
+    begins DEFERRED, on connections that refuse writes (`PRAGMA query_only`).
     """
+    default_mode = "DEFERRED" if read_only else "IMMEDIATE"
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -115,11 +125,13 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, default_mode)
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
@@ -142,14 +154,89 @@ def _drop_after_commit(session: Session) -> None:
     session.info.pop(AFTER_COMMIT_KEY, None)
 
 
-def create_engine(database_url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
-    """hide_parameters: statement parameters (password and key hashes among them) appear in
-    no log line and no error message."""
+class _RunAtOnce:
+    """Stands in for the queue to aiosqlite's worker thread: runs each call when queued."""
+
+    def put_nowait(self, item: tuple[asyncio.Future[Any] | None, Callable[[], Any]]) -> None:
+        future, function = item
+        try:
+            result = function()
+        except BaseException as exc:
+            if future is not None and not future.done():
+                future.set_exception(exc)
+            return
+        if future is not None and not future.done():
+            future.set_result(result)
+
+
+class InlineSqliteConnection(aiosqlite.Connection):
+    """An aiosqlite connection whose sqlite3 calls run in the event loop's own thread.
+
+    For read-only connections only: aiosqlite hands every call (cursor, execute, fetch,
+    commit) to a thread of the connection's own and back, and under load each hand-over
+    waits for the GIL (~0.2 ms, most of a small read's cost). A read in WAL mode never waits
+    for a lock, so running it at once blocks the loop only for the query itself; writes,
+    which may wait for the write lock (busy timeout), keep aiosqlite's thread.
+    """
+
+    def __init__(self, connector: Callable[[], sqlite3.Connection]) -> None:
+        super().__init__(connector, iter_chunk_size=64)
+        self._tx = _RunAtOnce()  # type: ignore[assignment]
+
+    def __await__(self) -> Generator[Any, None, aiosqlite.Connection]:
+        return self._connect().__await__()  # no worker thread to start
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+        return fn(*args, **kwargs)
+
+
+def _inline_sqlite_connector(database_url: str) -> Callable[[], Awaitable[aiosqlite.Connection]]:
+    path = make_url(database_url).database or ""
+
+    async def connect() -> aiosqlite.Connection:
+        return await InlineSqliteConnection(lambda: sqlite3.connect(path, check_same_thread=False))
+
+    return connect
+
+
+def create_engine(
+    database_url: str, *, pool_size: int = 10, echo: bool = False, read_only: bool = False
+) -> AsyncEngine:
+    """An engine; `read_only` gives one whose connections refuse writes, for read requests.
+
+    PostgreSQL read-only: autocommit, so a read is one round trip instead of BEGIN, the
+    statements and COMMIT (under READ COMMITTED every statement takes its own snapshot
+    anyway, so reads see what they would have seen in a transaction), and
+    `default_transaction_read_only`, so that even an implicit transaction refuses a write.
+    No pre-ping either: a connection lost with the server fails one request with a 503 and
+    SQLAlchemy then replaces the pool's connections.
+
+    hide_parameters: statement parameters (password and key hashes among them) appear in no
+    log line and no error message.
+    """
     if database_url.startswith("sqlite"):
+        in_memory = make_url(database_url).database in (None, "", ":memory:")
         _create_private_file(database_url)
-        engine = create_async_engine(database_url, echo=echo, hide_parameters=True)
-        _configure_sqlite(engine)
+        if read_only and not in_memory:
+            connector = _inline_sqlite_connector(database_url)
+            engine = create_async_engine(
+                database_url, echo=echo, hide_parameters=True, async_creator=connector
+            )
+        else:
+            engine = create_async_engine(database_url, echo=echo, hide_parameters=True)
+        _configure_sqlite(engine, read_only=read_only)
         return engine
+    if read_only:
+        return create_async_engine(
+            database_url,
+            echo=echo,
+            hide_parameters=True,
+            pool_size=pool_size,
+            isolation_level="AUTOCOMMIT",
+            connect_args={"options": "-c default_transaction_read_only=on"},
+        )
     return create_async_engine(
         database_url, echo=echo, pool_size=pool_size, pool_pre_ping=True, hide_parameters=True
     )
@@ -188,9 +275,17 @@ async def transaction_scope(session: AsyncSession) -> AsyncIterator[AsyncSession
         await session.commit()
 
 
+# Requests that change nothing (RFC 9110 safe methods): they run on the read-only engine.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session and one transaction per request."""
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    """One session and one transaction per request; read-only for a safe method."""
+    sessionmaker: async_sessionmaker[AsyncSession] = (
+        request.app.state.read_sessionmaker
+        if request.method in READ_METHODS
+        else request.app.state.sessionmaker
+    )
     async with sessionmaker() as session, transaction_scope(session):
         yield session
 

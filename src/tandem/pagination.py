@@ -28,7 +28,8 @@ class PageParams:
 MAX_OFFSET = 2**31 - 1
 
 
-def page_params(
+# async: FastAPI runs a plain `def` dependency in a worker thread, a hand-over per request.
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=200, description="Items per page (1-200)")] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip")] = 0,
 ) -> PageParams:

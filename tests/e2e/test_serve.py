@@ -2,6 +2,7 @@
 
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -77,3 +78,63 @@ async def test_serve_believes_x_forwarded_for_only_from_the_configured_proxies(
 
     assert by_default == [401, 401, 429]  # one client address: 127.0.0.1
     assert behind_a_proxy == [401, 401, 401]  # three clients, as the proxy said
+
+
+def _children(pid: int) -> list[int]:
+    """The processes a process started (Linux)."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+async def _register(client: httpx.AsyncClient) -> dict[str, str]:
+    account = {"email": "ann@example.com", "password": "a long enough password", "full_name": "A"}
+    registered = await client.post("/api/v1/auth/register", json=account)
+    assert registered.status_code == 201, registered.text
+    return {"Authorization": f"Bearer {registered.json()['access_token']}"}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_serve_with_two_processes_serves_one_port_and_runs_jobs(
+    backend: str,
+    start_server: Callable[..., ServerProcess],
+    wait_until: Callable[..., Awaitable[Any]],
+    redis_url: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    """`--workers 2`: two processes behind one port; a login made through one is honoured by
+    the other; a job is run (on SQLite by the one process that holds the executor lock)."""
+    env = clean_environment(TANDEM_REDIS_URL=redis_url, TANDEM_JOB_POLL_SECONDS="0.1")
+    args = ["--workers", "2"]
+    if backend == "postgresql":
+        env["TANDEM_DATABASE_URL"] = request.getfixturevalue("create_postgres_database")()
+        args.append("--migrate")
+    server = start_server(*args, env=env)
+    await wait_until_serving(server, wait_until)
+    await wait_until(lambda: len(_children(server.process.pid)) >= 2, timeout=60)
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        headers = await _register(client)
+        # New connections are spread over the processes: each must know the login.
+        for _ in range(20):
+            async with httpx.AsyncClient(base_url=server.base_url) as fresh:
+                me = await fresh.get("/api/v1/users/me", headers=headers)
+                assert me.status_code == 200, me.text
+        job = await client.post("/api/v1/jobs", json={"task": "echo"}, headers=headers)
+        assert job.status_code == 202, job.text
+
+        async def job_succeeded() -> bool:
+            path = f"/api/v1/jobs/{job.json()['id']}"
+            return (await client.get(path, headers=headers)).json()["status"] == "succeeded"
+
+        await wait_until(job_succeeded, timeout=30)
+    assert server.stop() in (0, -signal.SIGTERM)
+    output = server.output()
+    if backend == "sqlite":
+        assert output.count(" runs jobs") == 1, output
+        assert output.count(" does not run jobs") == 1, output
+
+
+async def test_serve_with_two_processes_needs_redis_for_its_rate_limits(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    server = start_server("--workers", "2")
+    assert server.process.wait(timeout=60) == 1
+    assert "TANDEM_REDIS_URL" in server.output()

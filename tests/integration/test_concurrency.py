@@ -1,12 +1,19 @@
 """Races between real concurrent requests, each on its own connection, with real commits."""
 
-from collections.abc import AsyncIterator
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
 import httpx
+import psycopg
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from tandem.app import create_app
 from tandem.db import transaction_scope
@@ -198,3 +205,127 @@ async def test_two_admins_demoting_each_other_over_http_leave_one(
     async with committed_db.sessionmaker() as session:
         roles = await session.scalars(select(User.role).order_by(User.email))
         assert sorted(roles.all()) == ["admin", "member"]
+
+
+# --- read requests on the read-only engine (issue 14) ----------------------------------------
+
+
+@pytest.fixture
+async def busy_client(
+    committed_db: CommittedDatabase, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The live app with its job executor running and no budget in the way."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        database_url=committed_db.url,
+        data_dir=tmp_path,
+        rate_limit_jobs="100000/minute",
+        job_poll_seconds=0.05,
+    )
+    async with running(create_app(settings)) as client:
+        yield client
+
+
+async def _signed_in(client: httpx.AsyncClient) -> dict[str, str]:
+    body = {"email": "busy@example.com", "password": PASSWORD, "full_name": "Busy"}
+    registered = await client.post("/api/v1/auth/register", json=body)
+    assert registered.status_code == 201, registered.text
+    return {"Authorization": f"Bearer {registered.json()['access_token']}"}
+
+
+async def test_many_concurrent_writes_and_reads_all_succeed(busy_client: httpx.AsyncClient) -> None:
+    """Reads never queue on SQLite's write lock and writes wait for it (busy timeout) instead
+    of failing: with the executor writing too, no request sees "database is locked"."""
+    headers = await _signed_in(busy_client)
+    writes = [
+        busy_client.post("/api/v1/jobs", json={"task": "echo"}, headers=headers) for _ in range(25)
+    ]
+    reads = [busy_client.get("/api/v1/jobs", headers=headers) for _ in range(25)] + [
+        busy_client.get("/api/v1/users/me", headers=headers) for _ in range(25)
+    ]
+    responses = await concurrently(*writes, *reads)
+    assert sorted({r.status_code for r in responses}) == [200, 202], [
+        r.text for r in responses if r.status_code not in (200, 202)
+    ]
+    listed = await busy_client.get("/api/v1/jobs?limit=100", headers=headers)
+    assert listed.json()["count"] == 25
+
+
+@contextmanager
+def writes_locked(committed_db: CommittedDatabase) -> Iterator[None]:
+    """Another connection holds what writers need: SQLite's write lock; on PostgreSQL an
+    EXCLUSIVE lock on the tables read here (it blocks writes, not plain reads)."""
+    if committed_db.is_postgresql:
+        url = make_url(committed_db.url).set(drivername="postgresql")
+        with psycopg.connect(url.render_as_string(hide_password=False)) as connection:
+            connection.execute("LOCK TABLE users, login_sessions, jobs IN EXCLUSIVE MODE")
+            yield
+            connection.rollback()
+        return
+    writer = sqlite3.connect(make_url(committed_db.url).database or "", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+async def test_a_read_request_does_not_wait_for_writers(
+    busy_client: httpx.AsyncClient, committed_db: CommittedDatabase
+) -> None:
+    """While another connection holds the write lock, a GET still answers (before, on
+    SQLite every request began IMMEDIATE: it waited out the busy timeout, then failed)."""
+    headers = await _signed_in(busy_client)
+    with writes_locked(committed_db):
+        me = await busy_client.get("/api/v1/users/me", headers=headers)
+        jobs = await busy_client.get("/api/v1/jobs", headers=headers)
+    assert me.status_code == 200, me.text
+    assert jobs.status_code == 200, jobs.text
+
+
+async def test_the_read_only_engine_refuses_writes(
+    committed_db: CommittedDatabase, tmp_path: Path
+) -> None:
+    """A GET route that wrote would fail loudly, on both databases, rather than write."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, database_url=committed_db.url, data_dir=tmp_path, worker_enabled=False
+    )
+    app = create_app(settings)
+    async with running(app), app.state.read_sessionmaker() as session:
+        with pytest.raises(DBAPIError):
+            await session.execute(
+                insert(Organization).values(id=uuid.uuid4(), name="never", **_timestamps())
+            )
+    async with committed_db.sessionmaker() as session:
+        assert (
+            await session.scalar(select(Organization).where(Organization.name == "never")) is None
+        )
+
+
+def _timestamps() -> dict[str, datetime]:
+    now = datetime.now(UTC)
+    return {"created_at": now, "updated_at": now}
+
+
+async def test_a_revoked_key_and_a_signed_out_login_fail_at_the_next_read(
+    busy_client: httpx.AsyncClient,
+) -> None:
+    """On the read-only path too: nothing about a principal is remembered between requests."""
+    body = {"email": "gone@example.com", "password": PASSWORD, "full_name": "Gone"}
+    tokens = (await busy_client.post("/api/v1/auth/register", json=body)).json()
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    created = await busy_client.post(
+        "/api/v1/api-keys", json={"name": "k", "scopes": ["jobs:read"]}, headers=bearer
+    )
+    key = {"X-API-Key": created.json()["key"]}
+    assert (await busy_client.get("/api/v1/jobs", headers=key)).status_code == 200
+    assert (await busy_client.get("/api/v1/users/me", headers=bearer)).status_code == 200
+
+    revoked = await busy_client.delete(f"/api/v1/api-keys/{created.json()['id']}", headers=bearer)
+    assert revoked.status_code == 204
+    assert (await busy_client.get("/api/v1/jobs", headers=key)).status_code == 401
+
+    logout = {"refresh_token": tokens["refresh_token"]}
+    assert (await busy_client.post("/api/v1/auth/logout", json=logout)).status_code == 204
+    assert (await busy_client.get("/api/v1/users/me", headers=bearer)).status_code == 401

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from tandem.agents.models import AgentRun, RunStatus
 from tandem.agents.providers import AgentModels
@@ -29,10 +30,11 @@ from tandem.tenancy import owned
 
 RUN_TASK = "agent.run"
 FINISHED = frozenset({RunStatus.completed, RunStatus.failed})
-# A run finished by this process wakes its waiter at once; one finished by a `tandem worker`
-# elsewhere is seen by polling the row this often.
+# A run finished by this process hands its waiter what it wrote, with no read of the row; one
+# finished by another process (`tandem worker`, another `serve --workers` process) is seen by
+# polling the row this often.
 WAIT_POLL_SECONDS = 0.25
-_finished_here: dict[uuid.UUID, asyncio.Event] = {}
+_finished_here: dict[uuid.UUID, asyncio.Future[dict[str, Any]]] = {}
 
 
 async def submit_run(
@@ -109,14 +111,19 @@ async def run_or_defer(
     commit at its end then has nothing left to write.
     """
     run = await submit_run(session, jobs, principal, request, max_input_chars=max_input_chars)
-    await session.commit()
     if wait_seconds is None:
+        await session.commit()
         return run, False
+    # Before the commit: from then on an executor may finish the run at any moment.
+    finished = _finished_here[run.id] = asyncio.get_running_loop().create_future()
     try:
+        await session.commit()
         async with asyncio.timeout(wait_seconds):
-            return await until_finished(sessionmaker, run.id), True
+            return await until_finished(sessionmaker, run, finished), True
     except TimeoutError:
         return await load_run(sessionmaker, run.id), False
+    finally:
+        _finished_here.pop(run.id, None)
 
 
 async def load_run(sessionmaker: async_sessionmaker[AsyncSession], run_id: uuid.UUID) -> AgentRun:
@@ -126,17 +133,22 @@ async def load_run(sessionmaker: async_sessionmaker[AsyncSession], run_id: uuid.
 
 
 async def until_finished(
-    sessionmaker: async_sessionmaker[AsyncSession], run_id: uuid.UUID
+    sessionmaker: async_sessionmaker[AsyncSession],
+    run: AgentRun,
+    finished: asyncio.Future[dict[str, Any]],
 ) -> AgentRun:
-    """Waits for the run's job to finish it (the caller bounds the wait)."""
-    finished = _finished_here.setdefault(run_id, asyncio.Event())
-    try:
-        while (run := await load_run(sessionmaker, run_id)).status not in FINISHED:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(finished.wait(), WAIT_POLL_SECONDS)
-        return run
-    finally:
-        _finished_here.pop(run_id, None)
+    """Waits for the run's job to finish it (the caller bounds the wait): `finished` carries
+    the columns written by a finish in this process; otherwise the row is polled."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            values = await asyncio.wait_for(asyncio.shield(finished), WAIT_POLL_SECONDS)
+            for name, value in values.items():
+                # As loaded, not as changed: the request has nothing left to write.
+                set_committed_value(run, name, value)
+            return run
+        polled = await load_run(sessionmaker, run.id)
+        if polled.status in FINISHED:
+            return polled
 
 
 async def get_run(session: AsyncSession, principal: Principal, run_id: uuid.UUID) -> AgentRun:
@@ -159,10 +171,10 @@ async def list_runs(
     return await paginate(session, query.order_by(AgentRun.created_at.desc(), AgentRun.id), params)
 
 
-def _wake_waiter(session: AsyncSession, run_id: uuid.UUID) -> None:
-    """A waiter in this process sees the run finished as soon as the change commits."""
-    if (waiter := _finished_here.get(run_id)) is not None:
-        call_after_commit(session, waiter.set)
+def _hand_to_waiter(run_id: uuid.UUID, values: dict[str, Any]) -> None:
+    """A request of this process waiting for the run gets what was written (once committed)."""
+    if (waiter := _finished_here.get(run_id)) is not None and not waiter.done():
+        waiter.set_result(values)
 
 
 async def _fail_run(
@@ -171,13 +183,17 @@ async def _fail_run(
     """The run's job gave up (it died, or was cancelled): the run will not finish, it fails."""
     run_id = uuid.UUID(payload["run_id"])
     now = utcnow()
-    await session.execute(
+    values = {"status": RunStatus.failed, "error": error, "finished_at": now, "updated_at": now}
+    failed = await session.execute(
         update(AgentRun)
         .where(AgentRun.id == run_id, AgentRun.status.not_in(FINISHED))
-        .values(status=RunStatus.failed, error=error, finished_at=now, updated_at=now)
+        .values(**values)
+        .returning(AgentRun.started_at)
         .execution_options(synchronize_session=False)
     )
-    _wake_waiter(session, run_id)
+    if (row := failed.one_or_none()) is not None:
+        values["started_at"] = row.started_at
+        call_after_commit(session, lambda: _hand_to_waiter(run_id, values))
 
 
 async def _revive_run(session: AsyncSession, job_id: uuid.UUID, payload: dict[str, Any]) -> None:
@@ -205,13 +221,14 @@ async def _revive_run(session: AsyncSession, job_id: uuid.UUID, payload: dict[st
 async def execute_run(context: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Idempotent: a run already finished (a re-run after a crash) is not run again."""
     run_id = uuid.UUID(payload["run_id"])
+    started_at = utcnow()
     async with context.sessionmaker() as session, session.begin():
         started = await session.execute(
             update(AgentRun)
             .where(
                 AgentRun.id == run_id, AgentRun.status.in_([RunStatus.queued, RunStatus.running])
             )
-            .values(status=RunStatus.running, started_at=utcnow(), updated_at=utcnow())
+            .values(status=RunStatus.running, started_at=started_at, updated_at=started_at)
             .returning(AgentRun.agent_id, AgentRun.input_text, AgentRun.parameters)
         )
         row = started.one_or_none()
@@ -234,12 +251,9 @@ async def execute_run(context: TaskContext, payload: dict[str, Any]) -> dict[str
             "requests": result.requests,
             "model": result.model_name,
         }
+    finished_at = utcnow()
+    values.update(started_at=started_at, finished_at=finished_at, updated_at=finished_at)
     async with context.sessionmaker() as session, session.begin():
-        await session.execute(
-            update(AgentRun)
-            .where(AgentRun.id == run_id)
-            .values(finished_at=utcnow(), updated_at=utcnow(), **values)
-        )
-    if (waiter := _finished_here.get(run_id)) is not None:
-        waiter.set()
+        await session.execute(update(AgentRun).where(AgentRun.id == run_id).values(**values))
+    _hand_to_waiter(run_id, values)
     return {"run_id": str(run_id), "status": values["status"].value}

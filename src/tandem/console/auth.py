@@ -17,21 +17,19 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
-from sqlalchemy import select
 from starlette.datastructures import FormData
 
 from tandem.console.web import ConsoleRoute, SignInRequired, redirect, render
 from tandem.db import SessionDep
 from tandem.errors import Forbidden, RateLimited, Unauthorized
 from tandem.identity import logins
-from tandem.identity.models import LoginSession, RefreshToken, User
-from tandem.identity.principal import VERIFY_FIRST, Principal, PrincipalKind, _effective_scopes
+from tandem.identity.principal import VERIFY_FIRST, Principal, principal_from_refresh_token
 from tandem.identity.scopes import Scope
-from tandem.identity.security import TokenSigner, sha256_hex
+from tandem.identity.security import TokenSigner
 from tandem.ratelimit import RateLimiter, client_address
 from tandem.settings import Settings
 
@@ -77,38 +75,16 @@ async def _resolve(request: Request, session: SessionDep) -> ConsoleUser:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         raise SignInRequired
-    row = (
-        await session.execute(
-            select(RefreshToken, LoginSession, User)
-            .join(LoginSession, LoginSession.id == RefreshToken.session_id)
-            .join(User, User.id == LoginSession.user_id)
-            .where(RefreshToken.token_hash == sha256_hex(token))
-        )
-    ).one_or_none()
-    if row is None:
+    login = await principal_from_refresh_token(session, token)
+    if login is None:
         raise SignInRequired
-    refresh_token, login, user = row
-    if (
-        login.revoked_at is not None
-        or refresh_token.used_at is not None
-        or refresh_token.expires_at <= datetime.now(UTC)
-        or not user.is_active
-    ):
-        raise SignInRequired
-    if user.verification_pending:
+    if login.principal.verification_pending:
         raise Forbidden(VERIFY_FIRST)
-    principal = Principal(
-        kind=PrincipalKind.user,
-        id=user.id,
-        user_id=user.id,
-        organization_id=user.organization_id,
-        scopes=_effective_scopes(login.scopes, user.role),
-    )
     console_user = ConsoleUser(
-        principal=principal,
-        name=user.full_name,
-        email=user.email,
-        csrf_token=csrf_token_for(_signer(request), login.id),
+        principal=login.principal,
+        name=login.full_name,
+        email=login.email,
+        csrf_token=csrf_token_for(_signer(request), login.login_id),
     )
     request.state.console_user = console_user  # for error pages
     return console_user

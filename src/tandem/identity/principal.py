@@ -5,7 +5,7 @@ async def run(principal: Annotated[Principal, Depends(require_scopes(Scope.agent
 """
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -13,12 +13,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.db import SessionDep
 from tandem.errors import Forbidden, Unauthorized
-from tandem.identity.models import ApiKey, LoginSession, User
+from tandem.identity.models import ApiKey, LoginSession, RefreshToken, User
 from tandem.identity.scopes import Role, Scope, scopes_for
 from tandem.identity.security import BEARER_CHALLENGE, TokenSigner, sha256_hex
 from tandem.settings import Settings
@@ -75,10 +75,57 @@ class Principal:
             raise Forbidden(detail)
 
 
-def _effective_scopes(granted: list[str] | frozenset[str], role: str) -> frozenset[Scope]:
+def effective_scopes(granted: Collection[str], role: str) -> frozenset[Scope]:
     """What a token or key carries, never more than its user's role grants today."""
     allowed = scopes_for(Role(role))
     return frozenset(scope for scope in allowed if scope.value in granted)
+
+
+# Each credential is resolved with one query of plain columns (no ORM objects): the key or the
+# login, joined to its user, checked here on every request, so that a revocation, a logout, a
+# deactivation or a role change takes effect at the next request (nothing is cached).
+_LOGIN_COLUMNS = (
+    User.id,
+    User.organization_id,
+    User.role,
+    User.is_active,
+    LoginSession.id,
+    LoginSession.created_at,
+    LoginSession.revoked_at,
+    User.verification_pending,
+)
+_ACCESS_TOKEN_QUERY = (
+    select(*_LOGIN_COLUMNS)
+    .join(LoginSession, LoginSession.user_id == User.id)
+    .where(User.id == bindparam("user_id"), LoginSession.id == bindparam("login_id"))
+)
+_API_KEY_QUERY = (
+    select(
+        ApiKey.id,
+        ApiKey.organization_id,
+        ApiKey.scopes,
+        ApiKey.revoked_at,
+        ApiKey.expires_at,
+        User.id,
+        User.role,
+        User.is_active,
+    )
+    .join(User, User.id == ApiKey.created_by_id)
+    .where(ApiKey.key_hash == bindparam("key_hash"))
+)
+_REFRESH_TOKEN_QUERY = (
+    select(
+        *_LOGIN_COLUMNS,
+        LoginSession.scopes,
+        RefreshToken.used_at,
+        RefreshToken.expires_at,
+        User.full_name,
+        User.email,
+    )
+    .join(LoginSession, LoginSession.user_id == User.id)
+    .join(RefreshToken, RefreshToken.session_id == LoginSession.id)
+    .where(RefreshToken.token_hash == bindparam("token_hash"))
+)
 
 
 async def principal_from_access_token(
@@ -87,59 +134,92 @@ async def principal_from_access_token(
     claims = signer.decode(token)
     row = (
         await session.execute(
-            select(User, LoginSession)
-            .join(LoginSession, LoginSession.user_id == User.id)
-            .where(User.id == claims.user_id, LoginSession.id == claims.session_id)
+            _ACCESS_TOKEN_QUERY, {"user_id": claims.user_id, "login_id": claims.session_id}
         )
     ).one_or_none()
     if row is None:
         raise Unauthorized("Invalid access token", headers=BEARER_CHALLENGE)
-    user, login = row
-    if not user.is_active or user.organization_id != claims.organization_id:
+    user_id, organization_id, role, is_active, login_id, login_created_at, revoked_at = row[:7]
+    verification_pending = row[7]
+    if not is_active or organization_id != claims.organization_id:
         raise Unauthorized("User is inactive or no longer exists", headers=BEARER_CHALLENGE)
-    if login.revoked_at is not None:
+    if revoked_at is not None:
         raise Unauthorized("This login was signed out; sign in again", headers=BEARER_CHALLENGE)
-    ends_at = login_ends_at(login, max_age)
+    ends_at = login_created_at + max_age
     if ends_at <= datetime.now(UTC):
         raise Unauthorized(LOGIN_EXPIRED, headers=BEARER_CHALLENGE)
-    scopes = _effective_scopes(claims.scopes, user.role)
+    scopes = effective_scopes(claims.scopes, role)
     return Principal(
         kind=PrincipalKind.user,
-        id=user.id,
-        user_id=user.id,
-        organization_id=user.organization_id,
+        id=user_id,
+        user_id=user_id,
+        organization_id=organization_id,
         scopes=scopes,
-        login_id=login.id,
+        login_id=login_id,
         login_ends_at=ends_at,
-        narrowed=scopes != scopes_for(Role(user.role)),
-        verification_pending=user.verification_pending,
+        narrowed=scopes != scopes_for(Role(role)),
+        verification_pending=verification_pending,
     )
 
 
 async def principal_from_api_key(session: AsyncSession, key: str) -> Principal:
-    row = (
-        await session.execute(
-            select(ApiKey, User)
-            .join(User, User.id == ApiKey.created_by_id)
-            .where(ApiKey.key_hash == sha256_hex(key))
-        )
-    ).one_or_none()
+    row = (await session.execute(_API_KEY_QUERY, {"key_hash": sha256_hex(key)})).one_or_none()
     if row is None:
         raise Unauthorized("Invalid API key")
-    api_key, creator = row
-    if api_key.revoked_at is not None:
+    key_id, organization_id, granted, revoked_at, expires_at, user_id, role, is_active = row
+    if revoked_at is not None:
         raise Unauthorized("API key revoked")
-    if api_key.expires_at is not None and api_key.expires_at <= datetime.now(UTC):
+    if expires_at is not None and expires_at <= datetime.now(UTC):
         raise Unauthorized("API key expired")
-    if not creator.is_active:
+    if not is_active:
         raise Unauthorized("API key's owner is inactive")
     return Principal(
         kind=PrincipalKind.api_key,
-        id=api_key.id,
-        user_id=creator.id,
-        organization_id=api_key.organization_id,
-        scopes=_effective_scopes(api_key.scopes, creator.role),
+        id=key_id,
+        user_id=user_id,
+        organization_id=organization_id,
+        scopes=effective_scopes(granted, role),
     )
+
+
+@dataclass(frozen=True)
+class RefreshLogin:
+    """The login a refresh token (the console's cookie) belongs to, its user checked."""
+
+    principal: Principal  # as the API sees it, without the login (no password-only actions)
+    login_id: uuid.UUID
+    full_name: str
+    email: str
+
+
+async def principal_from_refresh_token(session: AsyncSession, token: str) -> RefreshLogin | None:
+    """None unless the token is the current one of a login not signed out, not yet expired,
+    of an active user: the console resolves its cookie with this on every request."""
+    row = (
+        await session.execute(_REFRESH_TOKEN_QUERY, {"token_hash": sha256_hex(token)})
+    ).one_or_none()
+    if row is None:
+        return None
+    user_id, organization_id, role, is_active, login_id, _, revoked_at, verification_pending = row[
+        :8
+    ]
+    granted, used_at, token_expires_at, full_name, email = row[8:]
+    if (
+        revoked_at is not None
+        or used_at is not None
+        or token_expires_at <= datetime.now(UTC)
+        or not is_active
+    ):
+        return None
+    principal = Principal(
+        kind=PrincipalKind.user,
+        id=user_id,
+        user_id=user_id,
+        organization_id=organization_id,
+        scopes=effective_scopes(granted, role),
+        verification_pending=verification_pending,
+    )
+    return RefreshLogin(principal, login_id, full_name, email)
 
 
 def get_token_signer(request: Request) -> TokenSigner:

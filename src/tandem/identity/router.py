@@ -68,7 +68,12 @@ VALIDATION_ERROR: dict[int | str, dict[str, Any]] = {
     }
 }
 
-SignerDep = Annotated[TokenSigner, Depends(get_token_signer)]
+
+async def _signer(request: Request) -> TokenSigner:  # async: no worker thread per request
+    return get_token_signer(request)
+
+
+SignerDep = Annotated[TokenSigner, Depends(_signer)]
 UsersAdmin = Annotated[Principal, Depends(require_scopes(Scope.users_admin))]
 ProjectsReader = Annotated[Principal, Depends(require_scopes(Scope.projects_read))]
 ProjectsWriter = Annotated[Principal, Depends(require_scopes(Scope.projects_write))]

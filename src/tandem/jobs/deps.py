@@ -7,7 +7,8 @@ from fastapi import Depends, Request
 from tandem.jobs.service import JobControl
 
 
-def get_job_control(request: Request) -> JobControl:
+# async: FastAPI runs a plain `def` dependency in a worker thread, a hand-over per request.
+async def get_job_control(request: Request) -> JobControl:
     jobs: JobControl = request.app.state.job_control
     return jobs
 

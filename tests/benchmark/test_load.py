@@ -1,0 +1,380 @@
+"""`tandem serve` under load, beside a bare FastAPI app answering the same JSON (issue 14).
+
+Both servers are real processes on 127.0.0.1 (same venv, same uvicorn); `wrk` (Debian's
+package) drives them one after the other in the same run, three times, and every Tandem case
+is reported as requests/s, p50 and p99, and as a ratio to the bare app's requests/s measured
+in the same repetition. The median of the three repetitions is what counts.
+
+Run: pytest tests/benchmark/test_load.py -m performance --benchmark-only --no-cov -s
+(PostgreSQL cases need TANDEM_TEST_POSTGRES_URL; without `wrk` the module is skipped.)
+"""
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+WRK = shutil.which("wrk")
+pytestmark = pytest.mark.skipif(WRK is None, reason="wrk is not installed (apt-get install wrk)")
+
+# TANDEM_BENCH_REPETITIONS / TANDEM_BENCH_SECONDS shorten a run while working on the code.
+REPETITIONS = int(os.environ.get("TANDEM_BENCH_REPETITIONS", "3"))
+SECONDS = int(os.environ.get("TANDEM_BENCH_SECONDS", "4"))
+CONNECTIONS = 16
+AGENT_CLIENTS = 20
+SUMMARY = {
+    "agent_id": "summarizer",
+    "input_text": (
+        "The city council approved a new budget on Tuesday. The budget raises spending on "
+        "public transport by ten percent. Critics said the plan ignores rising housing costs."
+    ),
+}
+UNLIMITED = "100000000/minute"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _start(command: list[str], workdir: Path, env: dict[str, str], name: str) -> Server:
+    port = _free_port()
+    log = workdir / f"{name}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=workdir,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{name} exited early:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{server.url}/health", timeout=1).status_code in (200, 404):
+                return server
+        except httpx.TransportError:
+            time.sleep(0.2)
+    server.stop()
+    raise AssertionError(f"{name} did not answer within 120 s:\n{log.read_text()}")
+
+
+def tandem_environment(database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
+    env.update(
+        {
+            k[len("TANDEM_BENCH_SERVER_") :]: v
+            for k, v in os.environ.items()
+            if k.startswith("TANDEM_BENCH_SERVER_")
+        }
+    )
+    env.update(
+        TANDEM_DATABASE_URL=database_url,
+        TANDEM_JWT_SECRET=secrets.token_urlsafe(48),
+        TANDEM_LOG_LEVEL="WARNING",
+        # Connections for every request in flight: none opened and closed per request.
+        TANDEM_DATABASE_POOL_SIZE=str(max(CONNECTIONS, AGENT_CLIENTS)),
+        TANDEM_RATE_LIMIT_AGENTS=UNLIMITED,
+        TANDEM_RATE_LIMIT_AGENTS_ORGANIZATION=UNLIMITED,
+        TANDEM_RATE_LIMIT_JOBS=UNLIMITED,
+        # Twenty synchronous runs of one organization run at once, not six.
+        TANDEM_JOB_CONCURRENCY=str(AGENT_CLIENTS),
+        TANDEM_JOB_ORG_CONCURRENCY=str(AGENT_CLIENTS),
+        **extra,
+    )
+    return env
+
+
+def start_tandem(workdir: Path, env: dict[str, str], *args: str) -> Server:
+    return _start([sys.executable, "-m", "tandem", "serve", *args], workdir, env, "tandem")
+
+
+def start_bare(workdir: Path) -> Server:
+    command = [sys.executable, "-m", "uvicorn", "tests.benchmark.bare_app:app"]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
+    return _start([*command, "--log-level", "warning"], workdir, env, "bare")
+
+
+# --- wrk ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    path: str
+    headers: dict[str, str] = field(default_factory=dict)
+    method: str = "GET"
+    body: dict[str, Any] | None = None
+    connections: int = CONNECTIONS
+
+
+@dataclass(frozen=True)
+class Measured:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _latency_ms(output: str, percent: int) -> float:
+    match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.MULTILINE)
+    assert match, output
+    return float(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def run_wrk(base_url: str, case: Case, workdir: Path, seconds: int = SECONDS) -> Measured:
+    script = workdir / "wrk.lua"
+    lines = [f"wrk.method = {json.dumps(case.method)}"]
+    headers = dict(case.headers)
+    if case.body is not None:
+        lines.append(f"wrk.body = {json.dumps(json.dumps(case.body))}")
+        headers["Content-Type"] = "application/json"
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+    script.write_text("\n".join(lines) + "\n")
+    command = [WRK or "wrk", "-t1", f"-c{case.connections}", f"-d{seconds}s", "--latency"]
+    completed = subprocess.run(
+        [*command, "-s", str(script), base_url + case.path],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    )
+    output = completed.stdout
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    assert rate, output
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+)", output)
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    return Measured(float(rate.group(1)), _latency_ms(output, 50), _latency_ms(output, 99), errors)
+
+
+# --- the accounts and rows the cases read --------------------------------------------------
+
+
+def prepare_cases(base_url: str) -> tuple[list[Case], list[Case]]:
+    """Registers an admin, makes an API key and a job; returns (read cases, write cases)."""
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        account = {
+            "email": f"load-{secrets.token_hex(4)}@example.com",
+            "password": "a long enough password",
+            "full_name": "Load",
+        }
+        registered = client.post("/api/v1/auth/register", json=account)
+        assert registered.status_code == 201, registered.text
+        bearer = {"Authorization": f"Bearer {registered.json()['access_token']}"}
+        key_body = {"name": "load", "scopes": ["agent:read", "jobs:read", "jobs:write"]}
+        created = client.post("/api/v1/api-keys", json=key_body, headers=bearer)
+        assert created.status_code == 201, created.text
+        key = {"X-API-Key": created.json()["key"]}
+        job = client.post("/api/v1/jobs", json={"task": "echo"}, headers=bearer)
+        assert job.status_code == 202, job.text
+        job_path = f"/api/v1/jobs/{job.json()['id']}"
+    reads = [
+        Case("GET /health", "/health"),
+        Case("GET /api/v1/agents, API key", "/api/v1/agents", key),
+        Case("GET /api/v1/agents, bearer", "/api/v1/agents", bearer),
+        Case("GET /api/v1/users/me, bearer", "/api/v1/users/me", bearer),
+        Case("GET /api/v1/jobs?limit=20, API key", "/api/v1/jobs?limit=20", key),
+        Case("GET /api/v1/jobs/{id}, API key", job_path, key),
+        Case("GET /api/v1/jobs/{id}, bearer", job_path, bearer),
+    ]
+    writes = [
+        Case("POST /api/v1/jobs, bearer", "/api/v1/jobs", bearer, "POST", {"task": "echo"}),
+        Case(
+            f"POST /api/v1/agents/run (sync, {AGENT_CLIENTS} clients), bearer",
+            "/api/v1/agents/run",
+            bearer,
+            "POST",
+            SUMMARY,
+            AGENT_CLIENTS,
+        ),
+    ]
+    return reads, writes
+
+
+def wait_for_idle_jobs(base_url: str, headers: dict[str, str], timeout: float = 120) -> None:
+    """The jobs a write case queued are run before the next repetition measures."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=base_url, timeout=30, headers=headers) as client:
+        while time.monotonic() < deadline:
+            pending = client.get("/api/v1/jobs?status=pending&limit=1").json()["count"]
+            running = client.get("/api/v1/jobs?status=running&limit=1").json()["count"]
+            if pending + running == 0:
+                return
+            time.sleep(0.5)
+
+
+# --- the runs ------------------------------------------------------------------------------
+
+
+Results = dict[str, list[tuple[Measured, float]]]  # case -> [(measured, bare req/s)] per rep
+
+
+def measure(
+    bare: Server, servers: dict[str, Server], cases: dict[str, list[Case]], workdir: Path
+) -> Results:
+    """Each repetition measures the bare app, then every case of every server."""
+    results: Results = {}
+    for _ in range(REPETITIONS):
+        bare_measured = run_wrk(bare.url, Case("bare", "/api/v1/agents"), workdir)
+        bare_rate = bare_measured.requests_per_second
+        results.setdefault("bare FastAPI: GET /api/v1/agents", []).append(
+            (bare_measured, bare_rate)
+        )
+        for label, server in servers.items():
+            for case in cases[label]:
+                measured = run_wrk(server.url, case, workdir)
+                results.setdefault(f"{label}: {case.name}", []).append((measured, bare_rate))
+                if case.method == "POST":
+                    wait_for_idle_jobs(server.url, case.headers)
+    return results
+
+
+def summarise(results: Results) -> list[dict[str, Any]]:
+    rows = []
+    for name, reps in results.items():
+        rows.append(
+            {
+                "case": name,
+                "requests_per_second": round(
+                    statistics.median(m.requests_per_second for m, _ in reps)
+                ),
+                "p50_ms": round(statistics.median(m.p50_ms for m, _ in reps), 2),
+                "p99_ms": round(statistics.median(m.p99_ms for m, _ in reps), 2),
+                "ratio_to_bare": round(
+                    statistics.median(m.requests_per_second / bare for m, bare in reps), 3
+                ),
+                "errors": sum(m.errors for m, _ in reps),
+            }
+        )
+    return rows
+
+
+def report(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| case | req/s | p50 ms | p99 ms | ratio to bare | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['case']} | {row['requests_per_second']:,} | {row['p50_ms']} | "
+            f"{row['p99_ms']} | {row['ratio_to_bare']} | {row['errors']} |"
+        )
+    return "\n".join(lines)
+
+
+@pytest.fixture
+def database_urls(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    urls = {"SQLite": f"sqlite+aiosqlite:///{tmp_path}/load.db"}
+    if os.environ.get("TANDEM_TEST_POSTGRES_URL"):
+        create: Callable[[], str] = request.getfixturevalue("create_postgres_database")
+        urls["PostgreSQL"] = create()
+    return urls
+
+
+@pytest.fixture
+def started() -> Iterator[list[Server]]:
+    servers: list[Server] = []
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def test_request_path_against_bare_fastapi(
+    benchmark: Any, tmp_path: Path, database_urls: dict[str, str], started: list[Server]
+) -> None:
+    bare = start_bare(tmp_path)
+    started.append(bare)
+    servers: dict[str, Server] = {}
+    cases: dict[str, list[Case]] = {}
+    for label, url in database_urls.items():
+        workdir = tmp_path / label
+        workdir.mkdir()
+        server = start_tandem(workdir, tandem_environment(url), "--migrate")
+        started.append(server)
+        servers[label] = server
+        reads, writes = prepare_cases(server.url)
+        cases[label] = reads + writes
+
+    results: Results = {}
+    benchmark.pedantic(
+        lambda: results.update(measure(bare, servers, cases, tmp_path)), rounds=1, iterations=1
+    )
+    rows = summarise(results)
+    benchmark.extra_info["rows"] = rows
+    print("\n" + report(rows))
+    assert all(row["errors"] == 0 for row in rows), report(rows)
+
+
+def test_processes_on_postgresql(
+    benchmark: Any,
+    tmp_path: Path,
+    database_urls: dict[str, str],
+    started: list[Server],
+    redis_url: str,
+) -> None:
+    """`tandem serve --workers 1` and `--workers 2` on one PostgreSQL database, reads only."""
+    if "PostgreSQL" not in database_urls:
+        pytest.skip("TANDEM_TEST_POSTGRES_URL is not set")
+    bare = start_bare(tmp_path)
+    started.append(bare)
+    servers: dict[str, Server] = {}
+    cases: dict[str, list[Case]] = {}
+    env = tandem_environment(database_urls["PostgreSQL"], TANDEM_REDIS_URL=redis_url)
+    for workers in (1, 2):
+        workdir = tmp_path / f"workers-{workers}"
+        workdir.mkdir()
+        label = f"PostgreSQL, --workers {workers}"
+        server = start_tandem(workdir, env, "--migrate", "--workers", str(workers))
+        started.append(server)
+        servers[label] = server
+        reads, _ = prepare_cases(server.url)
+        cases[label] = [case for case in reads if "/health" not in case.path]
+
+    results: Results = {}
+    benchmark.pedantic(
+        lambda: results.update(measure(bare, servers, cases, tmp_path)), rounds=1, iterations=1
+    )
+    rows = summarise(results)
+    benchmark.extra_info["rows"] = rows
+    print("\n" + report(rows))
+    assert all(row["errors"] == 0 for row in rows), report(rows)

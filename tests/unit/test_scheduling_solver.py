@@ -197,6 +197,25 @@ def test_a_year_is_solved_block_after_block() -> None:
     assert max(dates) == problem.end_date
 
 
+def test_duty_fairness_holds_across_four_week_blocks() -> None:
+    # Six 4-week blocks solved one after another, the work not dividing evenly among the
+    # residents: each block's duty and weekend blocks are carried into the next, so the
+    # same residents do not take the extra block every time.
+    problem = make_instance(7, 4, 6 * 28, seed=3, absences=False)
+    result = solve(problem, timeout_seconds=30, workers=1)
+    _assert_valid(problem, result)
+    assert len(result.chunks) == 6
+    residents = [p.id for p in problem.people.values() if p.type is PersonType.RESIDENT]
+    blocks = dict.fromkeys(residents, 0)
+    weekends = dict.fromkeys(residents, 0)
+    for a in result.assignments:
+        if a.person_id in blocks:
+            blocks[a.person_id] += 1
+            weekends[a.person_id] += problem.blocks[a.block_id].date.weekday() >= 5
+    assert max(blocks.values()) - min(blocks.values()) <= 2, blocks
+    assert max(weekends.values()) - min(weekends.values()) <= 2, weekends
+
+
 def test_assignments_already_in_the_period_are_ignored() -> None:
     problem = make_instance(6, 3, 7, seed=2)
     resident = next(p for p in problem.people.values() if p.type is PersonType.RESIDENT)

@@ -87,8 +87,8 @@ class _State:
         self.busy: list[set[int]] = [set() for _ in self.block_day]
         self.units: dict[tuple[int, int], int] = {}
         self.mine: list[list[tuple[int, int]]] = [[] for _ in prep.residents]
-        self.counts = [0] * len(prep.residents)
-        self.weekends = [0] * len(prep.residents)
+        # Duty and weekend blocks per resident: carried from earlier chunks, then chosen.
+        self.counts, self.weekends = prep.carried_duty()
         self.rot_hours = [millihours(rot) for rot in prep.rotations]
         self.present = present_residents(prep, self.days)
         self.chosen: set[Choice] = set()

@@ -191,6 +191,9 @@ class Prepared:
     call_nights: dict[UUID, set[date]] = field(default_factory=dict)
     # Calls, weekend calls and holiday calls per resident: carried over, then solved.
     call_counts: dict[UUID, list[int]] = field(default_factory=dict)
+    # Duty blocks and weekend duty blocks per resident solved in earlier chunks of this solve,
+    # so fairness holds over the whole period (a year), not only within each 4-week chunk.
+    duty_counts: dict[UUID, list[int]] = field(default_factory=dict)
 
     @property
     def days(self) -> int:
@@ -202,6 +205,16 @@ class Prepared:
     def fix(self, person_id: UUID, day: date, hours: int) -> None:
         row = self.fixed_hours.setdefault(person_id, {})
         row[day] = row.get(day, 0) + hours
+
+    def carried_duty(self) -> tuple[list[int], list[int]]:
+        """Per resident (in `residents` order): duty blocks and weekend duty blocks so far."""
+        rows = [self.duty_counts.get(r.id, [0, 0]) for r in self.residents]
+        return [row[0] for row in rows], [row[1] for row in rows]
+
+    def count_duty(self, person_id: UUID, day: date) -> None:
+        row = self.duty_counts.setdefault(person_id, [0, 0])
+        row[0] += 1
+        row[1] += day.weekday() >= 5
 
     def add_extra(self, person_id: UUID, day: date, hours: int, *, duty: bool) -> None:
         row = self.extra_hours.setdefault(person_id, {})
@@ -841,30 +854,40 @@ def _faculty_headcount(
 
 def _fairness(build: _Build) -> list[cp_model.LinearExprT]:
     """Fairness, count-based: the spread (max - min) of duty blocks and of weekend duty
-    blocks over the residents, beyond 1 (a spread of 1 is as even as integer counts can be
+    blocks over the residents, counted from the solve's start (earlier chunks carried in
+    through `Prepared.duty_counts`), beyond 1 (a spread of 1 is as even as integer counts can be
     when the work does not divide, and accepting it makes the optimum far easier to reach).
     A resident absent during the chunk may work less (left out of the minimum), never more."""
     m = build.model
     present = present_residents(build.prep, build.days)
     objective: list[cp_model.LinearExprT] = []
-    for weight, per_resident in (
-        (DUTY_WEIGHT, build.duty_blocks),
-        (WEEKEND_WEIGHT, build.weekend_blocks),
+    for weight, per_resident, carried in zip(
+        (DUTY_WEIGHT, WEEKEND_WEIGHT),
+        (build.duty_blocks, build.weekend_blocks),
+        build.prep.carried_duty(),
+        strict=True,
     ):
-        top = max((len(keys) for keys in per_resident), default=0)
-        if top == 0 or not present:
+        chunk_top = max((len(keys) for keys in per_resident), default=0)
+        if not present:
             continue
+        if chunk_top == 0:
+            # Nothing to decide: the carried spread is a constant (kept, so the objective
+            # means the same as `fairness`).
+            low = min(carried[ri] for ri in present)
+            objective.append(weight * max(0, max(carried, default=0) - low - 1))
+            continue
+        top = chunk_top + max(carried, default=0)
         most = m.new_int_var(0, top, "")
         least = m.new_int_var(0, top, "")
         excess = m.new_int_var(0, top, "")
         for ri, keys in enumerate(per_resident):
-            count = cp_model.LinearExpr.sum([build.x[k] for k in keys])
+            count = cp_model.LinearExpr.sum([build.x[k] for k in keys]) + carried[ri]
             m.add(count <= most)
             if ri in present:
                 m.add(count >= least)
         m.add(excess >= most - least - 1)
         objective.append(weight * excess)
-        hinted = [build.hint.count(keys) for keys in per_resident]
+        hinted = [build.hint.count(keys) + carried[ri] for ri, keys in enumerate(per_resident)]
         h_hi = max(hinted)
         h_lo = min(hinted[ri] for ri in present)
         build.hint.add(most, h_hi)

@@ -506,8 +506,7 @@ def _objective_of(
     first: date,
     last: date,
 ) -> int:
-    counts = [0] * len(prep.residents)
-    weekends = [0] * len(prep.residents)
+    counts, weekends = prep.carried_duty()
     for ri, bi, _ in chosen:
         counts[ri] += 1
         weekends[ri] += blocks[bi].date.weekday() >= 5
@@ -534,7 +533,7 @@ def _gap(objective: float, bound: float) -> float:
 
 def _extract(prep: Prepared, blocks: list[Block], chosen: set[Choice]) -> list[Assignment]:
     """The block's residents, then its faculty, named; both become fixed duty for the next
-    4-week block's rolling windows and faculty fairness."""
+    4-week block's rolling windows, duty fairness and faculty fairness."""
     per_slot: dict[tuple[int, int], list[int]] = {}
     out: list[Assignment] = []
     for ri, bi, ki in sorted(chosen, key=lambda c: (c[1], c[2], c[0])):
@@ -542,6 +541,7 @@ def _extract(prep: Prepared, blocks: list[Block], chosen: set[Choice]) -> list[A
         out.append(Assignment(resident.id, block.id, rot.id, AssignmentRole.PRIMARY))
         per_slot.setdefault((bi, ki), []).append(ri)
         prep.fix(resident.id, block.date, millihours(rot))
+        prep.count_duty(resident.id, block.date)
     out.extend(_name_faculty(prep, blocks, per_slot))
     return out
 

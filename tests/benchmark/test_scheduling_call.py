@@ -56,6 +56,13 @@ def test_generation_with_call(
         result = solve(problem, timeout_seconds=timeout, workers=WORKERS, hint=hint)
         wall = time.perf_counter() - t0
         report = validate(_checked(problem, result))
+        blocks: dict[Any, int] = {}
+        weekends: dict[Any, int] = {}
+        for a in result.assignments:
+            if problem.people[a.person_id].type.value == "resident":
+                blocks[a.person_id] = blocks.get(a.person_id, 0) + 1
+                weekend = problem.blocks[a.block_id].date.weekday() >= 5
+                weekends[a.person_id] = weekends.get(a.person_id, 0) + weekend
         runs.append(
             {
                 "status": result.status,
@@ -66,6 +73,8 @@ def test_generation_with_call(
                 "gap": result.gap,
                 "calls": len(result.calls),
                 "valid": report.valid,
+                "duty_spread": max(blocks.values()) - min(blocks.values()),
+                "weekend_spread": max(weekends.values()) - min(weekends.values()),
             }
         )
 
@@ -79,6 +88,9 @@ def test_generation_with_call(
         "gap_max": max(r["gap"] or 0.0 for r in runs),
         "objective": [r["objective"] for r in runs],
         "calls": runs[-1]["calls"],
+        # Duty and weekend duty blocks per resident over the whole period: max - min.
+        "duty_spread": max(r["duty_spread"] for r in runs),
+        "weekend_spread": max(r["weekend_spread"] for r in runs),
     }
     benchmark.extra_info.update(info)
     print(f"\n{name}: {info}")

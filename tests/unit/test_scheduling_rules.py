@@ -1211,6 +1211,44 @@ def test_eight_hours_between_shifts_is_a_warning(gap: int, short: bool) -> None:
     assert of_rule(report, RuleName.REST_AFTER_CALL) == []
 
 
+def test_a_days_blocks_and_its_evening_call_are_one_shift() -> None:
+    # AM block 07:00-11:00, PM block 13:00-17:00, call 19:00-07:00: breaks of 2 hours inside
+    # one shift, not shifts with 2 hours of rest between them.
+    world = World()
+    resident = world.resident(2, name="Dr Bell")
+    clinic = world.rotation(hours_per_block=4.0)
+    world.assign(resident, START, clinic, AM)
+    world.assign(resident, START, clinic, PM)
+    world.call(resident, _at(START, 19), 12)
+    report = validate(world.problem())
+    assert of_rule(report, RuleName.REST_BETWEEN_SHIFTS) == []
+    # The day's shift with its call runs 07:00 to 07:00: 24 hours of duty with call, so the
+    # 14 hours after call apply (and the continuous-duty cap is met exactly).
+    assert of_rule(report, RuleName.CONTINUOUS_DUTY) == []
+    world.assign(resident, START + timedelta(days=1), clinic, PM)  # 6 hours after it
+    [short] = of_rule(validate(world.problem()), RuleName.REST_AFTER_CALL)
+    assert short.message.startswith("Dr Bell: 6 hours free after in-house call of 24 hours")
+
+
+@pytest.mark.parametrize(
+    ("gap", "warned"),
+    [pytest.param(8, False, id="8h"), pytest.param(7, True, id="7h")],
+)
+def test_a_shift_on_the_next_day_still_needs_8_hours_free(gap: int, warned: bool) -> None:
+    # A PM block 13:00-23:00 (10 hours), then a call `gap` hours later, the next morning:
+    # separate days are separate shifts, so 7 hours between them warn and 8 do not.
+    world = World()
+    resident = world.resident(2, name="Dr Bell")
+    late = world.rotation("Late", hours_per_block=10.0)
+    world.assign(resident, START, late, PM)
+    next_start = _at(START, 23) + timedelta(hours=gap)
+    world.call(resident, next_start, 4)
+    found = of_rule(validate(world.problem()), RuleName.REST_BETWEEN_SHIFTS)
+    assert bool(found) is warned
+    if warned:
+        assert found[0].message.startswith(f"Dr Bell: 7 hours free after a shift ending {START}")
+
+
 @pytest.mark.parametrize(
     ("nights", "over"),
     [pytest.param(9, False, id="every-third-night"), pytest.param(10, True, id="one-more")],

@@ -287,13 +287,17 @@ def _add_calls(ctx: RuleContext) -> None:
 def _stretches(
     shifts: list[tuple[datetime, datetime, bool]],
 ) -> list[tuple[datetime, datetime, bool]]:
-    """Shifts merged where they overlap or touch: continuous duty, and whether it holds
-    in-house call."""
+    """Shifts merged into one stretch of duty where they overlap or touch, or where the later
+    one starts on the calendar day the previous one started (a day's AM block, PM block and
+    evening call are one shift with breaks, not shifts with too little rest between them);
+    and whether it holds in-house call. See docs/decisions.md ("One shift per duty day")."""
     out: list[tuple[datetime, datetime, bool]] = []
+    previous_day: date | None = None
     for start, end, call in sorted(shifts):
-        if out and start <= out[-1][1]:
+        if out and (start <= out[-1][1] or start.date() == previous_day):
             first, last, had = out[-1]
             out[-1] = (first, max(last, end), had or call)
         else:
             out.append((start, end, call))
+        previous_day = start.date()
     return out

@@ -154,3 +154,27 @@ async def test_a_swap_into_a_run_across_the_end_is_refused(
     ]
     pending = (await api.client.get("/api/hitl/pending", headers=api.headers)).json()
     assert pending["count"] == 0
+
+
+async def test_a_call_into_an_absence_after_the_period_is_seen(
+    live: SchedulingApi, scenario: dict[str, Any]
+) -> None:
+    # Z is away 1-6 February, just after January: a call on 31 January ends in that absence.
+    api = live
+    response = await api.client.post(
+        f"/api/v1/schedules/{scenario['january']['id']}/calls",
+        json={"person_id": scenario["z"]["id"], "start": "2027-01-31T19:00",
+              "end": "2027-02-01T07:00"},
+        headers=api.headers,
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    expected = (
+        "Z is absent from 2027-02-01 to 2027-02-06 but on in_house call from 2027-01-31 19:00 "
+        "to 2027-02-01 07:00: give the call to someone free then or remove it"
+    )
+    assert [(w["rule"], w["message"]) for w in response.json()["warnings"]] == [
+        ("absence", expected)
+    ]
+    report = await _validation(api, scenario["january"])
+    assert ("absence", expected) in [(v["rule"], v["message"]) for v in report["violations"]]
+    assert report["valid"] is False

@@ -10,7 +10,7 @@ from uuid import UUID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tandem.scheduling.domain import Call, CallCounts, CallPlan, Moonlighting, ScheduleProblem
+from tandem.scheduling.domain import Absence, Call, CallCounts, CallPlan, Moonlighting, ScheduleProblem
 from tandem.scheduling.rules import validate
 from tandem.scheduling.solver import SolveResult, solve
 from tests.scheduling_instances import make_instance
@@ -212,6 +212,20 @@ def test_no_call_the_night_before_a_no_call_before_rotation() -> None:
     assert clinic_days  # the clinic is staffed, just never post-call
     for call in result.calls:
         assert (call.person_id, call.start.date() + timedelta(days=1)) not in clinic_days
+
+
+def test_no_call_on_the_last_night_before_an_absence_that_starts_after_the_period() -> None:
+    base = make_instance(8, 4, 14, seed=11, absences=False)
+    residents = sorted(p.id for p in base.people.values() if p.type.value == "resident")
+    # All but two residents are away from the day after the period: the last night's call
+    # (ending that morning) can only go to those two.
+    after = base.end_date + timedelta(days=1)
+    away = tuple(Absence(r, after, after + timedelta(days=6)) for r in residents[2:])
+    problem = with_call(replace(base, absences=away))
+    result = solve(problem, timeout_seconds=10, workers=1)
+    _assert_valid(problem, result)
+    [last] = [call for call in result.calls if call.start.date() == base.end_date]
+    assert last.person_id in residents[:2]
 
 
 def test_moonlighting_is_fixed_duty_for_the_generator() -> None:

@@ -2,8 +2,8 @@
 
 The one place that decides which rows count when a schedule is judged or generated: its own
 assignments and calls, the settled schedules' duty and calls in the 27 days before it and the
-27 days after it, moonlighting in those weeks, people, rotations and absences
-(docs/decisions.md).
+27 days after it, moonlighting in those weeks, people, rotations and the absences touching
+those days (docs/decisions.md).
 """
 
 import uuid
@@ -170,8 +170,10 @@ async def load_problem(
         await session.scalars(
             select(Absence).where(
                 Absence.organization_id == organization_id,
+                # Over the settled-duty window, both sides: a call on the last night or a
+                # swap near the end must see an absence starting just after it.
                 Absence.end_date >= since,
-                Absence.start_date <= schedule.end_date,
+                Absence.start_date <= until,
             )
         )
     ).all()

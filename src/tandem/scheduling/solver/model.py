@@ -258,10 +258,15 @@ def prepare(problem: ScheduleProblem) -> Prepared:
         if start <= b.date <= end:
             blocks_by_day[b.date].append(b)
     origin = start - timedelta(days=SPAN)
+    # Settled duty: assignments dated in the 27 days before the period (the history) and the
+    # 27 days after it (a later schedule settled first) are fixed and count for the rolling
+    # windows; assignments inside the period are replaced by the solver's. Absences are read
+    # over the same days: a call on the last night must not run into one starting after it.
+    horizon = end + timedelta(days=SPAN)
     absent: dict[UUID, set[date]] = defaultdict(set)
     for ab in problem.absences:
         day = max(ab.start_date, origin)
-        while day <= min(ab.end_date, end):
+        while day <= min(ab.end_date, horizon):
             absent[ab.person_id].add(day)
             day += timedelta(days=1)
     prep = Prepared(
@@ -273,10 +278,6 @@ def prepare(problem: ScheduleProblem) -> Prepared:
         blocks_by_day=dict(blocks_by_day),
         absent=dict(absent),
     )
-    # Settled duty: assignments dated in the 27 days before the period (the history) and the
-    # 27 days after it (a later schedule settled first) are fixed and count for the rolling
-    # windows; assignments inside the period are replaced by the solver's.
-    horizon = end + timedelta(days=SPAN)
     for a in problem.assignments:
         block = problem.blocks.get(a.block_id)
         person = problem.people.get(a.person_id)

@@ -228,6 +228,22 @@ def test_no_call_on_the_last_night_before_an_absence_that_starts_after_the_perio
     assert last.person_id in residents[:2]
 
 
+def test_no_call_before_is_implied_by_the_free_post_call_day() -> None:
+    # The generator keeps every post-call day free of blocks, so the flag cannot change what
+    # it produces: the same schedule with and without it (docs/decisions.md).
+    base = with_call(make_instance(10, 4, 21, seed=4))
+    clinic = next(r for r in base.rotations.values() if r.name == "Clinic")
+    flagged = replace(
+        base, rotations=dict(base.rotations) | {clinic.id: replace(clinic, no_call_before=True)}
+    )
+    plain = solve(base, timeout_seconds=10, workers=1)
+    with_flag = solve(flagged, timeout_seconds=10, workers=1)
+    assert with_flag.assignments == plain.assignments
+    assert with_flag.calls == plain.calls
+    worked = {(a.person_id, base.blocks[a.block_id].date) for a in plain.assignments}
+    assert not [c for c in plain.calls if (c.person_id, c.start.date() + timedelta(days=1)) in worked]
+
+
 def test_moonlighting_is_fixed_duty_for_the_generator() -> None:
     base = make_instance(8, 4, 14, seed=13, absences=False)
     residents = sorted(

@@ -10,7 +10,14 @@ from uuid import UUID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tandem.scheduling.domain import Absence, Call, CallCounts, CallPlan, Moonlighting, ScheduleProblem
+from tandem.scheduling.domain import (
+    Absence,
+    Call,
+    CallCounts,
+    CallPlan,
+    Moonlighting,
+    ScheduleProblem,
+)
 from tandem.scheduling.rules import validate
 from tandem.scheduling.solver import SolveResult, solve
 from tests.scheduling_instances import make_instance
@@ -241,7 +248,8 @@ def test_no_call_before_is_implied_by_the_free_post_call_day() -> None:
     assert with_flag.assignments == plain.assignments
     assert with_flag.calls == plain.calls
     worked = {(a.person_id, base.blocks[a.block_id].date) for a in plain.assignments}
-    assert not [c for c in plain.calls if (c.person_id, c.start.date() + timedelta(days=1)) in worked]
+    after_call = {(c.person_id, c.start.date() + timedelta(days=1)) for c in plain.calls}
+    assert not after_call & worked
 
 
 def test_moonlighting_is_fixed_duty_for_the_generator() -> None:

@@ -216,6 +216,26 @@ def test_duty_fairness_holds_across_four_week_blocks() -> None:
     assert max(weekends.values()) - min(weekends.values()) <= 2, weekends
 
 
+def test_a_resident_back_from_an_absence_is_not_made_to_catch_up() -> None:
+    # Away for the whole second 4-week block: the carried counts credit the absence (raised
+    # to the least of those present), so the third block does not load them with the blocks
+    # they missed.
+    base = make_instance(7, 4, 3 * 28, seed=3, absences=False)
+    residents = sorted(p.id for p in base.people.values() if p.type is PersonType.RESIDENT)
+    away = residents[0]
+    second = base.start_date + timedelta(days=28)
+    problem = replace(base, absences=(Absence(away, second, second + timedelta(days=27)),))
+    result = solve(problem, timeout_seconds=30, workers=1)
+    _assert_valid(problem, result)
+    third = second + timedelta(days=28)
+    blocks = dict.fromkeys(residents, 0)
+    for a in result.assignments:
+        if a.person_id in blocks and problem.blocks[a.block_id].date >= third:
+            blocks[a.person_id] += 1
+    others = [blocks[r] for r in residents[1:]]
+    assert blocks[away] <= max(others), blocks
+
+
 def test_assignments_already_in_the_period_are_ignored() -> None:
     problem = make_instance(6, 3, 7, seed=2)
     resident = next(p for p in problem.people.values() if p.type is PersonType.RESIDENT)

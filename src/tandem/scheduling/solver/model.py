@@ -216,6 +216,20 @@ class Prepared:
         row[0] += 1
         row[1] += day.weekday() >= 5
 
+    def credit_absences(self, present: set[int]) -> None:
+        """After a chunk: a resident away during it (not in `present`) is credited up to the
+        least count of those present, so their absence is not made up afterwards (the
+        fairness minimum left them out of the chunk; carrying the gap would load them with
+        every block they missed)."""
+        if not present:
+            return
+        rows = [self.duty_counts.setdefault(r.id, [0, 0]) for r in self.residents]
+        for k in range(2):
+            least = min(rows[ri][k] for ri in present)
+            for ri, row in enumerate(rows):
+                if ri not in present:
+                    row[k] = max(row[k], least)
+
     def add_extra(self, person_id: UUID, day: date, hours: int, *, duty: bool) -> None:
         row = self.extra_hours.setdefault(person_id, {})
         row[day] = row.get(day, 0) + hours

@@ -358,6 +358,7 @@ def solve(
         else:
             first_total = None
         assignments.extend(_extract(prep, outcome.blocks, outcome.chosen))
+        prep.credit_absences(present_residents(prep, dates(first, last)))
         calls.extend(_extract_calls(prep, first, last, outcome.calls))
         if on_progress is not None:
             on_progress(

@@ -132,8 +132,10 @@ async def principal_from_access_token(
     session: AsyncSession, signer: TokenSigner, token: str, max_age: timedelta
 ) -> Principal:
     claims = signer.decode(token)
+    # Core on the session's connection: plain columns need none of the ORM execute path.
+    connection = await session.connection()
     row = (
-        await session.execute(
+        await connection.execute(
             _ACCESS_TOKEN_QUERY, {"user_id": claims.user_id, "login_id": claims.session_id}
         )
     ).one_or_none()
@@ -163,7 +165,8 @@ async def principal_from_access_token(
 
 
 async def principal_from_api_key(session: AsyncSession, key: str) -> Principal:
-    row = (await session.execute(_API_KEY_QUERY, {"key_hash": sha256_hex(key)})).one_or_none()
+    connection = await session.connection()
+    row = (await connection.execute(_API_KEY_QUERY, {"key_hash": sha256_hex(key)})).one_or_none()
     if row is None:
         raise Unauthorized("Invalid API key")
     key_id, organization_id, granted, revoked_at, expires_at, user_id, role, is_active = row
@@ -195,8 +198,9 @@ class RefreshLogin:
 async def principal_from_refresh_token(session: AsyncSession, token: str) -> RefreshLogin | None:
     """None unless the token is the current one of a login not signed out, not yet expired,
     of an active user: the console resolves its cookie with this on every request."""
+    connection = await session.connection()
     row = (
-        await session.execute(_REFRESH_TOKEN_QUERY, {"token_hash": sha256_hex(token)})
+        await connection.execute(_REFRESH_TOKEN_QUERY, {"token_hash": sha256_hex(token)})
     ).one_or_none()
     if row is None:
         return None

@@ -19,14 +19,17 @@ import socket
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
+
+from tandem.testing import wait_for
 
 WRK = shutil.which("wrk")
 pytestmark = pytest.mark.skipif(WRK is None, reason="wrk is not installed (apt-get install wrk)")
@@ -80,17 +83,21 @@ def _start(command: list[str], workdir: Path, env: dict[str, str], name: str) ->
             stderr=subprocess.STDOUT,
         )
     server = Server(process, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"{name} exited early:\n{log.read_text()}")
         try:
-            if httpx.get(f"{server.url}/health", timeout=1).status_code in (200, 404):
-                return server
+            return httpx.get(f"{server.url}/health", timeout=1).status_code in (200, 404)
         except httpx.TransportError:
-            time.sleep(0.2)
-    server.stop()
-    raise AssertionError(f"{name} did not answer within 120 s:\n{log.read_text()}")
+            return False
+
+    try:
+        anyio.run(partial(wait_for, answers, timeout=120, interval=0.2))
+    except TimeoutError:
+        server.stop()
+        raise AssertionError(f"{name} did not answer within 120 s:\n{log.read_text()}") from None
+    return server
 
 
 def tandem_environment(database_url: str, **extra: str) -> dict[str, str]:
@@ -233,14 +240,14 @@ def prepare_cases(base_url: str) -> tuple[list[Case], list[Case]]:
 
 def wait_for_idle_jobs(base_url: str, headers: dict[str, str], timeout: float = 120) -> None:
     """The jobs a write case queued are run before the next repetition measures."""
-    deadline = time.monotonic() + timeout
     with httpx.Client(base_url=base_url, timeout=30, headers=headers) as client:
-        while time.monotonic() < deadline:
+
+        def idle() -> bool:
             pending = client.get("/api/v1/jobs?status=pending&limit=1").json()["count"]
             running = client.get("/api/v1/jobs?status=running&limit=1").json()["count"]
-            if pending + running == 0:
-                return
-            time.sleep(0.5)
+            return pending + running == 0
+
+        anyio.run(partial(wait_for, idle, timeout=timeout, interval=0.5))
 
 
 # --- the runs ------------------------------------------------------------------------------

@@ -13,10 +13,11 @@ from tandem.agents.router import router as agents_router
 from tandem.audit.router import router as audit_router
 from tandem.body_limit import BodySizeLimitMiddleware
 from tandem.content.router import router as content_router
-from tandem.db import create_engine, create_sessionmaker
+from tandem.db import bind_session_info, create_engine, create_sessionmaker
 from tandem.errors import install_error_handlers
 from tandem.http_headers import SecurityHeadersMiddleware, install_docs
 from tandem.identity import router as identity
+from tandem.identity.credential_cache import SHARED_EPOCH_KEY, CredentialCache, SharedEpoch
 from tandem.identity.security import TokenSigner, resolve_jwt_secret
 from tandem.jobs.dispatch import Dispatch, InProcessDispatch, bind_dispatch
 from tandem.jobs.distributed import ProcrastinateDispatch
@@ -75,6 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.read_sessionmaker = create_sessionmaker(read_engine)
         app.state.readiness_checks = {"database": health.database_check(engine)}
+        # Across processes through Redis (`tandem serve --workers N` needs it): see
+        # identity/credential_cache.py.
+        shared_epoch = SharedEpoch(settings.redis_url) if settings.redis_url else None
+        app.state.credential_cache = CredentialCache(shared_epoch)
+        bind_session_info(app.state.sessionmaker, **{SHARED_EPOCH_KEY: shared_epoch})
         rate_limiter = RateLimiter.from_settings(settings)
         app.state.rate_limiter = rate_limiter
         if settings.redis_url:
@@ -111,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await outbox.stop()
             await resources.aclose()
             await rate_limiter.close()
+            app.state.credential_cache.close()
             await read_engine.dispose()
             await engine.dispose()
 

@@ -36,6 +36,9 @@ from sqlalchemy.types import TypeDecorator
 
 from tandem.errors import Conflict, TandemError
 
+# Below db in the layers, and imports nothing of Tandem: a commit publishes credential changes.
+from tandem.identity.credential_cache import publish_changes
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -114,8 +117,10 @@ def _configure_sqlite(engine: AsyncEngine, *, read_only: bool = False) -> None:
     SQLITE_BUSY when another writer got there first. A pure read may opt out with
     `connection.execution_options(**READ_ONLY)`; every transaction of a `read_only` engine
     begins DEFERRED, on connections that refuse writes (`PRAGMA query_only`).
+
+    A `read_only` engine emits no BEGIN at all (AUTOCOMMIT, as on PostgreSQL): each SELECT
+    reads its own snapshot, without the BEGIN and COMMIT round trips.
     """
-    default_mode = "DEFERRED" if read_only else "IMMEDIATE"
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -129,9 +134,12 @@ def _configure_sqlite(engine: AsyncEngine, *, read_only: bool = False) -> None:
             cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
+    if read_only:
+        return
+
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, default_mode)
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
@@ -220,9 +228,12 @@ def create_engine(
         in_memory = make_url(database_url).database in (None, "", ":memory:")
         _create_private_file(database_url)
         if read_only and not in_memory:
-            connector = _inline_sqlite_connector(database_url)
             engine = create_async_engine(
-                database_url, echo=echo, hide_parameters=True, async_creator=connector
+                database_url,
+                echo=echo,
+                hide_parameters=True,
+                async_creator=_inline_sqlite_connector(database_url),
+                isolation_level="AUTOCOMMIT",
             )
         else:
             engine = create_async_engine(database_url, echo=echo, hide_parameters=True)
@@ -272,7 +283,16 @@ async def transaction_scope(session: AsyncSession) -> AsyncIterator[AsyncSession
         await session.rollback()
         raise
     else:
-        await session.commit()
+        # A session that never began a transaction (a request answered from caches) has
+        # nothing to commit.
+        if session.in_transaction():
+            await session.commit()
+            await publish_changes(session)
+
+
+def bind_session_info(sessionmaker: async_sessionmaker[AsyncSession], **values: Any) -> None:
+    """Every session `sessionmaker` makes from now on carries `values` in its `info`."""
+    sessionmaker.configure(info={**sessionmaker.kw.get("info", {}), **values})
 
 
 # Requests that change nothing (RFC 9110 safe methods): they run on the read-only engine.

@@ -18,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.db import SessionDep
 from tandem.errors import Forbidden, Unauthorized
+from tandem.identity.credential_cache import CredentialCache
 from tandem.identity.models import ApiKey, LoginSession, RefreshToken, User
 from tandem.identity.scopes import Role, Scope, scopes_for
-from tandem.identity.security import BEARER_CHALLENGE, TokenSigner, sha256_hex
+from tandem.identity.security import BEARER_CHALLENGE, AccessClaims, TokenSigner, sha256_hex
 from tandem.settings import Settings
 
 LOGIN_EXPIRED = "Login expired; sign in again"
@@ -82,8 +83,9 @@ def effective_scopes(granted: Collection[str], role: str) -> frozenset[Scope]:
 
 
 # Each credential is resolved with one query of plain columns (no ORM objects): the key or the
-# login, joined to its user, checked here on every request, so that a revocation, a logout, a
-# deactivation or a role change takes effect at the next request (nothing is cached).
+# login, joined to its user. `get_principal` keeps what it resolved in the app's
+# CredentialCache, which drops it as soon as any credential changes (credential_cache.py): a
+# revocation, a logout, a deactivation or a role change takes effect at the next request.
 _LOGIN_COLUMNS = (
     User.id,
     User.organization_id,
@@ -129,9 +131,8 @@ _REFRESH_TOKEN_QUERY = (
 
 
 async def principal_from_access_token(
-    session: AsyncSession, signer: TokenSigner, token: str, max_age: timedelta
+    session: AsyncSession, claims: AccessClaims, max_age: timedelta
 ) -> Principal:
-    claims = signer.decode(token)
     # Core on the session's connection: plain columns need none of the ORM execute path.
     connection = await session.connection()
     row = (
@@ -164,9 +165,12 @@ async def principal_from_access_token(
     )
 
 
-async def principal_from_api_key(session: AsyncSession, key: str) -> Principal:
+async def principal_from_api_key(
+    session: AsyncSession, key_hash: str
+) -> tuple[Principal, datetime | None]:
+    """The key's principal, and when the key expires."""
     connection = await session.connection()
-    row = (await connection.execute(_API_KEY_QUERY, {"key_hash": sha256_hex(key)})).one_or_none()
+    row = (await connection.execute(_API_KEY_QUERY, {"key_hash": key_hash})).one_or_none()
     if row is None:
         raise Unauthorized("Invalid API key")
     key_id, organization_id, granted, revoked_at, expires_at, user_id, role, is_active = row
@@ -176,13 +180,14 @@ async def principal_from_api_key(session: AsyncSession, key: str) -> Principal:
         raise Unauthorized("API key expired")
     if not is_active:
         raise Unauthorized("API key's owner is inactive")
-    return Principal(
+    principal = Principal(
         kind=PrincipalKind.api_key,
         id=key_id,
         user_id=user_id,
         organization_id=organization_id,
         scopes=effective_scopes(granted, role),
     )
+    return principal, expires_at
 
 
 @dataclass(frozen=True)
@@ -237,16 +242,27 @@ async def get_principal(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> Principal:
+    cache: CredentialCache = request.app.state.credential_cache
+    now = datetime.now(UTC)
     if api_key:
-        return await principal_from_api_key(session, api_key)
+        key_hash = sha256_hex(api_key)
+        stamp = await cache.stamp()
+        principal: Principal | None = cache.get(("api_key", key_hash), stamp, now)
+        if principal is None:
+            principal, expires_at = await principal_from_api_key(session, key_hash)
+            cache.put(("api_key", key_hash), stamp, principal, expires_at)
+        return principal
     if bearer is not None:
-        settings: Settings = request.app.state.settings
-        principal = await principal_from_access_token(
-            session,
-            get_token_signer(request),
-            bearer.credentials,
-            timedelta(days=settings.session_max_days),
-        )
+        token = bearer.credentials
+        stamp = await cache.stamp()
+        principal = cache.get(("bearer", token), stamp, now)
+        if principal is None:
+            claims = get_token_signer(request).decode(token)
+            settings: Settings = request.app.state.settings
+            max_age = timedelta(days=settings.session_max_days)
+            principal = await principal_from_access_token(session, claims, max_age)
+            ends_at = min(claims.expires_at, principal.login_ends_at or claims.expires_at)
+            cache.put(("bearer", token), stamp, principal, ends_at)
         refuse_unverified(request, principal)
         return principal
     if request.headers.get("authorization"):

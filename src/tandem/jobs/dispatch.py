@@ -13,7 +13,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tandem.db import call_after_commit
+from tandem.db import bind_session_info, call_after_commit
 
 # Where a session carries the dispatch of the process that made it (see `bind_dispatch`).
 DISPATCH_KEY = "tandem_dispatch"
@@ -69,7 +69,7 @@ class InProcessDispatch:
 def bind_dispatch(sessionmaker: async_sessionmaker[AsyncSession], dispatch: "Dispatch") -> None:
     """Every session `sessionmaker` makes carries `dispatch`: a job submitted through
     `SessionDispatch` in one of its transactions is dispatched as the jobs API's are."""
-    sessionmaker.configure(info={DISPATCH_KEY: dispatch})
+    bind_session_info(sessionmaker, **{DISPATCH_KEY: dispatch})
 
 
 class SessionDispatch:

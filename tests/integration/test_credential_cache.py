@@ -1,0 +1,113 @@
+"""Principals kept between requests (identity/credential_cache.py) never outlive a change.
+
+Each test first uses a credential several times, so that it is served from the cache, then
+changes what it resolves to, through the API or straight in the database, and expects the
+very next request to see the change."""
+
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tandem.identity.credential_cache import CredentialCache, SharedEpoch
+from tandem.identity.models import ApiKey, User
+from tandem.identity.scopes import Role
+from tests.conftest import LoginAs
+from tests.factories import TEST_PASSWORD, make_user
+
+pytestmark = pytest.mark.anyio
+
+
+async def _served_repeatedly(client: httpx.AsyncClient, path: str, headers: dict[str, str]) -> None:
+    for _ in range(3):
+        response = await client.get(path, headers=headers)
+        assert response.status_code == 200, response.text
+
+
+async def test_a_user_deactivated_in_the_database_is_refused_at_the_next_request(
+    client: httpx.AsyncClient, login_as: LoginAs, db_session: AsyncSession
+) -> None:
+    user = await make_user()
+    headers = await login_as(user)
+    await _served_repeatedly(client, "/api/v1/users/me", headers)
+
+    user.is_active = False
+    await db_session.flush()
+
+    refused = await client.get("/api/v1/users/me", headers=headers)
+    assert refused.status_code == 401
+    assert refused.json()["detail"] == "User is inactive or no longer exists"
+
+
+async def test_an_admin_demoted_by_a_bulk_update_loses_admin_scopes_at_the_next_request(
+    client: httpx.AsyncClient, login_as: LoginAs, db_session: AsyncSession
+) -> None:
+    admin = await make_user(Role.admin)
+    headers = await login_as(admin)
+    await _served_repeatedly(client, "/api/v1/audit", headers)
+
+    await db_session.execute(update(User).where(User.id == admin.id).values(role=Role.member.value))
+
+    refused = await client.get("/api/v1/audit", headers=headers)
+    assert refused.status_code == 403
+    assert refused.json()["detail"].startswith("Missing required scope")
+
+
+async def test_a_key_revoked_by_a_bulk_update_is_refused_at_the_next_request(
+    client: httpx.AsyncClient, login_as: LoginAs, db_session: AsyncSession
+) -> None:
+    admin = await make_user(Role.admin)
+    created = await client.post(
+        "/api/v1/api-keys",
+        json={"name": "ci", "scopes": ["agent:read"]},
+        headers=await login_as(admin),
+    )
+    assert created.status_code == 201, created.text
+    key = {"X-API-Key": created.json()["key"]}
+    await _served_repeatedly(client, "/api/v1/agents", key)
+
+    await db_session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == uuid.UUID(created.json()["id"]))
+        .values(revoked_at=datetime.now(UTC))
+    )
+
+    refused = await client.get("/api/v1/agents", headers=key)
+    assert refused.status_code == 401
+    assert refused.json()["detail"] == "API key revoked"
+
+
+async def test_a_login_signed_out_through_the_api_is_refused_at_the_next_request(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await make_user()
+    login = await client.post(
+        "/api/v1/auth/login", json={"email": user.email, "password": TEST_PASSWORD}
+    )
+    assert login.status_code == 200, login.text
+    tokens = login.json()
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    await _served_repeatedly(client, "/api/v1/users/me", headers)
+
+    signed_out = await client.post(
+        "/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]}
+    )
+    assert signed_out.status_code == 204
+
+    refused = await client.get("/api/v1/users/me", headers=headers)
+    assert refused.status_code == 401
+    assert refused.json()["detail"] == "This login was signed out; sign in again"
+
+
+async def test_nothing_is_served_from_the_cache_while_redis_does_not_answer() -> None:
+    cache = CredentialCache(SharedEpoch("redis://127.0.0.1:1/0"))
+    try:
+        stamp = await cache.stamp()
+        cache.put("key", stamp, "principal", None)
+        assert stamp is None
+        assert cache.get("key", stamp, datetime.now(UTC)) is None
+    finally:
+        cache.close()

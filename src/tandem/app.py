@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -18,6 +19,7 @@ from tandem.errors import install_error_handlers
 from tandem.http_headers import SecurityHeadersMiddleware, install_docs
 from tandem.identity import router as identity
 from tandem.identity.credential_cache import SHARED_EPOCH_KEY, CredentialCache, SharedEpoch
+from tandem.identity.principal import SECURITY_SCHEMES
 from tandem.identity.security import TokenSigner, resolve_jwt_secret
 from tandem.jobs.dispatch import Dispatch, InProcessDispatch, bind_dispatch
 from tandem.jobs.distributed import ProcrastinateDispatch
@@ -162,4 +164,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit_router)
     app.include_router(notifications_router)
     console.install(app)
+    _document_security_schemes(app)
     return app
+
+
+def _document_security_schemes(app: FastAPI) -> None:
+    """The two credentials in OpenAPI's components, which the ApiRoutes' operations name."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        schema.setdefault("components", {}).setdefault("securitySchemes", SECURITY_SCHEMES)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

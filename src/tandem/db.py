@@ -200,11 +200,44 @@ class InlineSqliteConnection(aiosqlite.Connection):
         return fn(*args, **kwargs)
 
 
-def _inline_sqlite_connector(database_url: str) -> Callable[[], Awaitable[aiosqlite.Connection]]:
+class LockHolderSqliteConnection(aiosqlite.Connection):
+    """An aiosqlite connection for writes that uses aiosqlite's thread only where SQLite may
+    wait: for a statement run while this connection does not hold the write lock (BEGIN
+    IMMEDIATE waits for it up to the busy timeout; so does the first write of a DEFERRED
+    transaction) and for COMMIT (which may checkpoint the WAL to disk). Everything else runs
+    at once in the loop's thread (InlineSqliteConnection says why): cursors, fetches,
+    ROLLBACK, and every statement between BEGIN IMMEDIATE and its COMMIT or ROLLBACK, when
+    the lock is this connection's and nothing can wait for another.
+    """
+
+    def __init__(self, connector: Callable[[], sqlite3.Connection]) -> None:
+        super().__init__(connector, iter_chunk_size=64)
+        self._holds_write_lock = False
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+        name = getattr(fn, "__name__", None)
+        if name in ("commit", "rollback"):
+            self._holds_write_lock = False
+        statement = name in ("execute", "executemany", "executescript")
+        if name == "commit" or (statement and not self._holds_write_lock):
+            result = await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+            if statement and str(args[0]).startswith("BEGIN IMMEDIATE"):
+                self._holds_write_lock = True
+            return result
+        return fn(*args, **kwargs)
+
+
+def _sqlite_connector(
+    database_url: str,
+    connection_class: type[InlineSqliteConnection] | type[LockHolderSqliteConnection],
+) -> Callable[[], Awaitable[aiosqlite.Connection]]:
     path = make_url(database_url).database or ""
 
     async def connect() -> aiosqlite.Connection:
-        return await InlineSqliteConnection(lambda: sqlite3.connect(path, check_same_thread=False))
+        # Not checking the thread: both classes call sqlite3 from the loop's thread too.
+        return await connection_class(lambda: sqlite3.connect(path, check_same_thread=False))
 
     return connect
 
@@ -232,8 +265,15 @@ def create_engine(
                 database_url,
                 echo=echo,
                 hide_parameters=True,
-                async_creator=_inline_sqlite_connector(database_url),
+                async_creator=_sqlite_connector(database_url, InlineSqliteConnection),
                 isolation_level="AUTOCOMMIT",
+            )
+        elif not in_memory:
+            engine = create_async_engine(
+                database_url,
+                echo=echo,
+                hide_parameters=True,
+                async_creator=_sqlite_connector(database_url, LockHolderSqliteConnection),
             )
         else:
             engine = create_async_engine(database_url, echo=echo, hide_parameters=True)

@@ -30,6 +30,7 @@ memory, so an unreachable or hung Redis costs at most one timeout
 
 import asyncio
 import bisect
+import functools
 import logging
 import math
 import time
@@ -40,7 +41,8 @@ from typing import TypeVar
 
 import coredis
 from fastapi import Request, Response
-from limits import RateLimitItem, parse
+from limits import RateLimitItem
+from limits import parse as parse_limit
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
@@ -57,6 +59,12 @@ REDIS_RETRY_SECONDS = 5.0
 REDIS_SCHEMES = ("redis://", "rediss://")
 
 T = TypeVar("T")
+
+
+@functools.cache
+def parse(limit: str) -> RateLimitItem:
+    """A limit in the `limits` notation, parsed once (a handful of distinct settings)."""
+    return parse_limit(limit)
 
 
 @dataclass(frozen=True)

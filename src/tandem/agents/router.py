@@ -12,7 +12,7 @@ from tandem.agents.registry import registry
 from tandem.agents.schemas import AgentOut, RunAcceptedOut, RunIn, RunOut
 from tandem.db import SessionDep
 from tandem.errors import error_responses
-from tandem.identity.principal import Principal, require_scopes
+from tandem.identity.principal import ApiRoute, Principal, require_scopes
 from tandem.identity.scopes import Scope
 from tandem.jobs.deps import JobControlDep
 from tandem.pagination import Page, PageParamsDep
@@ -27,6 +27,7 @@ limit_agents = limit_principal(
 )
 
 router = APIRouter(
+    route_class=ApiRoute,
     prefix="/api/v1/agents",
     tags=["agents"],
     dependencies=[Depends(limit_agents)],

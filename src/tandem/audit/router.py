@@ -10,11 +10,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from tandem.audit.service import AuditAction, Outcome, list_events
 from tandem.db import SessionDep
 from tandem.errors import error_responses
-from tandem.identity.principal import Principal, require_scopes
+from tandem.identity.principal import ApiRoute, Principal, require_scopes
 from tandem.identity.scopes import Scope
 from tandem.pagination import Page, PageParamsDep
 
-router = APIRouter(prefix="/api/v1", tags=["audit"], responses=error_responses(401, 403))
+router = APIRouter(
+    route_class=ApiRoute, prefix="/api/v1", tags=["audit"], responses=error_responses(401, 403)
+)
 UsersAdmin = Annotated[Principal, Depends(require_scopes(Scope.users_admin))]
 
 

@@ -10,14 +10,19 @@ from tandem.content.models import ContentStatus
 from tandem.content.schemas import ContentAcceptedOut, ContentCreateIn, ContentOut, ContentRequest
 from tandem.db import SessionDep
 from tandem.errors import error_responses
-from tandem.identity.principal import Principal, require_scopes
+from tandem.identity.principal import ApiRoute, Principal, require_scopes
 from tandem.identity.scopes import Scope
 from tandem.jobs.deps import JobControlDep
 from tandem.pagination import Page, PageParamsDep
 from tandem.ratelimit import PrincipalLimit, charge
 from tandem.settings import Settings
 
-router = APIRouter(prefix="/api/content", tags=["content"], responses=error_responses(401, 403))
+router = APIRouter(
+    route_class=ApiRoute,
+    prefix="/api/content",
+    tags=["content"],
+    responses=error_responses(401, 403),
+)
 
 ContentCreator = Annotated[Principal, Depends(require_scopes(Scope.agent_run))]
 ReviewReader = Annotated[Principal, Depends(require_scopes(Scope.review_read))]

@@ -15,7 +15,13 @@ from tandem.db import SessionDep
 from tandem.errors import Unauthorized, error_responses
 from tandem.identity import accounts, api_keys, logins, projects, service
 from tandem.identity.models import User
-from tandem.identity.principal import CurrentPrincipal, Principal, get_token_signer, require_scopes
+from tandem.identity.principal import (
+    ApiRoute,
+    CurrentPrincipal,
+    Principal,
+    get_token_signer,
+    require_scopes,
+)
 from tandem.identity.schemas import (
     AcceptInvitationIn,
     ApiKeyCreatedOut,
@@ -56,8 +62,8 @@ from tandem.ratelimit import (
 from tandem.settings import Settings
 
 # Auth routes take no credentials; every other route answers 401/403 the same way.
-public = APIRouter(prefix="/api/v1", tags=["auth"])
-router = APIRouter(prefix="/api/v1", responses=error_responses(401, 403))
+public = APIRouter(route_class=ApiRoute, prefix="/api/v1", tags=["auth"])
+router = APIRouter(route_class=ApiRoute, prefix="/api/v1", responses=error_responses(401, 403))
 
 VALIDATION_ERROR: dict[int | str, dict[str, Any]] = {
     422: {

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.db import SessionDep
 from tandem.errors import error_responses
-from tandem.identity.principal import Principal, require_scopes
+from tandem.identity.principal import ApiRoute, Principal, require_scopes
 from tandem.identity.scopes import Scope
 from tandem.jobs import service
 from tandem.jobs.deps import JobControlDep
@@ -18,7 +18,9 @@ from tandem.pagination import Page, PageParamsDep
 from tandem.ratelimit import PrincipalLimit, limit_principal
 from tandem.settings import Settings
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=error_responses(401, 403))
+router = APIRouter(
+    route_class=ApiRoute, prefix="/api/v1/jobs", tags=["jobs"], responses=error_responses(401, 403)
+)
 
 JobsReader = Annotated[Principal, Depends(require_scopes(Scope.jobs_read))]
 JobsWriter = Annotated[Principal, Depends(require_scopes(Scope.jobs_write))]

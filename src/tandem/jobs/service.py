@@ -89,14 +89,18 @@ async def submit_job(
         notify=notify,
         idempotency_key=idempotency_key,
     )
-    try:
-        async with session.begin_nested():
-            session.add(job)
-    except IntegrityError:
-        existing = await _by_idempotency_key(session, organization_id, idempotency_key)
-        if existing is None:
-            raise
-        return existing, False
+    if idempotency_key is None:  # nothing unique to collide on: no savepoint needed
+        session.add(job)
+        await session.flush()
+    else:
+        try:
+            async with session.begin_nested():
+                session.add(job)
+        except IntegrityError:
+            existing = await _by_idempotency_key(session, organization_id, idempotency_key)
+            if existing is None:
+                raise
+            return existing, False
     await jobs.dispatch.enqueue(session, job.id, job.next_run_at)
     await notify_submitted(session, job)
     return job, True

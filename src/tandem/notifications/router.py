@@ -8,12 +8,13 @@ from pydantic import BaseModel, Field
 
 from tandem.db import SessionDep
 from tandem.errors import error_responses
-from tandem.identity.principal import Principal, require_scopes
+from tandem.identity.principal import ApiRoute, Principal, require_scopes
 from tandem.identity.schemas import UserOut
 from tandem.identity.scopes import Scope
 from tandem.notifications import recipients
 
 router = APIRouter(
+    route_class=ApiRoute,
     prefix="/api/v1/organizations/current",
     tags=["organizations"],
     responses=error_responses(401, 403),

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query
 
 from tandem.db import SessionDep
 from tandem.errors import error_responses
-from tandem.identity.principal import Principal, require_scopes
+from tandem.identity.principal import ApiRoute, Principal, require_scopes
 from tandem.identity.scopes import Scope
 from tandem.jobs.deps import JobControlDep
 from tandem.pagination import Page, PageParamsDep
@@ -25,7 +25,9 @@ from tandem.review.schemas import (
     ThreadOut,
 )
 
-router = APIRouter(prefix="/api/hitl", tags=["review"], responses=error_responses(401, 403))
+router = APIRouter(
+    route_class=ApiRoute, prefix="/api/hitl", tags=["review"], responses=error_responses(401, 403)
+)
 
 ReviewReader = Annotated[Principal, Depends(require_scopes(Scope.review_read))]
 ReviewWriter = Annotated[Principal, Depends(require_scopes(Scope.review_write))]

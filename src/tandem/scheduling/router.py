@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.db import SessionDep
 from tandem.errors import error_responses
-from tandem.identity.principal import Principal, require_scopes
+from tandem.identity.principal import ApiRoute, Principal, require_scopes
 from tandem.identity.scopes import Scope
 from tandem.jobs.deps import JobControlDep
 from tandem.pagination import Page, PageParamsDep
@@ -46,7 +46,9 @@ from tandem.scheduling.schemas import (
 )
 from tandem.settings import Settings
 
-router = APIRouter(prefix="/api/v1", tags=["scheduling"], responses=error_responses(401, 403))
+router = APIRouter(
+    route_class=ApiRoute, prefix="/api/v1", tags=["scheduling"], responses=error_responses(401, 403)
+)
 
 Reader = Annotated[Principal, Depends(require_scopes(Scope.schedule_read))]
 Writer = Annotated[Principal, Depends(require_scopes(Scope.schedule_write))]

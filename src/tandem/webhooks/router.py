@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, status
 
 from tandem.db import SessionDep
 from tandem.errors import error_responses
-from tandem.identity.principal import Principal, require_scopes
+from tandem.identity.principal import ApiRoute, Principal, require_scopes
 from tandem.identity.scopes import Scope
 from tandem.pagination import Page, PageParamsDep
 from tandem.webhooks import service
@@ -20,7 +20,10 @@ from tandem.webhooks.schemas import (
 )
 
 router = APIRouter(
-    prefix="/api/v1/webhooks", tags=["webhooks"], responses=error_responses(401, 403)
+    route_class=ApiRoute,
+    prefix="/api/v1/webhooks",
+    tags=["webhooks"],
+    responses=error_responses(401, 403),
 )
 WebhooksAdmin = Annotated[Principal, Depends(require_scopes(Scope.webhooks_admin))]
 

@@ -267,6 +267,7 @@ def create_engine(
                 hide_parameters=True,
                 async_creator=_sqlite_connector(database_url, InlineSqliteConnection),
                 isolation_level="AUTOCOMMIT",
+                pool_reset_on_return=None,  # autocommit: no transaction to roll back
             )
         elif not in_memory:
             engine = create_async_engine(
@@ -286,6 +287,7 @@ def create_engine(
             hide_parameters=True,
             pool_size=pool_size,
             isolation_level="AUTOCOMMIT",
+            pool_reset_on_return=None,  # autocommit: no transaction to roll back
             connect_args={"options": "-c default_transaction_read_only=on"},
         )
     return create_async_engine(

@@ -31,6 +31,10 @@ class TaskContext:
     # `async with context.outside_slot():` around a long wait for something else (the solver):
     # meanwhile the job does not count against its executor's job slots.
     outside_slot: Callable[[], AbstractAsyncContextManager[None]] = contextlib.nullcontext
+    # What the submitter handed the task in memory when it inserted the job already claimed
+    # and started it in its own process (see `Executor.hold_slot`); None on every other run
+    # (a retry, a claim, another process), where the task reads what it needs.
+    handed: Any = None
 
     @property
     def last_attempt(self) -> bool:

@@ -320,7 +320,16 @@ async def execute_run(context: TaskContext, payload: dict[str, Any]) -> dict[str
         }
     finished_at = utcnow()
     values.update(started_at=started_at, finished_at=finished_at, updated_at=finished_at)
-    async with context.sessionmaker() as session, session.begin():
-        await session.execute(update(AgentRun).where(AgentRun.id == run_id).values(**values))
-    _hand_to_waiter(run_id, values)
+
+    async def record(session: AsyncSession) -> None:
+        await session.execute(
+            update(AgentRun)
+            .where(AgentRun.id == run_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        call_after_commit(session, lambda: _hand_to_waiter(run_id, values))
+
+    # With the job's success, in its transaction (group commit): one commit for both.
+    context.with_success.append(record)
     return {"run_id": str(run_id), "status": values["status"].value}

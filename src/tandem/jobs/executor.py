@@ -17,7 +17,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -31,7 +31,7 @@ from tandem.jobs import fairness, lifecycle
 from tandem.jobs.dispatch import Dispatch, InProcessDispatch
 from tandem.jobs.lifecycle import Claim
 from tandem.jobs.models import JobStatus
-from tandem.jobs.registry import TaskContext, TaskRegistry, UnknownTask
+from tandem.jobs.registry import SuccessWrite, TaskContext, TaskRegistry, UnknownTask
 from tandem.jobs.sizes import check_result_size
 from tandem.settings import Settings
 
@@ -75,12 +75,16 @@ class SuccessWriter:
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.sessionmaker = sessionmaker
-        self._queue: list[tuple[Claim, Any, asyncio.Future[JobStatus | None]]] = []
+        self._queue: list[
+            tuple[Claim, Any, Sequence[SuccessWrite], asyncio.Future[JobStatus | None]]
+        ] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def write(self, claim: Claim, result: Any) -> JobStatus | None:
+    async def write(
+        self, claim: Claim, result: Any, writes: Sequence[SuccessWrite] = ()
+    ) -> JobStatus | None:
         done: asyncio.Future[JobStatus | None] = asyncio.get_running_loop().create_future()
-        self._queue.append((claim, result, done))
+        self._queue.append((claim, result, writes, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain(), name="jobs-success-writer")
         return await asyncio.shield(done)
@@ -95,25 +99,30 @@ class SuccessWriter:
             batch, self._queue = self._queue, []
             try:
                 statuses = await lifecycle.record_successes(
-                    self.sessionmaker, [(claim, result) for claim, result, _ in batch]
+                    self.sessionmaker,
+                    [(claim, result, writes) for claim, result, writes, _ in batch],
                 )
             except Exception as exc:
-                for claim, result, done in batch:
+                for claim, result, writes, done in batch:
                     if database_unavailable(exc):  # retried already: one by one would too
                         if not done.done():
                             done.set_exception(exc)
                     else:
-                        await self._one(claim, result, done)
+                        await self._one(claim, result, writes, done)
                 continue
-            for (_, _, done), status in zip(batch, statuses, strict=True):
+            for (_, _, _, done), status in zip(batch, statuses, strict=True):
                 if not done.done():
                     done.set_result(status)
 
     async def _one(
-        self, claim: Claim, result: Any, done: "asyncio.Future[JobStatus | None]"
+        self,
+        claim: Claim,
+        result: Any,
+        writes: Sequence[SuccessWrite],
+        done: "asyncio.Future[JobStatus | None]",
     ) -> None:
         try:
-            status = await lifecycle.record_success(self.sessionmaker, claim, result)
+            status = await lifecycle.record_success(self.sessionmaker, claim, result, writes)
         except Exception as exc:
             if not done.done():
                 done.set_exception(exc)
@@ -149,7 +158,7 @@ class JobRunner:
         started = time.perf_counter()
         try:
             try:
-                result = await self._call(claim, outside_slot)
+                result, writes = await self._call(claim, outside_slot)
             finally:
                 if ran is not None:
                     ran()
@@ -159,11 +168,11 @@ class JobRunner:
             log.info("Job %s attempt %s failed: %r", claim.job_id, claim.attempt, exc)
             status = await self._failed(claim, f"{type(exc).__name__}: {exc}")
         else:
-            status = await self._succeeded(claim, result)
+            status = await self._succeeded(claim, result, writes)
         self._observe(claim, status, time.perf_counter() - started)
         return status
 
-    async def _call(self, claim: Claim, outside_slot: Any) -> Any:
+    async def _call(self, claim: Claim, outside_slot: Any) -> tuple[Any, list[SuccessWrite]]:
         definition = self.registry.get(claim.task)
         context = TaskContext(
             job_id=claim.job_id,
@@ -179,13 +188,15 @@ class JobRunner:
         )
         result = await definition.function(context, claim.payload)
         check_result_size(result, self.settings.job_max_result_bytes)
-        return result
+        return result, context.with_success
 
-    async def _succeeded(self, claim: Claim, result: Any) -> JobStatus | None:
+    async def _succeeded(
+        self, claim: Claim, result: Any, writes: Sequence[SuccessWrite]
+    ) -> JobStatus | None:
         try:
             if self.successes is not None:
-                return await self.successes.write(claim, result)
-            return await lifecycle.record_success(self.sessionmaker, claim, result)
+                return await self.successes.write(claim, result, writes)
+            return await lifecycle.record_success(self.sessionmaker, claim, result, writes)
         except Exception as exc:
             if database_unavailable(exc):
                 raise

@@ -277,6 +277,7 @@ class Executor:
         self._running: dict[uuid.UUID, _Running] = {}
         self._outside: set[uuid.UUID] = set()  # running, but waiting outside the slots
         self._recording: set[uuid.UUID] = set()  # their task ended; the outcome is written
+        self._started_held: set[uuid.UUID] = set()  # running in a held slot (`hold_slot`)
         self._reserved = 0  # slots a claim in flight may fill
         # Slots held for jobs being submitted already claimed, by organization (`hold_slot`).
         self._held: collections.Counter[fairness.Tenant] = collections.Counter()
@@ -362,6 +363,7 @@ class Executor:
         # Launched even while stopping: the job is claimed, and `stop` waits for held slots
         # before it hands running jobs back.
         self._served[held.organization_id] = next(self._claims)
+        self._started_held.add(held.claim.job_id)
         return self._launch(replace(held.claim, handed=held.handed))
 
     def _release_held(self, held: HeldSlot) -> None:
@@ -550,8 +552,12 @@ class Executor:
                 if len(self._succeeded) > SUCCEEDED_REMEMBERED:
                     self._succeeded.popitem(last=False)
             self._slot_freed.set()
-            if self._backlog:  # a slot is free for a job known to wait (others: next poll)
+            # A slot is free: claim at once. Not after a job of a held slot when no job is
+            # known to wait (a burst of waiting requests would each cost a look for due
+            # jobs); the next poll finds any that others submitted.
+            if claim.job_id not in self._started_held or self._backlog:
                 self.wake()
+            self._started_held.discard(claim.job_id)
         return status
 
     @asynccontextmanager

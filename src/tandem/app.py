@@ -94,12 +94,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.job_executor is JobExecutor.procrastinate
             else dispatch
         )
-        app.state.job_control = JobControl(task_registry(), submit_dispatch)
         # Jobs that services submit deep inside a request or a job are dispatched alike.
         bind_dispatch(app.state.sessionmaker, submit_dispatch)
         resources = TaskResources(settings)
         app.state.agent_models = resources.mapping["agent_models"]  # streamed runs
         executor = _embedded_executor(settings, app, dispatch, resources)
+        app.state.job_control = JobControl(task_registry(), submit_dispatch, executor)
         app.state.metrics_refreshers = [
             partial(count_jobs_by_status, app.state.sessionmaker, job_metrics)
         ]

@@ -1,6 +1,8 @@
 """The agents API (API.md "Agents"): runs go through real jobs on a database with real commits."""
 
+import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -9,10 +11,14 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from fastapi import FastAPI
+from sqlalchemy import select
 
+from tandem.agents.models import AgentRun
 from tandem.app import create_app
 from tandem.jobs import lifecycle
 from tandem.jobs.dispatch import InProcessDispatch
+from tandem.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from tandem.settings import Settings
 from tests.conftest import CommittedDatabase, LoginAs, running
 from tests.factories import make_user
@@ -41,8 +47,10 @@ def settings_for(db: CommittedDatabase, tmp_path: Path, **overrides: Any) -> Set
 
 
 @asynccontextmanager
-async def signed_in(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
-    async with running(create_app(settings)) as client:
+async def signed_in(
+    settings: Settings, app: FastAPI | None = None
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+    async with running(app or create_app(settings)) as client:
         body = {"email": "agent-user@example.com", "password": PASSWORD, "full_name": "A"}
         token = (await client.post("/api/v1/auth/register", json=body)).json()["access_token"]
         yield client, {"Authorization": f"Bearer {token}"}
@@ -351,3 +359,65 @@ async def test_runs_are_listed_by_status_and_agent_and_private_to_the_organizati
     hidden = await client.get(f"/api/v1/agents/runs/{run_id}", headers=stranger)
     assert hidden.status_code == 404
     assert hidden.json() == {"detail": f"Run {run_id} not found"}
+
+
+async def test_a_sync_run_with_a_free_slot_is_inserted_claimed_and_runs_in_this_process(
+    committed_db: CommittedDatabase, tmp_path: Path
+) -> None:
+    """Issue 14: the request's own transaction inserts the job already claimed by this
+    process's executor (running, leased, its attempt recorded), which runs it at once."""
+    settings = settings_for(committed_db, tmp_path)
+    app = create_app(settings)
+    async with signed_in(settings, app) as (client, headers):
+        executor = app.state.executor
+        response = await client.post(
+            "/api/v1/agents/run",
+            json={"agent_id": "summarizer", "input_text": ARTICLE},
+            headers=headers,
+        )
+        assert response.status_code == 200, response.text
+        run = response.json()
+        assert run["status"] == "completed"
+        async with committed_db.sessionmaker() as session:
+            job = await session.get_one(Job, uuid.UUID(run["job_id"]))
+            attempts = (
+                await session.scalars(select(JobAttempt).where(JobAttempt.job_id == job.id))
+            ).all()
+            stored = await session.get_one(AgentRun, uuid.UUID(run["run_id"]))
+    assert job.status is JobStatus.succeeded
+    assert (job.attempts, job.runs) == (1, 1)
+    # Never pending: started the instant it was due, by the request's transaction.
+    assert job.started_at == job.next_run_at == stored.started_at
+    assert [(a.number, a.worker, a.outcome) for a in attempts] == [
+        (1, executor.runner.worker, AttemptOutcome.succeeded)
+    ]
+    assert executor.free_slots == executor.concurrency
+
+
+async def test_a_sync_run_without_a_free_slot_is_claimed_as_usual(
+    committed_db: CommittedDatabase, tmp_path: Path
+) -> None:
+    settings = settings_for(committed_db, tmp_path, job_concurrency=1)
+    app = create_app(settings)
+    async with signed_in(settings, app) as (client, headers):
+        executor = app.state.executor
+        held = executor.hold_slot(None)  # the only slot
+        assert held is not None
+        assert executor.hold_slot(None) is None
+        posted = asyncio.create_task(
+            client.post(
+                "/api/v1/agents/run",
+                json={"agent_id": "summarizer", "input_text": ARTICLE},
+                headers=headers,
+            )
+        )
+        await asyncio.sleep(0.3)
+        assert not posted.done(), "the run waits for a slot"
+        held.release()
+        response = await posted
+        assert response.status_code == 200, response.text
+        async with committed_db.sessionmaker() as session:
+            job = await session.get_one(Job, uuid.UUID(response.json()["job_id"]))
+    assert job.status is JobStatus.succeeded
+    assert job.started_at is not None
+    assert job.started_at > job.next_run_at  # claimed after it was due, not at submit

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from tandem.errors import Invalid
 from tandem.identity.principal import Principal
 from tandem.identity.projects import get_project
 from tandem.identity.scopes import Scope
+from tandem.jobs.executor import HeldSlot
 from tandem.jobs.registry import TaskContext, task
 from tandem.jobs.service import JobControl, submit_job
 from tandem.pagination import PageParams, paginate
@@ -37,6 +39,17 @@ WAIT_POLL_SECONDS = 0.25
 _finished_here: dict[uuid.UUID, asyncio.Future[dict[str, Any]]] = {}
 
 
+@dataclass(frozen=True)
+class StartedRun:
+    """A run inserted already started, with its job claimed by this process: what its task
+    would otherwise read back when it starts it (`TaskContext.handed`)."""
+
+    agent_id: str
+    input_text: str
+    parameters: dict[str, Any]
+    started_at: datetime
+
+
 async def submit_run(
     session: AsyncSession,
     jobs: JobControl,
@@ -45,9 +58,12 @@ async def submit_run(
     *,
     max_input_chars: int,
     job_run_at: datetime | None = None,
+    held: HeldSlot | None = None,
 ) -> AgentRun:
     """Records the run and submits its job (due at `job_run_at`, default now), in the
-    caller's transaction."""
+    caller's transaction. With `held` (a slot of this process's executor) the job is
+    inserted claimed for it and the run started (`held.claim` set): the caller starts the
+    job there once the transaction has committed."""
     agent_id, input_text, parameters = request.agent_id, request.input_text, request.parameters
     project_id = request.project_id
     spec = registry.get(agent_id)  # 404 for an unknown agent
@@ -60,6 +76,7 @@ async def submit_run(
     if project_id is not None:
         await get_project(session, principal, project_id)
     run = AgentRun(
+        id=uuid.uuid4(),
         organization_id=principal.organization_id,
         user_id=principal.user_id,
         principal_kind=principal.kind.value,
@@ -73,8 +90,7 @@ async def submit_run(
         output_tokens=0,
         requests=0,
     )
-    session.add(run)
-    await session.flush()
+    # The job first, so that the run's row is inserted once, with its job.
     job, _ = await submit_job(
         session,
         jobs,
@@ -85,8 +101,14 @@ async def submit_run(
         # The model endpoint is retried inside the run; a job retry is for a worker that died.
         max_attempts=2,
         run_at=job_run_at,
+        held=held,
     )
     run.job_id = job.id
+    if held is not None and held.claim is not None:
+        assert job.started_at is not None
+        run.status, run.started_at = RunStatus.running, job.started_at
+        held.handed = StartedRun(agent_id, input_text, parameters, job.started_at)
+    session.add(run)
     await session.flush()
     return run
 
@@ -109,17 +131,44 @@ async def run_or_defer(
     submitted it has committed, and the request must wait for the run before it can end. The
     commit happens after every check (a refused run writes nothing); the request's own
     commit at its end then has nothing left to write.
+
+    A waiting request whose process runs jobs and has a slot free for the organization
+    holds that slot: its transaction inserts the job already claimed, and once committed the
+    job starts here at once, as one of the executor's jobs (leases, cancellation, shutdown
+    and retries as for any claim). Otherwise an executor claims the job as usual.
     """
-    run = await submit_run(session, jobs, principal, request, max_input_chars=max_input_chars)
     if wait_seconds is None:
+        run = await submit_run(session, jobs, principal, request, max_input_chars=max_input_chars)
         await session.commit()
         return run, False
+    executor = jobs.executor
+    held = executor.hold_slot(principal.organization_id) if executor is not None else None
+    try:
+        run = await submit_run(
+            session, jobs, principal, request, max_input_chars=max_input_chars, held=held
+        )
+    except BaseException:
+        if held is not None:
+            held.release()
+        raise
     # Before the commit: from then on an executor may finish the run at any moment.
     finished = _finished_here[run.id] = asyncio.get_running_loop().create_future()
     try:
-        await session.commit()
+        try:
+            await session.commit()
+        except asyncio.CancelledError:
+            # Committed or not, starting it is safe: its task changes nothing unless its
+            # claim holds the job's row.
+            if held is not None:
+                held.start()
+            raise
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+        running_here = held.start() if held is not None else None
         async with asyncio.timeout(wait_seconds):
-            return await until_finished(sessionmaker, run, finished), True
+            return await until_finished(sessionmaker, run, finished, running_here), True
     except TimeoutError:
         return await load_run(sessionmaker, run.id), False
     finally:
@@ -136,9 +185,14 @@ async def until_finished(
     sessionmaker: async_sessionmaker[AsyncSession],
     run: AgentRun,
     finished: asyncio.Future[dict[str, Any]],
+    running_here: "asyncio.Task[Any] | None" = None,
 ) -> AgentRun:
     """Waits for the run's job to finish it (the caller bounds the wait): `finished` carries
-    the columns written by a finish in this process; otherwise the row is polled."""
+    the columns written by a finish in this process; otherwise the row is polled. With
+    `running_here` (the job's task in this process's executor) there is nothing to poll
+    until that task has ended without finishing the run (handed back, lease lost)."""
+    if running_here is not None:
+        await asyncio.wait([finished, running_here], return_when=asyncio.FIRST_COMPLETED)
     while True:
         with contextlib.suppress(TimeoutError):
             values = await asyncio.wait_for(asyncio.shield(finished), WAIT_POLL_SECONDS)
@@ -210,6 +264,26 @@ async def _revive_run(session: AsyncSession, job_id: uuid.UUID, payload: dict[st
     )
 
 
+async def _start_run(
+    sessionmaker: async_sessionmaker[AsyncSession], run_id: uuid.UUID
+) -> StartedRun | None:
+    """Marks the run running; None if it has finished already."""
+    started_at = utcnow()
+    async with sessionmaker() as session, session.begin():
+        started = await session.execute(
+            update(AgentRun)
+            .where(
+                AgentRun.id == run_id, AgentRun.status.in_([RunStatus.queued, RunStatus.running])
+            )
+            .values(status=RunStatus.running, started_at=started_at, updated_at=started_at)
+            .returning(AgentRun.agent_id, AgentRun.input_text, AgentRun.parameters)
+        )
+        row = started.one_or_none()
+    if row is None:
+        return None
+    return StartedRun(row.agent_id, row.input_text, row.parameters, started_at)
+
+
 @task(
     RUN_TASK,
     description="Runs an agent for a recorded agent run (`run_id`).",
@@ -221,19 +295,12 @@ async def _revive_run(session: AsyncSession, job_id: uuid.UUID, payload: dict[st
 async def execute_run(context: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Idempotent: a run already finished (a re-run after a crash) is not run again."""
     run_id = uuid.UUID(payload["run_id"])
-    started_at = utcnow()
-    async with context.sessionmaker() as session, session.begin():
-        started = await session.execute(
-            update(AgentRun)
-            .where(
-                AgentRun.id == run_id, AgentRun.status.in_([RunStatus.queued, RunStatus.running])
-            )
-            .values(status=RunStatus.running, started_at=started_at, updated_at=started_at)
-            .returning(AgentRun.agent_id, AgentRun.input_text, AgentRun.parameters)
-        )
-        row = started.one_or_none()
+    row: StartedRun | None = context.handed
+    if row is None:
+        row = await _start_run(context.sessionmaker, run_id)
     if row is None:
         return {"run_id": str(run_id), "status": "already finished"}
+    started_at = row.started_at
     models: AgentModels = context.resources["agent_models"]
     values: dict[str, Any]
     try:
@@ -253,7 +320,16 @@ async def execute_run(context: TaskContext, payload: dict[str, Any]) -> dict[str
         }
     finished_at = utcnow()
     values.update(started_at=started_at, finished_at=finished_at, updated_at=finished_at)
-    async with context.sessionmaker() as session, session.begin():
-        await session.execute(update(AgentRun).where(AgentRun.id == run_id).values(**values))
-    _hand_to_waiter(run_id, values)
+
+    async def record(session: AsyncSession) -> None:
+        await session.execute(
+            update(AgentRun)
+            .where(AgentRun.id == run_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        call_after_commit(session, lambda: _hand_to_waiter(run_id, values))
+
+    # With the job's success, in its transaction (group commit): one commit for both.
+    context.with_success.append(record)
     return {"run_id": str(run_id), "status": values["status"].value}

@@ -17,9 +17,9 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -31,7 +31,7 @@ from tandem.jobs import fairness, lifecycle
 from tandem.jobs.dispatch import Dispatch, InProcessDispatch
 from tandem.jobs.lifecycle import Claim
 from tandem.jobs.models import JobStatus
-from tandem.jobs.registry import TaskContext, TaskRegistry, UnknownTask
+from tandem.jobs.registry import SuccessWrite, TaskContext, TaskRegistry, UnknownTask
 from tandem.jobs.sizes import check_result_size
 from tandem.settings import Settings
 
@@ -75,12 +75,16 @@ class SuccessWriter:
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.sessionmaker = sessionmaker
-        self._queue: list[tuple[Claim, Any, asyncio.Future[JobStatus | None]]] = []
+        self._queue: list[
+            tuple[Claim, Any, Sequence[SuccessWrite], asyncio.Future[JobStatus | None]]
+        ] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def write(self, claim: Claim, result: Any) -> JobStatus | None:
+    async def write(
+        self, claim: Claim, result: Any, writes: Sequence[SuccessWrite] = ()
+    ) -> JobStatus | None:
         done: asyncio.Future[JobStatus | None] = asyncio.get_running_loop().create_future()
-        self._queue.append((claim, result, done))
+        self._queue.append((claim, result, writes, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain(), name="jobs-success-writer")
         return await asyncio.shield(done)
@@ -95,25 +99,30 @@ class SuccessWriter:
             batch, self._queue = self._queue, []
             try:
                 statuses = await lifecycle.record_successes(
-                    self.sessionmaker, [(claim, result) for claim, result, _ in batch]
+                    self.sessionmaker,
+                    [(claim, result, writes) for claim, result, writes, _ in batch],
                 )
             except Exception as exc:
-                for claim, result, done in batch:
+                for claim, result, writes, done in batch:
                     if database_unavailable(exc):  # retried already: one by one would too
                         if not done.done():
                             done.set_exception(exc)
                     else:
-                        await self._one(claim, result, done)
+                        await self._one(claim, result, writes, done)
                 continue
-            for (_, _, done), status in zip(batch, statuses, strict=True):
+            for (_, _, _, done), status in zip(batch, statuses, strict=True):
                 if not done.done():
                     done.set_result(status)
 
     async def _one(
-        self, claim: Claim, result: Any, done: "asyncio.Future[JobStatus | None]"
+        self,
+        claim: Claim,
+        result: Any,
+        writes: Sequence[SuccessWrite],
+        done: "asyncio.Future[JobStatus | None]",
     ) -> None:
         try:
-            status = await lifecycle.record_success(self.sessionmaker, claim, result)
+            status = await lifecycle.record_success(self.sessionmaker, claim, result, writes)
         except Exception as exc:
             if not done.done():
                 done.set_exception(exc)
@@ -136,43 +145,58 @@ class JobRunner:
     successes: SuccessWriter | None = None  # group commit; set by the embedded executor
 
     async def run(
-        self, claim: Claim, outside_slot: Any = contextlib.nullcontext
+        self,
+        claim: Claim,
+        outside_slot: Any = contextlib.nullcontext,
+        ran: Callable[[], None] | None = None,
     ) -> JobStatus | None:
         """Runs the task; its failure is a failed attempt. A success that cannot be recorded
         because the database stayed unreachable is not turned into a failure: the job stays
         `running` until its lease expires (the error is raised); one whose result cannot be
-        stored at all is a failed attempt."""
+        stored at all is a failed attempt. `ran` is called once the task's code has ended,
+        before its outcome is recorded."""
         started = time.perf_counter()
         try:
-            definition = self.registry.get(claim.task)
-            context = TaskContext(
-                job_id=claim.job_id,
-                attempt=claim.attempt,
-                run=claim.run,
-                sessionmaker=self.sessionmaker,
-                settings=self.settings,
-                resources=dict(self.resources),
-                max_attempts=claim.max_attempts,
-                organization_id=claim.organization_id,
-                outside_slot=outside_slot,
-            )
-            result = await definition.function(context, claim.payload)
-            check_result_size(result, self.settings.job_max_result_bytes)
+            try:
+                result, writes = await self._call(claim, outside_slot)
+            finally:
+                if ran is not None:
+                    ran()
         except UnknownTask:
             status = await self._failed(claim, f"Unknown task '{claim.task}'")
         except Exception as exc:  # any failure of task code is one failed attempt
             log.info("Job %s attempt %s failed: %r", claim.job_id, claim.attempt, exc)
             status = await self._failed(claim, f"{type(exc).__name__}: {exc}")
         else:
-            status = await self._succeeded(claim, result)
+            status = await self._succeeded(claim, result, writes)
         self._observe(claim, status, time.perf_counter() - started)
         return status
 
-    async def _succeeded(self, claim: Claim, result: Any) -> JobStatus | None:
+    async def _call(self, claim: Claim, outside_slot: Any) -> tuple[Any, list[SuccessWrite]]:
+        definition = self.registry.get(claim.task)
+        context = TaskContext(
+            job_id=claim.job_id,
+            attempt=claim.attempt,
+            run=claim.run,
+            sessionmaker=self.sessionmaker,
+            settings=self.settings,
+            resources=dict(self.resources),
+            max_attempts=claim.max_attempts,
+            organization_id=claim.organization_id,
+            outside_slot=outside_slot,
+            handed=claim.handed,
+        )
+        result = await definition.function(context, claim.payload)
+        check_result_size(result, self.settings.job_max_result_bytes)
+        return result, context.with_success
+
+    async def _succeeded(
+        self, claim: Claim, result: Any, writes: Sequence[SuccessWrite]
+    ) -> JobStatus | None:
         try:
             if self.successes is not None:
-                return await self.successes.write(claim, result)
-            return await lifecycle.record_success(self.sessionmaker, claim, result)
+                return await self.successes.write(claim, result, writes)
+            return await lifecycle.record_success(self.sessionmaker, claim, result, writes)
         except Exception as exc:
             if database_unavailable(exc):
                 raise
@@ -203,6 +227,29 @@ class _Running:
     stop_reason: StopReason | None = None
 
 
+@dataclass(eq=False)
+class HeldSlot:
+    """A slot of an embedded executor, held for one job that its submitter inserts already
+    claimed (`lifecycle.claimed_at_submit`) in its own transaction: `start` once that has
+    committed, `release` if it did not. Either frees the hold; the second call does nothing."""
+
+    executor: "Executor"
+    organization_id: fairness.Tenant
+    worker: str
+    lease: float
+    claim: Claim | None = None  # set by the submitter, with the job's row
+    handed: Any = None  # what the task gets in memory (`TaskContext.handed`)
+    settled: bool = False
+
+    def start(self) -> "asyncio.Task[JobStatus | None] | None":
+        """The job runs here now (as if claimed by the executor); None if it was never
+        inserted claimed."""
+        return self.executor._start_held(self)
+
+    def release(self) -> None:
+        self.executor._release_held(self)
+
+
 class Executor:
     def __init__(
         self,
@@ -229,7 +276,15 @@ class Executor:
         self.poll = settings.job_poll_seconds
         self._running: dict[uuid.UUID, _Running] = {}
         self._outside: set[uuid.UUID] = set()  # running, but waiting outside the slots
+        self._recording: set[uuid.UUID] = set()  # their task ended; the outcome is written
+        self._started_held: set[uuid.UUID] = set()  # running in a held slot (`hold_slot`)
         self._reserved = 0  # slots a claim in flight may fill
+        # Slots held for jobs being submitted already claimed, by organization (`hold_slot`).
+        self._held: collections.Counter[fairness.Tenant] = collections.Counter()
+        self._held_settled = asyncio.Event()
+        # Jobs may be due that no claim has taken yet: one was submitted in this process, or
+        # seen due, or the last claim filled every free slot. A held slot would jump them.
+        self._backlog = False
         self._served: dict[fairness.Tenant, int] = {}  # organization -> claim number
         # The last jobs that succeeded here (final: no retry can bring them back).
         self._succeeded: collections.OrderedDict[uuid.UUID, None] = collections.OrderedDict()
@@ -251,10 +306,69 @@ class Executor:
 
     @property
     def free_slots(self) -> int:
-        return self.concurrency - len(self._running) + len(self._outside) - self._reserved
+        return (
+            self.concurrency
+            - len(self._running)
+            + len(self._outside)
+            - self._reserved
+            - self._held.total()
+        )
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _submitted(self) -> None:
+        """A job was submitted in this process (dispatch): it is due for a claim."""
+        self._backlog = True
+        self.wake()
+
+    def hold_slot(self, organization_id: fairness.Tenant) -> HeldSlot | None:
+        """A free slot for a job of `organization_id` that its submitter will insert already
+        claimed and start here, or None: no slot is free, the organization is at its cap in
+        this process, jobs may be waiting for a claim (they come first), a cap across
+        processes applies (only a claim's count in the database can check it), or the
+        executor is stopping. The submitter then submits the job as usual."""
+        if (
+            self._stopping
+            or self._backlog
+            or self.caps.total is not None
+            # A job whose outcome is being written (group commit) has ended its task: its
+            # slot and its place under the cap are as good as free.
+            or self.free_slots + len(self._recording) <= 0
+            or self._running_by_organization(but_recording=True)[organization_id]
+            >= self.caps.per_process
+        ):
+            return None
+        self._held[organization_id] += 1
+        self._held_settled.clear()
+        return HeldSlot(self, organization_id, self.runner.worker, self.lease)
+
+    def _unhold(self, held: HeldSlot) -> bool:
+        if held.settled:
+            return False
+        held.settled = True
+        self._held[held.organization_id] -= 1
+        if self._held[held.organization_id] <= 0:
+            del self._held[held.organization_id]
+        if not self._held:
+            self._held_settled.set()
+        return True
+
+    def _start_held(self, held: HeldSlot) -> "asyncio.Task[JobStatus | None] | None":
+        if not self._unhold(held):
+            return None
+        if held.claim is None:  # the submitter found its job already there (idempotency)
+            self._slot_freed.set()
+            return None
+        # Launched even while stopping: the job is claimed, and `stop` waits for held slots
+        # before it hands running jobs back.
+        self._served[held.organization_id] = next(self._claims)
+        self._started_held.add(held.claim.job_id)
+        return self._launch(replace(held.claim, handed=held.handed))
+
+    def _release_held(self, held: HeldSlot) -> None:
+        if self._unhold(held):
+            self._slot_freed.set()
 
     def stop_job(self, job_id: uuid.UUID) -> None:
         """A cancellation was requested for `job_id` (committed): if it runs here, stop it
@@ -266,7 +380,7 @@ class Executor:
 
     def start(self) -> None:
         if self.dispatch is not None:
-            self.dispatch.subscribe(self.wake, self.stop_job)
+            self.dispatch.subscribe(self._submitted, self.stop_job)
         self._tasks = [
             asyncio.create_task(self._heartbeat_loop(), name="jobs-heartbeat"),
             asyncio.create_task(self._reaper_loop(), name="jobs-reaper"),
@@ -280,10 +394,12 @@ class Executor:
         self._stopping = True
         self._slot_freed.set()
         if self.dispatch is not None:
-            self.dispatch.unsubscribe(self.wake, self.stop_job)
+            self.dispatch.unsubscribe(self._submitted, self.stop_job)
         self.wake()
         async with self._claiming:  # a claim in flight has launched its jobs
             pass
+        while self._held:  # so have the submitters that hold slots
+            await self._held_settled.wait()
         grace = self.lease / 2 if grace_seconds is None else grace_seconds
         running = [entry.task for entry in self._running.values()]
         if running:
@@ -328,15 +444,20 @@ class Executor:
             for claim in claims:
                 self._served[claim.organization_id] = next(self._claims)
                 self._launch(claim)
+            # A claim that left slots free took every job it could: none waits behind them.
+            self._backlog = len(claims) >= free
             self._dry_until = time.monotonic() + self.poll if len(claims) < free else 0.0
             return claims
 
-    def _running_by_organization(self) -> collections.Counter[fairness.Tenant]:
-        return collections.Counter(
+    def _running_by_organization(
+        self, *, but_recording: bool = False
+    ) -> collections.Counter[fairness.Tenant]:
+        running = collections.Counter(
             entry.claim.organization_id
             for job_id, entry in self._running.items()
-            if job_id not in self._outside
+            if job_id not in self._outside and not (but_recording and job_id in self._recording)
         )
+        return running + self._held
 
     async def _claim_loop(self) -> None:
         # The last claim found jobs, so more are probably due: claim again without the
@@ -346,7 +467,12 @@ class Executor:
             self._wake.clear()
             free = self.free_slots
             try:
-                if free > 0 and (backlog or await lifecycle.has_due_jobs(self.runner.sessionmaker)):
+                if free > 0 and (
+                    backlog
+                    or self._backlog
+                    or await lifecycle.has_due_jobs(self.runner.sessionmaker)
+                ):
+                    self._backlog = True
                     # Jobs whose successes are being written free their slots in a moment:
                     # one claim for them all keeps claims and group commits large.
                     if self.runner.successes is not None:
@@ -405,7 +531,11 @@ class Executor:
     async def _run(self, claim: Claim) -> JobStatus | None:
         status: JobStatus | None = None
         try:
-            status = await self.runner.run(claim, lambda: self._outside_slot(claim.job_id))
+            status = await self.runner.run(
+                claim,
+                lambda: self._outside_slot(claim.job_id),
+                lambda: self._recording.add(claim.job_id),
+            )
         except asyncio.CancelledError:
             status = await self._stopped(claim)
         except Exception:
@@ -415,13 +545,19 @@ class Executor:
         finally:
             self._running.pop(claim.job_id, None)
             self._outside.discard(claim.job_id)
+            self._recording.discard(claim.job_id)
             self._dry_until = 0.0  # its organization may be under its cap again
             if status is JobStatus.succeeded:
                 self._succeeded[claim.job_id] = None
                 if len(self._succeeded) > SUCCEEDED_REMEMBERED:
                     self._succeeded.popitem(last=False)
             self._slot_freed.set()
-            self.wake()  # a slot is free
+            # A slot is free: claim at once. Not after a job of a held slot when no job is
+            # known to wait (a burst of waiting requests would each cost a look for due
+            # jobs); the next poll finds any that others submitted.
+            if claim.job_id not in self._started_held or self._backlog:
+                self.wake()
+            self._started_held.discard(claim.job_id)
         return status
 
     @asynccontextmanager

@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -42,6 +42,7 @@ from tandem.jobs import fairness, states
 from tandem.jobs.dispatch import Dispatch
 from tandem.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from tandem.jobs.notify import notify_finished
+from tandem.jobs.registry import SuccessWrite
 from tandem.jobs.registry import registry as task_registry
 from tandem.retry import RetryPolicy
 from tandem.webhooks.service import emit_all, job_event
@@ -77,6 +78,9 @@ class Claim:
     run: int
     max_attempts: int
     organization_id: fairness.Tenant = None
+    # What the task gets in memory (`TaskContext.handed`): only for a job its submitter
+    # inserted already claimed and started in its own process (`claimed_at_submit`).
+    handed: Any = field(default=None, compare=False, repr=False)
 
 
 async def retrying_outage(operation: Callable[[], Awaitable[T]], what: str) -> T:
@@ -148,6 +152,33 @@ async def _start(
         Claim(r.id, token, r.task, r.payload, r.attempts, r.runs, r.max_attempts, r.organization_id)
         for r in rows
     ]
+
+
+def claimed_at_submit(
+    session: AsyncSession, job: Job, worker: str, lease: float, now: datetime
+) -> Claim:
+    """Makes the job about to be inserted (`job`, not yet in the session) one that `worker`
+    has claimed, and adds its attempt: what `claim_due` writes, in the submitter's own
+    transaction, so no claim's transaction and no wake-up stand between submit and start.
+    The caller holds a slot for it (`Executor.hold_slot`) and starts it once committed."""
+    token = uuid.uuid4()
+    job.status = JobStatus.running
+    job.attempts = job.runs = 1
+    job.lease_owner = worker
+    job.lease_token = token
+    job.lease_expires_at = now + timedelta(seconds=lease)
+    job.started_at = job.updated_at = now
+    session.add(
+        JobAttempt(
+            id=uuid.uuid4(),
+            job_id=job.id,
+            number=1,
+            worker=worker,
+            outcome=AttemptOutcome.running,
+            started_at=now,
+        )
+    )
+    return Claim(job.id, token, job.task, job.payload, 1, 1, job.max_attempts, job.organization_id)
 
 
 async def has_due_jobs(sessionmaker: Sessionmaker, now: datetime | None = None) -> bool:
@@ -300,6 +331,7 @@ async def _finish(
     result: Any = None,
     retry_base_seconds: float | None = None,
     dispatch: Dispatch | None = None,
+    writes: Sequence[SuccessWrite] = (),
 ) -> JobStatus | None:
     """Applies `decide` to the job if this claim still holds it; returns the new status.
     Retried through a short outage (a repeat after a lost acknowledgement finds the job
@@ -322,6 +354,8 @@ async def _finish(
                 job.last_error = error[:MAX_ERROR_LENGTH]
             if after.status is JobStatus.succeeded:
                 job.result, job.last_error = result, None
+                for write in writes:
+                    await write(session)
             if after.status in states.FINISHED:
                 job.finished_at = now
             if after.status is JobStatus.pending:
@@ -364,22 +398,23 @@ _ATTEMPTS = cast(Table, JobAttempt.__table__)
 
 
 async def record_successes(
-    sessionmaker: Sessionmaker, finished: Sequence[tuple[Claim, Any]]
+    sessionmaker: Sessionmaker, finished: Sequence[tuple[Claim, Any, Sequence[SuccessWrite]]]
 ) -> list[JobStatus | None]:
     """Several successes in one transaction (group commit): under load the executor's runners
     finish together, and one commit, one locking read and two multi-row updates for all of
     them cost about what one job's do. Written in Core: this is the executor's hot path.
-    Retried through a short outage."""
+    Each success's own writes (`TaskContext.with_success`) are made in it, for the jobs
+    still held. Retried through a short outage."""
     return await retrying_outage(
         lambda: _record_successes(sessionmaker, finished), f"recording {len(finished)} successes"
     )
 
 
 async def _record_successes(
-    sessionmaker: Sessionmaker, finished: Sequence[tuple[Claim, Any]]
+    sessionmaker: Sessionmaker, finished: Sequence[tuple[Claim, Any, Sequence[SuccessWrite]]]
 ) -> list[JobStatus | None]:
     async with sessionmaker() as session, session.begin():
-        claims = [claim for claim, _ in finished]
+        claims = [claim for claim, _, _ in finished]
         held = {
             row.id: row
             for row in await session.execute(
@@ -389,7 +424,11 @@ async def _record_successes(
             )
         }
         now = utcnow()
-        mine = [(claim, result) for claim, result in finished if claim.job_id in held]
+        mine = [(claim, result) for claim, result, _ in finished if claim.job_id in held]
+        for claim, _, writes in finished:
+            if claim.job_id in held:
+                for write in writes:
+                    await write(session)
         if mine:
             connection = await session.connection()
             await connection.execute(
@@ -435,9 +474,14 @@ async def _record_successes(
     return [JobStatus.succeeded if claim.job_id in held else None for claim in claims]
 
 
-async def record_success(sessionmaker: Sessionmaker, claim: Claim, result: Any) -> JobStatus | None:
+async def record_success(
+    sessionmaker: Sessionmaker,
+    claim: Claim,
+    result: Any,
+    writes: Sequence[SuccessWrite] = (),
+) -> JobStatus | None:
     return await _finish(
-        sessionmaker, claim, states.succeed, AttemptOutcome.succeeded, result=result
+        sessionmaker, claim, states.succeed, AttemptOutcome.succeeded, result=result, writes=writes
     )
 
 

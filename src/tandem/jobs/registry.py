@@ -31,6 +31,14 @@ class TaskContext:
     # `async with context.outside_slot():` around a long wait for something else (the solver):
     # meanwhile the job does not count against its executor's job slots.
     outside_slot: Callable[[], AbstractAsyncContextManager[None]] = contextlib.nullcontext
+    # What the submitter handed the task in memory when it inserted the job already claimed
+    # and started it in its own process (see `Executor.hold_slot`); None on every other run
+    # (a retry, a claim, another process), where the task reads what it needs.
+    handed: Any = None
+    # Writes the task's success brings with it (its domain row's outcome), made in the
+    # transaction that records the success, and only if that records it: they commit
+    # together, or neither does (the claim was lost, the job runs again).
+    with_success: "list[SuccessWrite]" = field(default_factory=list)
 
     @property
     def last_attempt(self) -> bool:
@@ -38,6 +46,7 @@ class TaskContext:
         return self.attempt >= self.max_attempts
 
 
+SuccessWrite = Callable[[AsyncSession], Awaitable[None]]
 TaskFunction = Callable[[TaskContext, dict[str, Any]], Awaitable[Any]]
 # Called with (session, job id, payload) in the transaction that takes a dead or cancelled
 # job back to pending: what the job works for (a review thread, a schedule) was given up with

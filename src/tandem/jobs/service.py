@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -14,7 +14,7 @@ from tandem.db import READ_ONLY, compare_and_set, utcnow
 from tandem.errors import Conflict, Invalid
 from tandem.identity.principal import Principal
 from tandem.identity.scopes import Scope
-from tandem.jobs import states
+from tandem.jobs import lifecycle, states
 from tandem.jobs.dispatch import Dispatch
 from tandem.jobs.models import Job, JobAttempt, JobStatus
 from tandem.jobs.notify import notify_submitted
@@ -22,6 +22,9 @@ from tandem.jobs.registry import TaskDefinition, TaskRegistry, UnknownTask
 from tandem.jobs.sizes import check_payload_size
 from tandem.pagination import PageParams, paginate
 from tandem.tenancy import owned
+
+if TYPE_CHECKING:
+    from tandem.jobs.executor import Executor, HeldSlot
 
 # A job an executor is claiming or finishing changes under a cancel at most this often.
 CANCEL_TRIES = 3
@@ -34,6 +37,9 @@ class JobControl:
 
     registry: TaskRegistry
     dispatch: Dispatch
+    # This process's embedded executor (None: jobs run elsewhere): a submitter that waits for
+    # its job may hold one of its slots and submit the job already claimed (`hold_slot`).
+    executor: "Executor | None" = None
 
 
 async def submit_job(
@@ -50,13 +56,17 @@ async def submit_job(
     run_at: datetime | None = None,
     public_only: bool = False,
     max_payload_bytes: int | None = None,
+    held: "HeldSlot | None" = None,
 ) -> tuple[Job, bool]:
     """Adds the job to the caller's transaction: it becomes runnable when that commits.
 
     Returns the job and whether it is new; the same idempotency key in the same organization
     returns the first job instead (also when two requests race with it). `public_only`
     (submissions by name, from the API) refuses internal tasks as if they did not exist;
-    `max_payload_bytes` bounds the payload as JSON (422 beyond).
+    `max_payload_bytes` bounds the payload as JSON (422 beyond). With `held` (a slot of
+    this process's executor), a new job due now without an idempotency key is inserted
+    already claimed for that slot instead of pending (`held.claim`; the caller starts it
+    once the transaction commits).
     """
     try:
         definition = jobs.registry.get(task)
@@ -76,7 +86,9 @@ async def submit_job(
         existing = await _by_idempotency_key(session, organization_id, idempotency_key)
         if existing is not None:
             return existing, False
+    now = utcnow()
     job = Job(
+        id=uuid.uuid4(),
         organization_id=organization_id,
         submitted_by_id=submitted_by_id,
         task=task,
@@ -85,11 +97,14 @@ async def submit_job(
         attempts=0,
         runs=0,
         max_attempts=max_attempts,
-        next_run_at=run_at or utcnow(),
+        next_run_at=run_at or now,
         notify=notify,
         idempotency_key=idempotency_key,
     )
-    if idempotency_key is None:  # nothing unique to collide on: no savepoint needed
+    if held is not None and idempotency_key is None and job.next_run_at <= now:
+        held.claim = lifecycle.claimed_at_submit(session, job, held.worker, held.lease, now)
+    if idempotency_key is None:
+        # Nothing unique but the new id to conflict with: no savepoint around the insert.
         session.add(job)
         await session.flush()
     else:
@@ -101,7 +116,8 @@ async def submit_job(
             if existing is None:
                 raise
             return existing, False
-    await jobs.dispatch.enqueue(session, job.id, job.next_run_at)
+    if held is None or held.claim is None:
+        await jobs.dispatch.enqueue(session, job.id, job.next_run_at)
     await notify_submitted(session, job)
     return job, True
 

@@ -45,11 +45,20 @@ PageParamsDep = Annotated[PageParams, Depends(page_params)]
 async def paginate(
     session: AsyncSession, query: Select[RowT], params: PageParams
 ) -> tuple[Sequence[RowT], int]:
-    """One page of `query` (which must be ordered) and the total count of its rows."""
-    total_query: Select[Any] = select(func.count()).select_from(query.order_by(None).subquery())
-    total = (await session.execute(total_query)).scalar_one()
-    rows = (await session.scalars(query.limit(params.limit).offset(params.offset))).all()
-    return rows, total
+    """One page of `query` (which must be ordered) and the total count of its rows, in one
+    statement (the count alone only for a page past the end: see `columns_page`)."""
+    count = _count_of(query)
+    page = query.add_columns(count.scalar_subquery()).limit(params.limit).offset(params.offset)
+    rows = (await session.execute(page)).all()
+    if rows:
+        return [row[0] for row in rows], rows[0][1]
+    if params.offset == 0:
+        return [], 0
+    return [], (await session.execute(count)).scalar_one()
+
+
+def _count_of(query: ColumnsSelect) -> Select[int]:
+    return select(func.count()).select_from(query.order_by(None).subquery())
 
 
 # --- pages of plain columns, for the hot read routes ------------------------------------------
@@ -63,14 +72,14 @@ class ColumnsPage:
     `count` reads the total alone, for a page past the end (no row to carry it)."""
 
     rows: ColumnsSelect
-    count: ColumnsSelect
+    count: Select[int]
 
 
 def columns_page(query: ColumnsSelect) -> ColumnsPage:
     """The `ColumnsPage` of `query`, an ordered select of columns (its other parameters bound
     by name with `bindparam`). The count is an uncorrelated scalar subquery: PostgreSQL and
     SQLite evaluate it once per statement, not once per row."""
-    count = select(func.count()).select_from(query.order_by(None).subquery())
+    count = _count_of(query)
     rows = (
         query.add_columns(count.scalar_subquery().label("page_total"))
         .limit(bindparam("page_limit", type_=Integer))

@@ -1,15 +1,18 @@
 """The jobs API (API.md "Jobs") on both databases; execution is in test_jobs_execution.py."""
 
 import uuid
+from datetime import datetime
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tandem.db import utcnow
 from tandem.identity.models import User
 from tandem.identity.scopes import Role
-from tandem.jobs.models import JobStatus
+from tandem.jobs.models import AttemptOutcome, JobAttempt, JobStatus
 from tandem.notifications.models import OutboxMessage
 from tests.conftest import LoginAs
 from tests.factories import JobFactory, make_user
@@ -149,6 +152,85 @@ async def test_detail_has_the_attempt_history(
     assert detail.status_code == 200
     assert detail.json()["attempt_history"] == []
     assert detail.json()["cancel_requested"] is False
+
+
+async def test_detail_lists_every_attempt_in_order(
+    client: httpx.AsyncClient, login_as: LoginAs, member: User, db_session: AsyncSession
+) -> None:
+    job = await JobFactory.create_async(
+        organization_id=member.organization_id,
+        status=JobStatus.running,
+        attempts=2,
+        runs=2,
+        payload={"n": 1},
+        result=None,
+        last_error="RuntimeError: first",
+        cancel_requested=True,
+    )
+    started = utcnow()
+    db_session.add_all(
+        [
+            JobAttempt(
+                job_id=job.id,
+                number=2,
+                worker="w-2",
+                outcome=AttemptOutcome.running,
+                started_at=started,
+            ),
+            JobAttempt(
+                job_id=job.id,
+                number=1,
+                worker="w-1",
+                outcome=AttemptOutcome.failed,
+                started_at=started,
+                finished_at=started,
+                error="RuntimeError: first",
+            ),
+        ]
+    )
+    await db_session.flush()
+    response = await client.get(f"/api/v1/jobs/{job.id}", headers=await login_as(member))
+    assert response.status_code == 200
+    detail = response.json()
+    assert set(detail) == JOB_FIELDS | {"cancel_requested", "attempt_history"}
+    assert (detail["id"], detail["status"], detail["payload"], detail["cancel_requested"]) == (
+        str(job.id),
+        "running",
+        {"n": 1},
+        True,
+    )
+    history = detail["attempt_history"]
+    assert [(a["attempt"], a["outcome"], a["worker"], a["error"]) for a in history] == [
+        (1, "failed", "w-1", "RuntimeError: first"),
+        (2, "running", "w-2", None),
+    ]
+    assert set(history[0]) == {"attempt", "started_at", "finished_at", "error", "outcome", "worker"}
+    assert datetime.fromisoformat(history[0]["finished_at"]) == started
+    assert datetime.fromisoformat(history[1]["started_at"]) == started
+    assert history[1]["finished_at"] is None
+
+
+async def test_list_pages_newest_first_with_the_total(
+    client: httpx.AsyncClient, login_as: LoginAs, member: User
+) -> None:
+    headers = await login_as(member)
+    ids = [(await submit(client, headers, payload={"i": i})).json()["id"] for i in range(3)]
+    await JobFactory.create_async(organization_id=(await make_user()).organization_id)
+
+    async def page(query: str) -> Any:
+        response = await client.get(f"/api/v1/jobs?{query}", headers=headers)
+        assert response.status_code == 200
+        return response.json()
+
+    first = await page("limit=2")
+    assert [j["id"] for j in first["items"]] == [ids[2], ids[1]]
+    assert first["count"] == 3
+    assert set(first["items"][0]) == JOB_FIELDS
+    second = await page("limit=2&offset=2")
+    assert [j["id"] for j in second["items"]] == [ids[0]]
+    assert second["count"] == 3
+    assert await page("limit=2&offset=3") == {"items": [], "count": 3}
+    assert await page("offset=1000") == {"items": [], "count": 3}
 
 
 async def test_cancel_pending_then_cancel_again_is_409(

@@ -124,6 +124,21 @@ async def test_list_get_and_update_within_the_organization(
     assert (patched.json()["full_name"], patched.json()["role"]) == ("New Name", "coordinator")
 
 
+async def test_pages_of_users_carry_the_total_past_the_last_page(
+    client: httpx.AsyncClient, login_as: LoginAs, admin: User
+) -> None:
+    colleague = await make_user(organization_id=admin.organization_id)
+    await make_user()  # another organization: never counted
+    headers = await login_as(admin)
+
+    second = (await client.get("/api/v1/users?limit=1&offset=1", headers=headers)).json()
+    assert [u["id"] for u in second["items"]] == [str(colleague.id)]
+    assert second["count"] == 2
+    for query in ("offset=2", "limit=1&offset=5"):
+        past = await client.get(f"/api/v1/users?{query}", headers=headers)
+        assert past.json() == {"items": [], "count": 2}
+
+
 async def test_deactivating_a_user_locks_them_out(
     client: httpx.AsyncClient, login_as: LoginAs, admin: User
 ) -> None:

@@ -313,8 +313,8 @@ async def confirm_password_reset(body: PasswordResetConfirmIn, session: SessionD
 
 @router.get("/users/me", tags=["users"])
 async def me(principal: CurrentPrincipal, session: SessionDep) -> MeOut:
-    user = await service.get_user(session, principal, principal.user_id)
-    return MeOut(**UserOut.model_validate(user).model_dump(), scopes=sorted(principal.scopes))
+    user = await service.get_user_row(session, principal, principal.user_id)
+    return MeOut.model_validate({**user._mapping, "scopes": sorted(principal.scopes)})
 
 
 @router.post(
@@ -334,7 +334,7 @@ async def list_users(
 
 @router.get("/users/{user_id}", tags=["users"], responses=error_responses(404))
 async def get_user(user_id: uuid.UUID, principal: UsersAdmin, session: SessionDep) -> UserOut:
-    return UserOut.model_validate(await service.get_user(session, principal, user_id))
+    return UserOut.model_validate(await service.get_user_row(session, principal, user_id))
 
 
 @router.patch("/users/{user_id}", tags=["users"], responses=error_responses(404, 409))

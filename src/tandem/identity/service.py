@@ -22,9 +22,9 @@ from tandem.identity.schemas import UserCreateIn, UserUpdateIn
 from tandem.identity.scopes import Role, scopes_for
 from tandem.identity.security import hash_password
 from tandem.notifications.service import enqueue_email
-from tandem.pagination import PageParams, paginate
+from tandem.pagination import ColumnsRow, PageParams, paginate
 from tandem.settings import EmailVerification, RegistrationPolicy, Settings
-from tandem.tenancy import owned
+from tandem.tenancy import owned, owned_columns, owned_row
 
 EMAIL_TAKEN = "Email already registered"
 LAST_ADMIN = "An organization needs at least one active admin; promote another user first"
@@ -162,6 +162,28 @@ async def current_organization(session: AsyncSession, principal: Principal) -> O
 
 async def get_user(session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> User:
     return await owned(session, principal, User, user_id, "User")
+
+
+# The fields of UserOut, read as plain columns by the API's reads of one user.
+_USER_OUT = owned_columns(
+    User,
+    "User",
+    User.id,
+    User.email,
+    User.full_name,
+    User.role,
+    User.organization_id,
+    User.is_active,
+    User.created_at,
+)
+
+
+async def get_user_row(
+    session: AsyncSession, principal: Principal, user_id: uuid.UUID
+) -> ColumnsRow:
+    """`get_user` as a row of the fields UserOut shows (the same 404 for another
+    organization's user)."""
+    return await owned_row(await session.connection(), principal, _USER_OUT, user_id)
 
 
 def may_give(principal: Principal, role: Role) -> None:

@@ -24,6 +24,8 @@ router = APIRouter(
 
 JobsReader = Annotated[Principal, Depends(require_scopes(Scope.jobs_read))]
 JobsWriter = Annotated[Principal, Depends(require_scopes(Scope.jobs_write))]
+# Validates the rows of a page (plain columns, read as attributes) in one pass.
+JobsPage = Page[JobOut]
 
 
 async def _detail(session: AsyncSession, job: Job) -> JobDetailOut:
@@ -81,9 +83,11 @@ async def list_jobs(
         Query(alias="status", description="pending, running, succeeded, dead or cancelled"),
     ] = None,
     task: Annotated[str | None, Query(max_length=100)] = None,
-) -> Page[JobOut]:
-    jobs, count = await service.list_jobs(session, principal, page, status=status_filter, task=task)
-    return Page(items=[JobOut.model_validate(j) for j in jobs], count=count)
+) -> JobsPage:
+    rows, count = await service.list_job_rows(
+        session, principal, page, status=status_filter, task=task
+    )
+    return JobsPage.model_validate({"items": rows, "count": count})
 
 
 @router.get("/tasks")
@@ -94,8 +98,8 @@ async def list_tasks(principal: JobsReader, jobs: JobControlDep) -> Page[TaskOut
 
 @router.get("/{job_id}", responses=error_responses(404))
 async def get_job(job_id: uuid.UUID, principal: JobsReader, session: SessionDep) -> JobDetailOut:
-    job = await service.get_job(session, principal, job_id)
-    return await _detail(session, job)
+    job, attempts = await service.job_detail(session, principal, job_id)
+    return JobDetailOut.model_validate({**job._mapping, "attempt_history": attempts})
 
 
 @router.post("/{job_id}/retry", responses=error_responses(404, 409))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,8 +20,15 @@ from tandem.jobs.models import Job, JobAttempt, JobStatus
 from tandem.jobs.notify import notify_submitted
 from tandem.jobs.registry import TaskDefinition, TaskRegistry, UnknownTask
 from tandem.jobs.sizes import check_payload_size
-from tandem.pagination import PageParams, paginate
-from tandem.tenancy import owned
+from tandem.pagination import (
+    ColumnsPage,
+    ColumnsRow,
+    PageParams,
+    columns_page,
+    paginate,
+    paginate_columns,
+)
+from tandem.tenancy import owned, owned_columns, owned_row
 
 if TYPE_CHECKING:
     from tandem.jobs.executor import Executor, HeldSlot
@@ -134,12 +141,85 @@ async def get_job(session: AsyncSession, principal: Principal, job_id: uuid.UUID
     return await owned(session, principal, Job, job_id, "Job")
 
 
+# The API's reads (GET /jobs, GET /jobs/{id}) as plain columns, their statements built once:
+# the fields of JobOut, JobDetailOut and AttemptOut, under the names those models read.
+JOB_COLUMNS = (
+    Job.id,
+    Job.task,
+    Job.status,
+    Job.attempts,
+    Job.max_attempts,
+    Job.payload,
+    Job.result,
+    Job.last_error,
+    Job.created_at,
+    Job.updated_at,
+    Job.next_run_at,
+)
+_JOB_DETAIL = owned_columns(Job, "Job", *JOB_COLUMNS, Job.cancel_requested)
+_ATTEMPTS = (
+    select(
+        JobAttempt.number,
+        JobAttempt.started_at,
+        JobAttempt.finished_at,
+        JobAttempt.error,
+        JobAttempt.outcome,
+        JobAttempt.worker,
+    )
+    .where(JobAttempt.job_id == bindparam("job_id"))
+    .order_by(JobAttempt.number)
+)
+
+
+async def job_detail(
+    session: AsyncSession, principal: Principal, job_id: uuid.UUID
+) -> tuple[ColumnsRow, Sequence[ColumnsRow]]:
+    """The job (`JOB_COLUMNS` and `cancel_requested`; 404 unless it is of the principal's
+    organization) and its attempts, oldest first, as rows. Two statements: joined, the
+    job's payload and result would come back once per attempt."""
+    connection = await session.connection()
+    job = await owned_row(connection, principal, _JOB_DETAIL, job_id)
+    attempts = (await connection.execute(_ATTEMPTS, {"job_id": job_id})).all()
+    return job, attempts
+
+
 async def attempt_history(session: AsyncSession, job_id: uuid.UUID) -> Sequence[JobAttempt]:
     return (
         await session.scalars(
             select(JobAttempt).where(JobAttempt.job_id == job_id).order_by(JobAttempt.number)
         )
     ).all()
+
+
+def _jobs_page(*, by_status: bool, by_task: bool) -> ColumnsPage:
+    query = select(*JOB_COLUMNS).where(Job.organization_id == bindparam("organization_id"))
+    if by_status:
+        query = query.where(Job.status == bindparam("status"))
+    if by_task:
+        query = query.where(Job.task == bindparam("task"))
+    return columns_page(query.order_by(Job.created_at.desc(), Job.id))
+
+
+# One statement for each combination of filters.
+_JOBS_PAGES = {
+    (by_status, by_task): _jobs_page(by_status=by_status, by_task=by_task)
+    for by_status in (False, True)
+    for by_task in (False, True)
+}
+
+
+async def list_job_rows(
+    session: AsyncSession,
+    principal: Principal,
+    params: PageParams,
+    *,
+    status: JobStatus | None = None,
+    task: str | None = None,
+) -> tuple[Sequence[ColumnsRow], int]:
+    """`list_jobs` as rows of `JOB_COLUMNS`, for the API."""
+    page = _JOBS_PAGES[status is not None, task is not None]
+    values = {"organization_id": principal.organization_id, "status": status, "task": task}
+    return await paginate_columns(session, page, params, values)
 
 
 async def list_jobs(

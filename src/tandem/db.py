@@ -200,77 +200,13 @@ class InlineSqliteConnection(aiosqlite.Connection):
         return fn(*args, **kwargs)
 
 
-class LockHolderSqliteConnection(aiosqlite.Connection):
-    """An aiosqlite connection for writes that hands a call to aiosqlite's thread only when
-    SQLite would make it wait.
-
-    aiosqlite runs every sqlite3 call in a thread of the connection's own; each hand-over
-    and back costs ~0.1 ms, and far more under load, when the loop's thread waits for the GIL
-    (InlineSqliteConnection). A write transaction here is BEGIN IMMEDIATE, statements, COMMIT:
-    - BEGIN IMMEDIATE is first tried at once with no busy timeout; only when another
-      connection holds the write lock does it go to the thread, to wait for it there (up to
-      the busy timeout) while the loop serves other requests.
-    - From then to COMMIT or ROLLBACK this connection holds the lock, so no statement can
-      wait for another connection: they run at once, COMMIT included. (A COMMIT that fills
-      the WAL past its threshold also checkpoints it, a few milliseconds of I/O every few
-      hundred transactions.)
-    - Outside such a transaction (a DEFERRED read on this engine) a statement keeps the
-      thread: its first write would wait for the lock. Cursors, fetches and ROLLBACK never
-      wait.
-    """
-
-    def __init__(self, connector: Callable[[], sqlite3.Connection]) -> None:
-        super().__init__(connector, iter_chunk_size=64)
-        self._holds_write_lock = False
-
-    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if not self._running or not self._connection:
-            raise ValueError("Connection closed")
-        name = getattr(fn, "__name__", None)
-        statement = name in ("execute", "executemany", "executescript")
-        if name in ("commit", "rollback"):
-            held, self._holds_write_lock = self._holds_write_lock, False
-            if name == "commit" and not held:
-                return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
-        elif statement and not self._holds_write_lock:
-            if not str(args[0]).startswith("BEGIN IMMEDIATE"):
-                return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
-            try:
-                result = self._begin_at_once(fn, *args, **kwargs)
-            except _WouldWait:
-                result = await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
-            self._holds_write_lock = True
-            return result
-        return fn(*args, **kwargs)
-
-    def _begin_at_once(self, begin: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """BEGIN IMMEDIATE without waiting, or _WouldWait if another connection holds the
-        write lock."""
-        connection = self._connection
-        assert connection is not None
-        connection.execute("PRAGMA busy_timeout=0")
-        try:
-            return begin(*args, **kwargs)
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
-                raise _WouldWait from exc
-            raise
-        finally:
-            connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-
-
-class _WouldWait(Exception):
-    pass
-
-
 def _sqlite_connector(
-    database_url: str,
-    connection_class: type[InlineSqliteConnection] | type[LockHolderSqliteConnection],
+    database_url: str, connection_class: type[InlineSqliteConnection]
 ) -> Callable[[], Awaitable[aiosqlite.Connection]]:
     path = make_url(database_url).database or ""
 
     async def connect() -> aiosqlite.Connection:
-        # Not checking the thread: both classes call sqlite3 from the loop's thread too.
+        # Not checking the thread: sqlite3 is called from the loop's thread.
         return await connection_class(lambda: sqlite3.connect(path, check_same_thread=False))
 
     return connect
@@ -300,15 +236,9 @@ def create_engine(
                 echo=echo,
                 hide_parameters=True,
                 async_creator=_sqlite_connector(database_url, InlineSqliteConnection),
+                # The rollback on return stays: a SELECT whose rows were not all read keeps
+                # its snapshot open even in autocommit, and the next request would read it.
                 isolation_level="AUTOCOMMIT",
-                pool_reset_on_return=None,  # autocommit: no transaction to roll back
-            )
-        elif not in_memory:
-            engine = create_async_engine(
-                database_url,
-                echo=echo,
-                hide_parameters=True,
-                async_creator=_sqlite_connector(database_url, LockHolderSqliteConnection),
             )
         else:
             engine = create_async_engine(database_url, echo=echo, hide_parameters=True)

@@ -149,3 +149,38 @@ def test_in_line_orders_the_organizations_with_room_as_share_serves_them() -> No
     # d is at its total cap; b and c run nothing (b never served, c served), then a.
     assert in_line_now == [b, c, a]
     assert in_line(oldest, 1, Caps(3), running_total=running_total, running_here={}) == [c]
+
+
+@pytest.mark.anyio
+async def test_the_fair_limiter_says_a_slot_waits_only_once_it_is_in_line() -> None:
+    """`on_wait` runs after the waiter joined the line: whoever learns of the wait from it
+    (a schedule's `waiting` phase) sees a line that already holds the waiter."""
+    limiter = FairLimiter(capacity=1, per_key=1)
+    seen_in_line: list[bool] = []
+
+    async def note_wait() -> None:
+        seen_in_line.append(limiter.would_wait("a") and len(limiter._waiters) == 1)
+
+    async with limiter.slot("a", on_wait=note_wait):
+        assert seen_in_line == [], "a granted slot never waited"
+        with anyio.move_on_after(0.01):
+            async with limiter.slot("b", on_wait=note_wait):
+                pytest.fail("the slot is held")
+    assert seen_in_line == [True]
+    assert limiter.holders("b") == 0
+    assert not limiter._waiters, "the given-up wait left the line"
+
+
+@pytest.mark.anyio
+async def test_the_fair_limiter_leaves_the_line_when_announcing_the_wait_fails() -> None:
+    limiter = FairLimiter(capacity=1, per_key=1)
+
+    async def broken() -> None:
+        raise RuntimeError("database gone")
+
+    async with limiter.slot("a"):
+        with pytest.raises(RuntimeError):
+            async with limiter.slot("b", on_wait=broken):
+                pytest.fail("the wait failed")
+    async with limiter.slot("b"):
+        assert limiter.holders("b") == 1

@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import uuid
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -127,12 +127,18 @@ class FairLimiter:
         return sum(self._holders.values()) < self.capacity and self._holders[key] < self.per_key
 
     @asynccontextmanager
-    async def slot(self, key: Hashable) -> AsyncIterator[None]:
+    async def slot(
+        self, key: Hashable, *, on_wait: Callable[[], Awaitable[object]] | None = None
+    ) -> AsyncIterator[None]:
+        """Holds a slot for `key`. If it has to wait, `on_wait` runs once the waiter is in
+        line, so that what it announces ("waiting") is already true."""
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (next(self._order), key, granted)
         self._waiters.append(entry)
         self._grant()
         try:
+            if on_wait is not None and not granted.done():
+                await on_wait()
             await granted
         except BaseException:
             if entry in self._waiters:

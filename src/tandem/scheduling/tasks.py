@@ -333,15 +333,22 @@ async def generate_schedule(context: TaskContext, payload: dict[str, Any]) -> di
     try:
         async with contextlib.AsyncExitStack() as solving:
             if limiter.would_wait(organization_id):
-                await _set(
-                    context.sessionmaker,
-                    schedule_id,
-                    context.job_id,
-                    progress={"phase": "waiting"},
-                )
+
+                async def announce_wait() -> None:
+                    # Only once the job is in the solver's line: a reader who sees `waiting`
+                    # knows which solves come before this one.
+                    await _set(
+                        context.sessionmaker,
+                        schedule_id,
+                        context.job_id,
+                        progress={"phase": "waiting"},
+                    )
+
                 # Waiting for the solver holds no job slot: other jobs run meanwhile.
                 async with context.outside_slot():
-                    await solving.enter_async_context(limiter.slot(organization_id))
+                    await solving.enter_async_context(
+                        limiter.slot(organization_id, on_wait=announce_wait)
+                    )
             else:
                 await solving.enter_async_context(limiter.slot(organization_id))
             await _set(

@@ -2,11 +2,14 @@
 
 import asyncio
 import fcntl
+import gc
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, Annotated, Any
 
 import typer
 import uvicorn
@@ -134,7 +137,11 @@ def serve(
     # default would believe it from any client on 127.0.0.1.
     if workers == 1:
         uvicorn.run(
-            create_app(settings), host=host, port=port, log_config=None, proxy_headers=False
+            frozen_after_startup(create_app(settings)),
+            host=host,
+            port=port,
+            log_config=None,
+            proxy_headers=False,
         )
         return
     # Each process builds its app from the environment (`serve_process_app`); what the
@@ -150,6 +157,30 @@ def serve(
         log_config=None,
         proxy_headers=False,
     )
+
+
+def freeze_startup_heap() -> None:
+    """Moves every object alive once the process is set up (modules, the app, its models:
+    ~390,000 objects) out of the garbage collector's sight. A full collection walks them all,
+    ~200 ms on a slow core, during which no request is served: under load that was every
+    request's p99. They live as long as the process, so collecting them would find nothing.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def frozen_after_startup(api: FastAPI) -> FastAPI:
+    """`api`, whose heap is frozen once its lifespan has started everything up."""
+    started_by = api.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        async with started_by(app) as state:
+            freeze_startup_heap()
+            yield state
+
+    api.router.lifespan_context = lifespan
+    return api
 
 
 EXECUTOR_LOCK_SUFFIX = ".executor-lock"
@@ -188,7 +219,7 @@ def serve_process_app() -> FastAPI:
         runs_jobs = _holds_executor_lock(settings)
         settings = settings.model_copy(update={"worker_enabled": runs_jobs})
         log.info("Process %s %s jobs", os.getpid(), "runs" if runs_jobs else "does not run")
-    return create_app(settings)
+    return frozen_after_startup(create_app(settings))
 
 
 async def run_worker(
@@ -266,6 +297,7 @@ def worker(
         metrics = JobMetrics(registry)
         start_http_server(metrics_port, addr=metrics_host, registry=registry)
         log.info("Metrics on http://%s:%s/metrics", metrics_host, metrics_port)
+    freeze_startup_heap()
     asyncio.run(run_worker(settings, concurrency, metrics))
 
 

@@ -1,13 +1,17 @@
 """`tandem migrate` and the schema check `tandem serve` runs before it starts."""
 
+import gc
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from tandem import __version__
-from tandem.cli import app
+from tandem.app import create_app
+from tandem.cli import app, frozen_after_startup
+from tandem.settings import Settings
 
 runner = CliRunner()
 
@@ -57,3 +61,26 @@ def test_unreachable_database_is_a_clear_error(
     result = runner.invoke(app, ["migrate"])
     assert result.exit_code == 1
     assert "cannot reach the database" in result.output
+
+
+@pytest.mark.anyio
+async def test_the_served_app_freezes_its_startup_heap_once_started(tmp_path: Path) -> None:
+    """A full garbage collection over the ~390,000 objects every process holds from startup
+    on stalled every request for ~200 ms under load: `tandem serve` and `tandem worker` take
+    them out of the collector's sight once started."""
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'frozen.db'}",
+        data_dir=tmp_path,
+        worker_enabled=False,
+    )
+    api = frozen_after_startup(create_app(settings))
+    frozen_before = gc.get_freeze_count()
+    try:
+        async with api.router.lifespan_context(api):
+            assert api.state.engine is not None, "the app's own startup ran"
+            assert gc.get_freeze_count() > frozen_before
+            transport = httpx.ASGITransport(app=api)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                assert (await client.get("/health")).status_code == 200
+    finally:
+        gc.unfreeze()  # the test process goes on creating and dropping apps

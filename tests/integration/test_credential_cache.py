@@ -111,3 +111,52 @@ async def test_nothing_is_served_from_the_cache_while_redis_does_not_answer() ->
         assert cache.get("key", stamp, datetime.now(UTC)) is None
     finally:
         cache.close()
+
+
+async def test_users_me_shows_a_changed_name_and_role_at_the_next_request(
+    client: httpx.AsyncClient, login_as: LoginAs, db_session: AsyncSession
+) -> None:
+    """/users/me answers from the principal: the change must reach it like a revocation."""
+    admin = await make_user(Role.admin, full_name="Ada Admin")
+    headers = await login_as(admin)
+    await _served_repeatedly(client, "/api/v1/users/me", headers)
+
+    renamed = await client.patch(
+        f"/api/v1/users/{admin.id}", json={"full_name": "Ada Lovelace"}, headers=headers
+    )
+    assert renamed.status_code == 200, renamed.text
+    assert (await client.get("/api/v1/users/me", headers=headers)).json()["full_name"] == (
+        "Ada Lovelace"
+    )
+
+    await db_session.execute(
+        update(User).where(User.id == admin.id).values(role=Role.member.value, email="a@x.org")
+    )
+    me = (await client.get("/api/v1/users/me", headers=headers)).json()
+    assert (me["role"], me["email"]) == ("member", "a@x.org")
+    assert "users:admin" not in me["scopes"]
+
+
+async def test_users_me_with_an_api_key_is_the_keys_creator(
+    client: httpx.AsyncClient, login_as: LoginAs
+) -> None:
+    user = await make_user(full_name="Key Maker")
+    created = await client.post(
+        "/api/v1/api-keys",
+        json={"name": "ci", "scopes": ["jobs:read"]},
+        headers=await login_as(user),
+    )
+    key = {"X-API-Key": created.json()["key"]}
+    for _ in range(2):
+        me = await client.get("/api/v1/users/me", headers=key)
+        assert me.status_code == 200, me.text
+        assert me.json() == {
+            "id": str(user.id),
+            "email": user.email,
+            "full_name": "Key Maker",
+            "role": "member",
+            "organization_id": str(user.organization_id),
+            "is_active": True,
+            "created_at": me.json()["created_at"],
+            "scopes": ["jobs:read"],
+        }

@@ -5,7 +5,7 @@ async def run(principal: Annotated[Principal, Depends(require_scopes(Scope.agent
 """
 
 import uuid
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -49,6 +49,17 @@ class PrincipalKind(StrEnum):
 
 
 @dataclass(frozen=True)
+class Account:
+    """The user behind a principal as /users/me shows it, read with the credential: the
+    cache that keeps the principal drops it when the user's row changes."""
+
+    email: str
+    full_name: str
+    role: Role
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class Principal:
     kind: PrincipalKind
     id: uuid.UUID  # the user's id, or the API key's
@@ -62,6 +73,8 @@ class Principal:
     narrowed: bool = False
     # Registered itself and has not yet followed the link mailed to its address.
     verification_pending: bool = False
+    # Resolved from a credential on a request; None where made otherwise (a job's user).
+    account: Account | None = None
 
     def has(self, scope: Scope) -> bool:
         return scope in self.scopes
@@ -98,8 +111,9 @@ _LOGIN_COLUMNS = (
     LoginSession.revoked_at,
     User.verification_pending,
 )
+_ACCOUNT_COLUMNS = (User.email, User.full_name, User.role, User.created_at)
 _ACCESS_TOKEN_QUERY = (
-    select(*_LOGIN_COLUMNS)
+    select(*_LOGIN_COLUMNS, *_ACCOUNT_COLUMNS)
     .join(LoginSession, LoginSession.user_id == User.id)
     .where(User.id == bindparam("user_id"), LoginSession.id == bindparam("login_id"))
 )
@@ -113,6 +127,7 @@ _API_KEY_QUERY = (
         User.id,
         User.role,
         User.is_active,
+        *_ACCOUNT_COLUMNS,
     )
     .join(User, User.id == ApiKey.created_by_id)
     .where(ApiKey.key_hash == bindparam("key_hash"))
@@ -146,6 +161,7 @@ async def principal_from_access_token(
         raise Unauthorized("Invalid access token", headers=BEARER_CHALLENGE)
     user_id, organization_id, role, is_active, login_id, login_created_at, revoked_at = row[:7]
     verification_pending = row[7]
+    account = _account(row[8:])
     if not is_active or organization_id != claims.organization_id:
         raise Unauthorized("User is inactive or no longer exists", headers=BEARER_CHALLENGE)
     if revoked_at is not None:
@@ -164,7 +180,14 @@ async def principal_from_access_token(
         login_ends_at=ends_at,
         narrowed=scopes != scopes_for(Role(role)),
         verification_pending=verification_pending,
+        account=account,
     )
+
+
+def _account(columns: Sequence[Any]) -> Account:
+    """The Account from a row's `_ACCOUNT_COLUMNS`."""
+    email, full_name, role, created_at = columns
+    return Account(email=email, full_name=full_name, role=Role(role), created_at=created_at)
 
 
 async def principal_from_api_key(
@@ -175,7 +198,7 @@ async def principal_from_api_key(
     row = (await connection.execute(_API_KEY_QUERY, {"key_hash": key_hash})).one_or_none()
     if row is None:
         raise Unauthorized("Invalid API key")
-    key_id, organization_id, granted, revoked_at, expires_at, user_id, role, is_active = row
+    key_id, organization_id, granted, revoked_at, expires_at, user_id, role, is_active = row[:8]
     if revoked_at is not None:
         raise Unauthorized("API key revoked")
     if expires_at is not None and expires_at <= datetime.now(UTC):
@@ -188,6 +211,7 @@ async def principal_from_api_key(
         user_id=user_id,
         organization_id=organization_id,
         scopes=effective_scopes(granted, role),
+        account=_account(row[8:]),
     )
     return principal, expires_at
 

@@ -312,9 +312,20 @@ async def confirm_password_reset(body: PasswordResetConfirmIn, session: SessionD
 
 
 @router.get("/users/me", tags=["users"])
-async def me(principal: CurrentPrincipal, session: SessionDep) -> MeOut:
-    user = await service.get_user_row(session, principal, principal.user_id)
-    return MeOut.model_validate({**user._mapping, "scopes": sorted(principal.scopes)})
+async def me(principal: CurrentPrincipal) -> MeOut:
+    # Read with the credential, so kept with it between requests (credential_cache.py).
+    account = principal.account
+    assert account is not None, "a request's principal is resolved from its credential"
+    return MeOut(
+        id=principal.user_id,
+        email=account.email,
+        full_name=account.full_name,
+        role=account.role,
+        organization_id=principal.organization_id,
+        is_active=True,  # an inactive user's credential is refused
+        created_at=account.created_at,
+        scopes=sorted(principal.scopes),
+    )
 
 
 @router.post(

@@ -16,7 +16,12 @@ hit leaves the window and one unit of budget comes back. Over the limit: 429 wit
 Budgets: a request may draw on several (agent calls per user and per organization; login per
 address and e-mail and per address): `hit_all` takes from all or none, and the headers are
 those of the budget with least left. A hit may cost more than one unit (content drafts).
-Failed logins are counted with `check` before and `record` after the attempt.
+Failed logins are counted with `check` before and `record` after the attempt. On Redis,
+`hit_all` is one Lua script (`HIT_ALL_SCRIPT`) over the lists `limits` keeps: one round trip
+whatever the number of budgets, and all-or-none holds against every other process too
+(`limits` offers one budget per call: testing each, then hitting each and reading its window
+took six round trips for two budgets, and a budget refused between another's test and hit
+left that one charged).
 
 Redis down: fail open to a per-process memory budget. Rate limits protect capacity and slow
 brute force; they are not an authorisation boundary, so an outage of Redis must not take
@@ -37,9 +42,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import coredis
+import coredis.exceptions
+from coredis.commands import Script
 from fastapi import Request, Response
 from limits import RateLimitItem
 from limits import parse as parse_limit
@@ -59,6 +66,45 @@ REDIS_RETRY_SECONDS = 5.0
 REDIS_SCHEMES = ("redis://", "rediss://")
 
 T = TypeVar("T")
+
+# KEYS: each budget's list in `limits`' moving-window layout (the newest hit first, one
+# timestamp per unit, kept to `limit` entries). ARGV: now, cost, then limit and window
+# seconds per key. Returns {0, count, oldest, count, oldest, ...} once every budget is charged,
+# or {i, count, oldest} for the first budget i with fewer than `cost` left (nothing charged).
+# Timestamps go back as strings: Redis would truncate a Lua number to an integer.
+HIT_ALL_SCRIPT = """
+local now, cost = tonumber(ARGV[1]), tonumber(ARGV[2])
+local function budget(i) return tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i]) end
+local function window(key, limit, expiry)
+  local low, high, last = 0, limit - 1, nil
+  while low <= high do
+    local middle = math.floor((low + high) / 2)
+    local hit = tonumber(redis.call('lindex', key, middle))
+    if hit and hit >= now - expiry then last = middle; low = middle + 1 else high = middle - 1 end
+  end
+  if last == nil then return 0, tostring(now) end
+  return last + 1, redis.call('lindex', key, last)
+end
+for i, key in ipairs(KEYS) do
+  local limit, expiry = budget(i)
+  local blocking = cost <= limit and redis.call('lindex', key, limit - cost)
+  if cost > limit or (blocking and tonumber(blocking) >= now - expiry) then
+    local count, oldest = window(key, limit, expiry)
+    return {i, count, oldest}
+  end
+end
+local result = {0}
+for i, key in ipairs(KEYS) do
+  local limit, expiry = budget(i)
+  for _ = 1, cost do redis.call('lpush', key, ARGV[1]) end
+  redis.call('ltrim', key, 0, limit - 1)
+  redis.call('expire', key, expiry)
+  local count, oldest = window(key, limit, expiry)
+  table.insert(result, count)
+  table.insert(result, oldest)
+end
+return result
+"""
 
 
 @functools.cache
@@ -110,6 +156,13 @@ async def _state(
     return RateLimitState(item.amount, stats.remaining, stats.reset_time)
 
 
+def _window_state(item: RateLimitItem, count: Any, oldest: Any) -> RateLimitState:
+    """A budget's state from its window as `HIT_ALL_SCRIPT` reads it: how many units are in
+    it, and when the oldest of them came in (it leaves the window one period later)."""
+    reset_at = float(oldest) + item.get_expiry()
+    return RateLimitState(item.amount, max(0, item.amount - int(count)), reset_at)
+
+
 def _refusal(item: RateLimitItem, state: RateLimitState) -> RateLimited:
     retry = state.retry_after()
     unit = "second" if retry == 1 else "seconds"
@@ -154,6 +207,8 @@ class RateLimiter:
         self._memory = MovingWindowRateLimiter(_MemoryStorage())
         self._redis: MovingWindowRateLimiter | None = None
         self._pool: coredis.ConnectionPool | None = None
+        self._hit_all_script: Script[str] | None = None
+        self._key_prefix = key_prefix
         self._redis_retry_at = 0.0
         if storage_uri.startswith(REDIS_SCHEMES):
             # Our own pool, so that close() can disconnect it and the timeouts are ours.
@@ -170,6 +225,8 @@ class RateLimiter:
                 connection_pool=self._pool,  # type: ignore[arg-type]
             )
             self._redis = MovingWindowRateLimiter(storage)
+            client = coredis.Redis(connection_pool=self._pool, decode_responses=True)
+            self._hit_all_script = client.register_script(HIT_ALL_SCRIPT)
         elif not storage_uri.startswith("memory://"):
             raise ValueError(
                 f"Unsupported rate-limit storage {storage_uri.split('://')[0]!r}: "
@@ -192,6 +249,8 @@ class RateLimiter:
         items = [(parse(budget.limit), budget) for budget in budgets]
 
         async def consume(strategy: MovingWindowRateLimiter) -> _Outcome:
+            if strategy is self._redis:
+                return await self._hit_all_on_redis(items, cost)
             # Test all first, so that one budget over its limit uses up none of the others
             # (one budget alone: its hit takes nothing when refused).
             for item, budget in items if len(items) > 1 else []:
@@ -211,6 +270,29 @@ class RateLimiter:
         if not outcome.allowed:
             raise _refusal(outcome.item, outcome.state)
         return outcome.state
+
+    async def _hit_all_on_redis(
+        self, items: Sequence[tuple[RateLimitItem, Budget]], cost: int
+    ) -> _Outcome:
+        assert self._hit_all_script is not None
+        keys = tuple(f"{self._key_prefix}:{item.key_for(b.scope, b.key)}" for item, b in items)
+        args: list[str | int] = [repr(time.time()), cost]
+        for item, _ in items:
+            args += [item.amount, item.get_expiry()]
+        try:
+            reply = await self._hit_all_script(keys=keys, args=tuple(args))
+        except coredis.exceptions.RedisError as exc:
+            raise StorageError(exc) from exc  # as limits' own calls report it
+        refused_by, *windows = cast(list[Any], reply)
+        if refused_by:
+            item, _ = items[int(refused_by) - 1]
+            return _Outcome(item, _window_state(item, *windows), allowed=False)
+        states = [
+            (item, _window_state(item, *windows[2 * i : 2 * i + 2]))
+            for i, (item, _) in enumerate(items)
+        ]
+        item, state = min(states, key=lambda pair: pair[1].remaining)
+        return _Outcome(item, state, allowed=True)
 
     async def check(self, budget: Budget) -> RateLimitState:
         """Raises RateLimited when `budget` has nothing left, consuming nothing either way:

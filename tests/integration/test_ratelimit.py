@@ -332,3 +332,32 @@ async def test_several_budgets_and_costs_on_redis(redis_url: str, redis_key_pref
     assert raised.value.headers["X-RateLimit-Limit"] == "60"
     assert raised.value.headers["X-RateLimit-Remaining"] == "10"
     assert (state.limit, state.remaining) == (100, 49)
+
+
+async def test_hit_all_on_redis_takes_from_every_budget_or_none_under_concurrency(
+    redis_url: str, redis_key_prefix: str
+) -> None:
+    """Fifty requests at once, from two processes' limiters, drawing on a small budget and a
+    large one: the large one is charged exactly for the requests let through, never for one
+    the small budget refused (a test-then-hit in several round trips charged all fifty)."""
+    limiters = [RateLimiter(redis_url, key_prefix=redis_key_prefix) for _ in range(2)]
+    small, large = Budget("5/hour", "agents", "user:u"), Budget("1000/hour", "agents", "org:o")
+    allowed: list[int] = []
+
+    async def request(limiter: RateLimiter) -> None:
+        try:
+            await limiter.hit_all([large, small])
+        except RateLimited:
+            return
+        allowed.append(1)
+
+    try:
+        async with anyio.create_task_group() as group:
+            for n in range(50):
+                group.start_soon(request, limiters[n % 2])
+        left = await limiters[0].hit_all([large])
+    finally:
+        for limiter in limiters:
+            await limiter.close()
+    assert len(allowed) == 5
+    assert left.remaining == 1000 - 5 - 1

@@ -50,6 +50,15 @@ def clean_environment(**overrides: str) -> dict[str, str]:
     return env
 
 
+# Budgets on Redis outlive a test: every run of the suite within the hour (a developer's,
+# then CI's) registers from 127.0.0.1 against the same "10/hour". Tests not about that limit
+# lift it.
+UNLIMITED_REGISTRATION = {
+    "TANDEM_RATE_LIMIT_REGISTER": "100000/hour",
+    "TANDEM_RATE_LIMIT_REGISTER_GLOBAL": "100000/hour",
+}
+
+
 @pytest.fixture
 def start_server(
     tmp_path: Path, free_tcp_port_factory: Callable[[], int]

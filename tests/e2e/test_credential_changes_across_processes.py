@@ -9,7 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import ServerProcess, clean_environment, wait_until_serving
+from tests.e2e.conftest import (
+    UNLIMITED_REGISTRATION,
+    ServerProcess,
+    clean_environment,
+    wait_until_serving,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -38,7 +43,10 @@ async def test_a_change_made_through_one_process_is_refused_by_the_other_at_once
     else:
         url = request.getfixturevalue("create_postgres_database")()
     env = clean_environment(
-        TANDEM_DATABASE_URL=url, TANDEM_REDIS_URL=redis_url, TANDEM_JWT_SECRET="s" * 48
+        TANDEM_DATABASE_URL=url,
+        TANDEM_REDIS_URL=redis_url,
+        TANDEM_JWT_SECRET="s" * 48,
+        **UNLIMITED_REGISTRATION,
     )
     first = start_server("--migrate", env=env)
     await wait_until_serving(first, wait_until)

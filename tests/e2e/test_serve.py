@@ -9,7 +9,12 @@ import httpx
 import pytest
 
 from tandem import __version__
-from tests.e2e.conftest import ServerProcess, clean_environment, wait_until_serving
+from tests.e2e.conftest import (
+    UNLIMITED_REGISTRATION,
+    ServerProcess,
+    clean_environment,
+    wait_until_serving,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -102,7 +107,9 @@ async def test_serve_with_two_processes_serves_one_port_and_runs_jobs(
 ) -> None:
     """`--workers 2`: two processes behind one port; a login made through one is honoured by
     the other; a job is run (on SQLite by the one process that holds the executor lock)."""
-    env = clean_environment(TANDEM_REDIS_URL=redis_url, TANDEM_JOB_POLL_SECONDS="0.1")
+    env = clean_environment(
+        TANDEM_REDIS_URL=redis_url, TANDEM_JOB_POLL_SECONDS="0.1", **UNLIMITED_REGISTRATION
+    )
     args = ["--workers", "2"]
     if backend == "postgresql":
         env["TANDEM_DATABASE_URL"] = request.getfixturevalue("create_postgres_database")()

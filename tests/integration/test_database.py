@@ -3,6 +3,7 @@
 import uuid
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -126,3 +127,31 @@ async def test_sqlite_runs_with_wal_foreign_keys_and_busy_timeout(tmp_path: Path
 async def test_client_fixture_serves_the_app(client: httpx.AsyncClient) -> None:
     response = await client.get("/health")
     assert response.json()["status"] == "healthy"
+
+
+async def test_sqlite_writers_of_one_process_get_the_write_lock_in_arrival_order(
+    tmp_path: Path,
+) -> None:
+    """Sixteen requests writing at once: they queue for the process's write connection and
+    write in the order they came, none of them sleeping in SQLite's busy handler and losing
+    its turn to a later one (which gave a p99 of ~1 s under load)."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'writers.db'}")
+    order: list[int] = []
+
+    async def write(n: int) -> None:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql(f"INSERT INTO writes VALUES ({n})")
+            order.append(n)
+
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("CREATE TABLE writes (n INTEGER)")
+        async with anyio.create_task_group() as group:
+            for n in range(16):
+                group.start_soon(write, n)
+        async with engine.connect() as connection:
+            written = (await connection.exec_driver_sql("SELECT n FROM writes")).scalars().all()
+    finally:
+        await engine.dispose()
+    assert order == list(range(16))
+    assert sorted(written) == list(range(16))

@@ -77,7 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.database_url, pool_size=settings.database_pool_size, read_only=True
         )
         app.state.read_sessionmaker = create_sessionmaker(read_engine)
-        app.state.readiness_checks = {"database": health.database_check(engine)}
+        # On the read engine: on SQLite the writing one is a single connection, and the
+        # probe must not queue behind the process's writers.
+        app.state.readiness_checks = {"database": health.database_check(read_engine)}
         # Across processes through Redis (`tandem serve --workers N` needs it): see
         # identity/credential_cache.py.
         shared_epoch = SharedEpoch(settings.redis_url) if settings.redis_url else None

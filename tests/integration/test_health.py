@@ -1,11 +1,14 @@
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tandem import __version__
 from tandem.app import create_app
+from tandem.health import READINESS_TIMEOUT_SECONDS
 from tandem.settings import Settings
 from tests.conftest import running
 
@@ -59,3 +62,24 @@ async def test_openapi_and_docs_are_served(app: FastAPI, client: httpx.AsyncClie
     docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+
+
+async def test_ready_answers_at_once_while_a_long_write_holds_sqlites_write_connection(
+    tmp_path: Path,
+) -> None:
+    """Readiness reads: it does not queue behind the process's writers (one connection on
+    SQLite), so a burst of writes never makes a load balancer drop the instance."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        data_dir=tmp_path,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'ready.db'}",
+        worker_enabled=False,
+    )
+    app = create_app(settings)
+    async with running(app) as client:
+        engine: AsyncEngine = app.state.engine
+        async with engine.connect() as writer:
+            await writer.exec_driver_sql("SELECT 1")  # the one write connection, taken
+            with anyio.fail_after(READINESS_TIMEOUT_SECONDS / 2):
+                response = await client.get("/health/ready")
+    assert response.json() == {"status": "ready", "checks": {"database": "ok"}}

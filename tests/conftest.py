@@ -34,6 +34,7 @@ from tandem.db import (
     READ_METHODS,
     create_engine,
     create_sessionmaker,
+    get_read_connection,
     get_session,
     transaction_scope,
 )
@@ -258,7 +259,18 @@ def override_session(app: FastAPI, connection: AsyncConnection) -> None:
                 if read_only:
                     await connection.exec_driver_sql("PRAGMA query_only=OFF")
 
+    async def connection_in_test_transaction(request: Request) -> AsyncIterator[AsyncConnection]:
+        read_only = sqlite and request.method in READ_METHODS
+        if read_only:
+            await connection.exec_driver_sql("PRAGMA query_only=ON")
+        try:
+            yield connection
+        finally:
+            if read_only:
+                await connection.exec_driver_sql("PRAGMA query_only=OFF")
+
     app.dependency_overrides[get_session] = session_in_test_transaction
+    app.dependency_overrides[get_read_connection] = connection_in_test_transaction
 
 
 @asynccontextmanager

@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         read_engine = create_engine(
             settings.database_url, pool_size=settings.database_pool_size, read_only=True
         )
+        app.state.read_engine = read_engine
         app.state.read_sessionmaker = create_sessionmaker(read_engine)
         # On the read engine: on SQLite the writing one is a single connection, and the
         # probe must not queue behind the process's writers.

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import Integer, Row, Select, bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 ItemT = TypeVar("ItemT")
 RowT = TypeVar("RowT")
@@ -89,15 +89,13 @@ def columns_page(query: ColumnsSelect) -> ColumnsPage:
 
 
 async def paginate_columns(
-    session: AsyncSession,
+    connection: AsyncConnection,
     page: ColumnsPage,
     params: PageParams,
     values: Mapping[str, Any],
 ) -> tuple[Sequence[ColumnsRow], int]:
     """One page of `page` with its parameters `values`, as rows (each also carrying the total
-    as `page_total`), and the total count. Core on the session's connection: plain columns
-    need none of the ORM's execute path, and nothing is flushed first (for reads)."""
-    connection = await session.connection()
+    as `page_total`), and the total count."""
     rows = (
         await connection.execute(
             page.rows, {**values, "page_limit": params.limit, "page_offset": params.offset}

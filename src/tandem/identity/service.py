@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tandem.audit import service as audit
 from tandem.audit.service import AuditAction
@@ -179,11 +179,11 @@ _USER_OUT = owned_columns(
 
 
 async def get_user_row(
-    session: AsyncSession, principal: Principal, user_id: uuid.UUID
+    connection: AsyncConnection, principal: Principal, user_id: uuid.UUID
 ) -> ColumnsRow:
     """`get_user` as a row of the fields UserOut shows (the same 404 for another
     organization's user)."""
-    return await owned_row(await session.connection(), principal, _USER_OUT, user_id)
+    return await owned_row(connection, principal, _USER_OUT, user_id)
 
 
 def may_give(principal: Principal, role: Role) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tandem.db import SessionDep
+from tandem.db import ReadConnectionDep, SessionDep
 from tandem.errors import error_responses
 from tandem.identity.principal import ApiRoute, Principal, require_scopes
 from tandem.identity.scopes import Scope
@@ -76,7 +76,7 @@ async def submit_job(
 @router.get("")
 async def list_jobs(
     principal: JobsReader,
-    session: SessionDep,
+    connection: ReadConnectionDep,
     page: PageParamsDep,
     status_filter: Annotated[
         JobStatus | None,
@@ -85,7 +85,7 @@ async def list_jobs(
     task: Annotated[str | None, Query(max_length=100)] = None,
 ) -> JobsPage:
     rows, count = await service.list_job_rows(
-        session, principal, page, status=status_filter, task=task
+        connection, principal, page, status=status_filter, task=task
     )
     return JobsPage.model_validate({"items": rows, "count": count})
 
@@ -97,8 +97,10 @@ async def list_tasks(principal: JobsReader, jobs: JobControlDep) -> Page[TaskOut
 
 
 @router.get("/{job_id}", responses=error_responses(404))
-async def get_job(job_id: uuid.UUID, principal: JobsReader, session: SessionDep) -> JobDetailOut:
-    job, attempts = await service.job_detail(session, principal, job_id)
+async def get_job(
+    job_id: uuid.UUID, principal: JobsReader, connection: ReadConnectionDep
+) -> JobDetailOut:
+    job, attempts = await service.job_detail(connection, principal, job_id)
     return JobDetailOut.model_validate({**job._mapping, "attempt_history": attempts})
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from tandem.db import READ_ONLY, compare_and_set, utcnow
 from tandem.errors import Conflict, Invalid
@@ -175,12 +175,11 @@ _ATTEMPTS = (
 
 
 async def job_detail(
-    session: AsyncSession, principal: Principal, job_id: uuid.UUID
+    connection: AsyncConnection, principal: Principal, job_id: uuid.UUID
 ) -> tuple[ColumnsRow, Sequence[ColumnsRow]]:
     """The job (`JOB_COLUMNS` and `cancel_requested`; 404 unless it is of the principal's
     organization) and its attempts, oldest first, as rows. Two statements: joined, the
     job's payload and result would come back once per attempt."""
-    connection = await session.connection()
     job = await owned_row(connection, principal, _JOB_DETAIL, job_id)
     attempts = (await connection.execute(_ATTEMPTS, {"job_id": job_id})).all()
     return job, attempts
@@ -212,7 +211,7 @@ _JOBS_PAGES = {
 
 
 async def list_job_rows(
-    session: AsyncSession,
+    connection: AsyncConnection,
     principal: Principal,
     params: PageParams,
     *,
@@ -222,7 +221,7 @@ async def list_job_rows(
     """`list_jobs` as rows of `JOB_COLUMNS`, for the API."""
     page = _JOBS_PAGES[status is not None, task is not None]
     values = {"organization_id": principal.organization_id, "status": status, "task": task}
-    return await paginate_columns(session, page, params, values)
+    return await paginate_columns(connection, page, params, values)
 
 
 async def list_jobs(

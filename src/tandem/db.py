@@ -237,6 +237,9 @@ def create_engine(
                 echo=echo,
                 hide_parameters=True,
                 async_creator=_sqlite_connector(database_url, InlineSqliteConnection),
+                # As many as PostgreSQL would keep: one opened past these is closed again on
+                # its return, and opening one costs more than the read it serves.
+                pool_size=pool_size,
                 # The rollback on return stays: a SELECT whose rows were not all read keeps
                 # its snapshot open even in autocommit, and the next request would read it.
                 isolation_level="AUTOCOMMIT",

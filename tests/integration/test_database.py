@@ -155,3 +155,15 @@ async def test_sqlite_writers_of_one_process_get_the_write_lock_in_arrival_order
         await engine.dispose()
     assert order == list(range(16))
     assert sorted(written) == list(range(16))
+
+
+async def test_the_sqlite_read_engine_keeps_the_configured_pool(tmp_path: Path) -> None:
+    """TANDEM_DATABASE_POOL_SIZE holds on SQLite's read engine too: with SQLAlchemy's default
+    of 5, a sixth concurrent read opened a connection and closed it again after one query."""
+    engine = create_engine(
+        f"sqlite+aiosqlite:///{tmp_path / 'pool.db'}", pool_size=12, read_only=True
+    )
+    try:
+        assert engine.pool.size() == 12  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()

@@ -54,10 +54,12 @@ class Job(IdMixin, TimestampMixin, Base):
             "organization_id",
             "next_run_at",
         ),
+        # An organization's jobs, newest first (jobs.service.NEWEST_FIRST): the API's list.
+        Index("ix_jobs_organization_id_created_at", "organization_id", "created_at", "id"),
     )
 
     organization_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+        ForeignKey("organizations.id", ondelete="CASCADE")
     )
     submitted_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")

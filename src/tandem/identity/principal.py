@@ -17,9 +17,9 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from tandem.db import get_session
+from tandem.db import get_read_connection
 from tandem.errors import Forbidden, Unauthorized
 from tandem.identity.credential_cache import CredentialCache
 from tandem.identity.models import ApiKey, LoginSession, RefreshToken, User
@@ -148,10 +148,8 @@ _REFRESH_TOKEN_QUERY = (
 
 
 async def principal_from_access_token(
-    session: AsyncSession, claims: AccessClaims, max_age: timedelta
+    connection: AsyncConnection, claims: AccessClaims, max_age: timedelta
 ) -> Principal:
-    # Core on the session's connection: plain columns need none of the ORM execute path.
-    connection = await session.connection()
     row = (
         await connection.execute(
             _ACCESS_TOKEN_QUERY, {"user_id": claims.user_id, "login_id": claims.session_id}
@@ -191,10 +189,9 @@ def _account(columns: Sequence[Any]) -> Account:
 
 
 async def principal_from_api_key(
-    session: AsyncSession, key_hash: str
+    connection: AsyncConnection, key_hash: str
 ) -> tuple[Principal, datetime | None]:
     """The key's principal, and when the key expires."""
-    connection = await session.connection()
     row = (await connection.execute(_API_KEY_QUERY, {"key_hash": key_hash})).one_or_none()
     if row is None:
         raise Unauthorized("Invalid API key")
@@ -262,15 +259,13 @@ def get_token_signer(request: Request) -> TokenSigner:
     return signer
 
 
-def _lookup_session(request: Request) -> AbstractAsyncContextManager[AsyncSession]:
-    """A short session of its own for resolving a credential: read-only, the request's own
-    session (if it has one) is not begun yet. Where the app's request sessions are replaced
-    (the tests' rolled-back transaction), the replacement serves here too."""
-    replacement = request.app.dependency_overrides.get(get_session)
-    if replacement is not None:
-        return asynccontextmanager(replacement)(request)
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
-    return sessionmaker()
+def _lookup_connection(request: Request) -> AbstractAsyncContextManager[AsyncConnection]:
+    """The read connection a read route gets (`get_read_connection`), for resolving a
+    credential; opened here rather than as a dependency, and only on a cache miss. Where the
+    app's read connections are replaced (the tests' rolled-back transaction), the
+    replacement serves here too."""
+    provider = request.app.dependency_overrides.get(get_read_connection, get_read_connection)
+    return asynccontextmanager(provider)(request)
 
 
 async def get_principal(request: Request) -> Principal:
@@ -289,8 +284,8 @@ async def get_principal(request: Request) -> Principal:
         stamp = await cache.stamp()
         principal: Principal | None = cache.get(("api_key", key_hash), stamp, now)
         if principal is None:
-            async with _lookup_session(request) as session:
-                principal, expires_at = await principal_from_api_key(session, key_hash)
+            async with _lookup_connection(request) as connection:
+                principal, expires_at = await principal_from_api_key(connection, key_hash)
             cache.put(("api_key", key_hash), stamp, principal, expires_at)
         return principal
     authorization = headers.get("authorization")
@@ -302,8 +297,8 @@ async def get_principal(request: Request) -> Principal:
             claims = get_token_signer(request).decode(token)
             settings: Settings = request.app.state.settings
             max_age = timedelta(days=settings.session_max_days)
-            async with _lookup_session(request) as session:
-                principal = await principal_from_access_token(session, claims, max_age)
+            async with _lookup_connection(request) as connection:
+                principal = await principal_from_access_token(connection, claims, max_age)
             ends_at = min(claims.expires_at, principal.login_ends_at or claims.expires_at)
             cache.put(("bearer", token), stamp, principal, ends_at)
         refuse_unverified(request, principal)

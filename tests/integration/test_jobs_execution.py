@@ -152,6 +152,39 @@ async def test_a_job_running_in_the_same_process_stops_without_waiting_for_a_hea
     assert outcomes(cancelled) == ["cancelled"]
 
 
+async def test_a_job_cancelled_before_its_task_first_ran_is_still_recorded_cancelled(
+    committed_db: CommittedDatabase, tmp_path: Path, wait_until: WaitUntil
+) -> None:
+    """The cancel arrives in the same turn of the event loop as the claim that launched the
+    job (nothing in between waits once the database answers at once): the job's task is
+    cancelled before its first step, and must still record the outcome and free its slot."""
+    settings = fast_settings(committed_db, tmp_path, worker_enabled=False)
+    queue = JobControl(task_registry(), InProcessDispatch())
+    async with committed_db.sessionmaker() as session, session.begin():
+        job, _ = await submit_job(
+            session, queue, task="echo", payload={"duration_seconds": 30}, organization_id=None
+        )
+    executor = Executor(
+        JobRunner(committed_db.sessionmaker, task_registry(), settings, queue.dispatch, "w"),
+        claim_loop=False,
+    )
+    claims = await executor.claim()
+    assert claims is not None
+    assert [claim.job_id for claim in claims] == [job.id]
+    executor.stop_job(job.id)  # no await in between: the task has not run yet
+
+    async def cancelled() -> Job | None:
+        async with committed_db.sessionmaker() as session:
+            row = await session.get(Job, job.id)
+            return row if row is not None and row.status is JobStatus.cancelled else None
+
+    try:
+        await wait_until(cancelled, timeout=5)
+        assert executor.free_slots == executor.concurrency
+    finally:
+        await executor.stop(grace_seconds=0)
+
+
 async def test_an_expired_lease_is_a_failed_attempt_and_the_job_runs_again(
     live: LiveApp, committed_db: CommittedDatabase
 ) -> None:

@@ -225,6 +225,15 @@ class _Running:
     claim: Claim
     task: "asyncio.Task[JobStatus | None]"
     stop_reason: StopReason | None = None
+    started: bool = False
+
+    def stop(self, reason: StopReason) -> None:
+        """Stops the job's task. One not started yet only learns the reason: cancelled
+        before its first step, its coroutine would never run, and so never record the
+        outcome nor free its slot; it stops itself when it starts (`Executor._run`)."""
+        self.stop_reason = reason
+        if self.started:
+            self.task.cancel()
 
 
 @dataclass(eq=False)
@@ -375,8 +384,7 @@ class Executor:
         now rather than at the next heartbeat."""
         entry = self._running.get(job_id)
         if entry is not None and entry.stop_reason is None and not entry.task.done():
-            entry.stop_reason = StopReason.cancel_requested
-            entry.task.cancel()
+            entry.stop(StopReason.cancel_requested)
 
     def start(self) -> None:
         if self.dispatch is not None:
@@ -405,8 +413,7 @@ class Executor:
         if running:
             await asyncio.wait(running, timeout=grace)
         for entry in list(self._running.values()):
-            entry.stop_reason = StopReason.shutdown
-            entry.task.cancel()
+            entry.stop(StopReason.shutdown)
         remaining = [entry.task for entry in self._running.values()]
         if remaining:
             await asyncio.wait(remaining)
@@ -518,8 +525,7 @@ class Executor:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             if not task.done():
-                entry.stop_reason = StopReason.shutdown
-                task.cancel()
+                entry.stop(StopReason.shutdown)
             await asyncio.wait([task])
             raise
 
@@ -531,6 +537,10 @@ class Executor:
     async def _run(self, claim: Claim) -> JobStatus | None:
         status: JobStatus | None = None
         try:
+            entry = self._running[claim.job_id]
+            entry.started = True
+            if entry.stop_reason is not None:  # stopped before this first step
+                raise asyncio.CancelledError
             status = await self.runner.run(
                 claim,
                 lambda: self._outside_slot(claim.job_id),
@@ -610,11 +620,9 @@ class Executor:
             for entry in entries:
                 if entry.claim.job_id not in held and not entry.task.done():
                     log.warning("Lost the lease of job %s; stopping it", entry.claim.job_id)
-                    entry.stop_reason = StopReason.lease_lost
-                    entry.task.cancel()
+                    entry.stop(StopReason.lease_lost)
                 elif entry.claim.job_id in cancelled:
-                    entry.stop_reason = StopReason.cancel_requested
-                    entry.task.cancel()
+                    entry.stop(StopReason.cancel_requested)
 
     async def _reaper_loop(self) -> None:
         while True:

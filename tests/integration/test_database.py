@@ -1,5 +1,6 @@
 """The request owns the transaction; tests own an outer one that nothing escapes."""
 
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -9,10 +10,12 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from tandem import db
 from tandem.app import create_app
-from tandem.db import SessionDep, create_engine
+from tandem.db import SQLITE_BUSY_TIMEOUT_MS, SessionDep, create_engine
 from tandem.errors import Conflict
 from tandem.models import Organization
 from tandem.settings import Settings
@@ -155,6 +158,80 @@ async def test_sqlite_writers_of_one_process_get_the_write_lock_in_arrival_order
         await engine.dispose()
     assert order == list(range(16))
     assert sorted(written) == list(range(16))
+
+
+async def test_a_sqlite_writer_waits_for_another_process_without_blocking_the_loop(
+    tmp_path: Path,
+) -> None:
+    """The write connection runs in the loop's thread: while another process holds the
+    write lock, BEGIN IMMEDIATE waits asleep on the loop (other requests go on), and writes
+    as soon as the lock is free."""
+    path = tmp_path / "locked.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    other_process = sqlite3.connect(path, isolation_level=None)
+    ticks = 0
+    written = anyio.Event()
+
+    async def write() -> None:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("INSERT INTO writes VALUES (1)")
+        written.set()
+
+    async def tick() -> None:
+        nonlocal ticks
+        while not written.is_set():
+            ticks += 1
+            await anyio.sleep(0.01)
+
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("CREATE TABLE writes (n INTEGER)")
+        other_process.execute("BEGIN IMMEDIATE")
+        async with anyio.create_task_group() as group:
+            group.start_soon(write)
+            group.start_soon(tick)
+            await anyio.sleep(0.5)
+            assert not written.is_set()
+            assert ticks >= 20  # the loop went on serving while the writer waited
+            other_process.execute("COMMIT")
+            with anyio.fail_after(2):
+                await written.wait()
+        async with engine.connect() as connection:
+            count = (await connection.exec_driver_sql("SELECT count(*) FROM writes")).scalar()
+            busy_timeout = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+    finally:
+        other_process.close()
+        await engine.dispose()
+    assert count == 1
+    assert busy_timeout == SQLITE_BUSY_TIMEOUT_MS
+
+
+async def test_a_sqlite_writer_gives_up_after_the_busy_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As with SQLite's own busy handler: "database is locked" once the busy timeout has
+    passed (a 503 for a request), and the connection is usable again afterwards."""
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    path = tmp_path / "held.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    other_process = sqlite3.connect(path, isolation_level=None)
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("CREATE TABLE writes (n INTEGER)")
+        other_process.execute("BEGIN IMMEDIATE")
+        started = anyio.current_time()
+        with pytest.raises(OperationalError, match="database is locked"):
+            async with engine.begin() as connection:
+                await connection.exec_driver_sql("INSERT INTO writes VALUES (1)")
+        assert anyio.current_time() - started >= 0.3
+        other_process.execute("ROLLBACK")
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("INSERT INTO writes VALUES (2)")
+            count = (await connection.exec_driver_sql("SELECT count(*) FROM writes")).scalar()
+    finally:
+        other_process.close()
+        await engine.dispose()
+    assert count == 1
 
 
 async def test_the_sqlite_read_engine_keeps_the_configured_pool(tmp_path: Path) -> None:

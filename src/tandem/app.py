@@ -47,6 +47,7 @@ def _embedded_executor(
         return None
     runner = JobRunner(
         sessionmaker=app.state.sessionmaker,
+        read_sessionmaker=app.state.read_sessionmaker,
         registry=task_registry(),
         settings=settings,
         dispatch=dispatch,

@@ -143,6 +143,9 @@ class JobRunner:
     metrics: JobMetrics | None = None
     resources: Mapping[str, Any] = field(default_factory=dict)
     successes: SuccessWriter | None = None  # group commit; set by the embedded executor
+    # For the claim loop's look for due jobs, which writes nothing: on SQLite it then need
+    # not wait for (nor hold up) the process's one write connection. Default: `sessionmaker`.
+    read_sessionmaker: async_sessionmaker[AsyncSession] | None = None
 
     async def run(
         self,
@@ -467,8 +470,9 @@ class Executor:
         return running + self._held
 
     async def _claim_loop(self) -> None:
-        # The last claim found jobs, so more are probably due: claim again without the
-        # read-only look first (it only spares an idle executor the write lock).
+        # The last claim filled every free slot, so more jobs are probably due: claim again
+        # without the read-only look first. One that left slots free took every job it
+        # could; claiming again at once would be a write transaction that finds nothing.
         backlog = False
         while not self._stopping:
             self._wake.clear()
@@ -477,7 +481,9 @@ class Executor:
                 if free > 0 and (
                     backlog
                     or self._backlog
-                    or await lifecycle.has_due_jobs(self.runner.sessionmaker)
+                    or await lifecycle.has_due_jobs(
+                        self.runner.read_sessionmaker or self.runner.sessionmaker
+                    )
                 ):
                     self._backlog = True
                     # Jobs whose successes are being written free their slots in a moment:
@@ -485,7 +491,7 @@ class Executor:
                     if self.runner.successes is not None:
                         await self.runner.successes.idle()
                     claimed = len(await self.claim() or ())
-                    backlog = claimed > 0
+                    backlog = claimed == free
                     if claimed == free:
                         continue  # every slot filled: look again once one frees
             except Exception:

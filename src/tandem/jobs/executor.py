@@ -28,8 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tandem.errors import database_unavailable
 from tandem.jobs import fairness, lifecycle
+from tandem.jobs.claims import Claim
 from tandem.jobs.dispatch import Dispatch, InProcessDispatch
-from tandem.jobs.lifecycle import Claim
 from tandem.jobs.models import JobStatus
 from tandem.jobs.registry import SuccessWrite, TaskContext, TaskRegistry, UnknownTask
 from tandem.jobs.sizes import check_result_size
@@ -242,7 +242,7 @@ class _Running:
 @dataclass(eq=False)
 class HeldSlot:
     """A slot of an embedded executor, held for one job that its submitter inserts already
-    claimed (`lifecycle.claimed_at_submit`) in its own transaction: `start` once that has
+    claimed (`claims.claimed_at_submit`) in its own transaction: `start` once that has
     committed, `release` if it did not. Either frees the hold; the second call does nothing."""
 
     executor: "Executor"

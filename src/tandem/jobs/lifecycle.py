@@ -15,7 +15,6 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -39,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tandem.db import READ_ONLY, UTCDateTime, utcnow
 from tandem.errors import database_unavailable
 from tandem.jobs import fairness, states
+from tandem.jobs.claims import Claim
 from tandem.jobs.dispatch import Dispatch
 from tandem.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from tandem.jobs.notify import notify_finished
@@ -64,23 +64,6 @@ RECORD_RETRY_MAX_SECONDS = 2.0
 CLAIM_LOCK_KEY = 0x7A4D3C01
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A job this worker holds the lease of, with what the task needs to run."""
-
-    job_id: uuid.UUID
-    token: uuid.UUID
-    task: str
-    payload: dict[str, Any]
-    attempt: int
-    run: int
-    max_attempts: int
-    organization_id: fairness.Tenant = None
-    # What the task gets in memory (`TaskContext.handed`): only for a job its submitter
-    # inserted already claimed and started in its own process (`claimed_at_submit`).
-    handed: Any = field(default=None, compare=False, repr=False)
 
 
 async def retrying_outage(operation: Callable[[], Awaitable[T]], what: str) -> T:
@@ -152,33 +135,6 @@ async def _start(
         Claim(r.id, token, r.task, r.payload, r.attempts, r.runs, r.max_attempts, r.organization_id)
         for r in rows
     ]
-
-
-def claimed_at_submit(
-    session: AsyncSession, job: Job, worker: str, lease: float, now: datetime
-) -> Claim:
-    """Makes the job about to be inserted (`job`, not yet in the session) one that `worker`
-    has claimed, and adds its attempt: what `claim_due` writes, in the submitter's own
-    transaction, so no claim's transaction and no wake-up stand between submit and start.
-    The caller holds a slot for it (`Executor.hold_slot`) and starts it once committed."""
-    token = uuid.uuid4()
-    job.status = JobStatus.running
-    job.attempts = job.runs = 1
-    job.lease_owner = worker
-    job.lease_token = token
-    job.lease_expires_at = now + timedelta(seconds=lease)
-    job.started_at = job.updated_at = now
-    session.add(
-        JobAttempt(
-            id=uuid.uuid4(),
-            job_id=job.id,
-            number=1,
-            worker=worker,
-            outcome=AttemptOutcome.running,
-            started_at=now,
-        )
-    )
-    return Claim(job.id, token, job.task, job.payload, 1, 1, job.max_attempts, job.organization_id)
 
 
 async def has_due_jobs(sessionmaker: Sessionmaker, now: datetime | None = None) -> bool:

@@ -15,6 +15,7 @@ from tandem.errors import Conflict, Invalid
 from tandem.identity.principal import Principal
 from tandem.identity.scopes import Scope
 from tandem.jobs import states
+from tandem.jobs.claims import claimed_at_submit
 from tandem.jobs.dispatch import Dispatch
 from tandem.jobs.models import Job, JobAttempt, JobStatus
 from tandem.jobs.notify import notify_submitted
@@ -109,9 +110,6 @@ async def submit_job(
         idempotency_key=idempotency_key,
     )
     if held is not None and idempotency_key is None and job.next_run_at <= now:
-        # Here, not at the top: lifecycle imports webhooks, which imports this module.
-        from tandem.jobs.lifecycle import claimed_at_submit
-
         held.claim = claimed_at_submit(session, job, held.worker, held.lease, now)
     if idempotency_key is None:
         # Nothing unique but the new id to conflict with: no savepoint around the insert.

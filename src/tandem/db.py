@@ -218,9 +218,8 @@ class WriteSqliteConnection(InlineSqliteConnection):
     and back held the lock ~0.1 ms longer (more under load: the loop's thread waits for the
     GIL), and every other writer of the process with it.
 
-    No call ever goes to a thread, so calls run in the order they are made: the third pass's
-    attempt sent only a waiting BEGIN to the thread, and a ROLLBACK run at once after a
-    cancelled await could overtake it (a job's cancellation then hung).
+    No call ever goes to a thread, so calls run in the order they are made (one sent to a
+    thread while the next ran at once, after a cancelled await, could be overtaken).
     """
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

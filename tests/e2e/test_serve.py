@@ -1,5 +1,6 @@
 """`tandem serve` as an operator runs it: a real process, spoken to over HTTP."""
 
+import asyncio
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -132,6 +133,21 @@ async def test_serve_with_two_processes_serves_one_port_and_runs_jobs(
             return (await client.get(path, headers=headers)).json()["status"] == "succeeded"
 
         await wait_until(job_succeeded, timeout=30)
+
+        # Writers in both processes at once: on SQLite they meet at the one write lock, and
+        # the process that finds it taken waits for it asleep on its loop. Every one lands.
+        async def submit(n: int) -> int:
+            async with httpx.AsyncClient(base_url=server.base_url) as fresh:
+                body = {"task": "echo", "payload": {"n": n}}
+                return (await fresh.post("/api/v1/jobs", json=body, headers=headers)).status_code
+
+        assert await asyncio.gather(*(submit(n) for n in range(40))) == [202] * 40
+
+        async def all_succeeded() -> bool:
+            page = await client.get("/api/v1/jobs?status=succeeded&limit=1", headers=headers)
+            return bool(page.json()["count"] == 41)
+
+        await wait_until(all_succeeded, timeout=60)
     assert server.stop() in (0, -signal.SIGTERM)
     output = server.output()
     if backend == "sqlite":

@@ -23,8 +23,9 @@ from tandem.identity.principal import SECURITY_SCHEMES
 from tandem.identity.security import TokenSigner, resolve_jwt_secret
 from tandem.jobs.dispatch import Dispatch, InProcessDispatch, bind_dispatch
 from tandem.jobs.distributed import ProcrastinateDispatch
-from tandem.jobs.executor import Executor, JobMetrics, JobRunner, worker_name
+from tandem.jobs.executor import Executor
 from tandem.jobs.router import router as jobs_router
+from tandem.jobs.runner import JobMetrics, JobRunner, worker_name
 from tandem.jobs.service import JobControl, count_jobs_by_status
 from tandem.notifications.dispatcher import OutboxDispatcher
 from tandem.notifications.router import router as notifications_router

@@ -27,7 +27,7 @@ from tandem.identity.schemas import RegisterIn
 from tandem.identity.security import InsecureSecret, resolve_jwt_secret
 from tandem.identity.service import register
 from tandem.jobs.distributed import DistributedWorker
-from tandem.jobs.executor import JobMetrics
+from tandem.jobs.runner import JobMetrics
 from tandem.migrations import current_revision, head_revision, upgrade_to_head
 from tandem.observability import configure_logging
 from tandem.plugins import Loaded, PluginError, load_all

@@ -37,8 +37,9 @@ from tandem.db import READ_ONLY, create_engine, create_sessionmaker, utcnow
 from tandem.identity.models import Organization
 from tandem.jobs.dispatch import InProcessDispatch
 from tandem.jobs.distributed import ProcrastinateDispatch, libpq_conninfo
-from tandem.jobs.executor import Executor, JobRunner, worker_name
+from tandem.jobs.executor import Executor
 from tandem.jobs.models import Job, JobAttempt, JobStatus
+from tandem.jobs.runner import JobRunner, worker_name
 from tandem.jobs.service import JobControl, submit_job
 from tandem.migrations import upgrade_to_head
 from tandem.settings import Settings

@@ -18,8 +18,9 @@ from tandem.app import create_app
 from tandem.db import create_engine, create_sessionmaker, utcnow
 from tandem.jobs import lifecycle
 from tandem.jobs.dispatch import InProcessDispatch
-from tandem.jobs.executor import Executor, JobRunner, SuccessWriter
+from tandem.jobs.executor import Executor
 from tandem.jobs.models import Job, JobAttempt, JobStatus
+from tandem.jobs.runner import JobRunner, SuccessWriter
 from tandem.jobs.service import JobControl, submit_job
 from tandem.notifications.models import OutboxMessage, OutboxStatus
 from tandem.settings import Settings

@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from tandem.identity.models import Organization
 from tandem.jobs.dispatch import InProcessDispatch
-from tandem.jobs.executor import Executor, JobRunner
+from tandem.jobs.executor import Executor
 from tandem.jobs.models import Job, JobAttempt
+from tandem.jobs.runner import JobRunner
 from tandem.jobs.service import JobControl, submit_job
 from tandem.tasks import task_registry
 from tests.conftest import CommittedDatabase

@@ -46,9 +46,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tandem.db import READ_ONLY, utcnow
 from tandem.jobs.dispatch import bind_dispatch
-from tandem.jobs.executor import Executor, JobMetrics, JobRunner, worker_name
+from tandem.jobs.executor import Executor
 from tandem.jobs.models import Job, JobStatus
 from tandem.jobs.registry import TaskRegistry
+from tandem.jobs.runner import JobMetrics, JobRunner, worker_name
 from tandem.settings import Settings
 
 log = logging.getLogger(__name__)

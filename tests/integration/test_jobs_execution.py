@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from tandem.app import create_app
 from tandem.db import create_engine, create_sessionmaker, utcnow
 from tandem.jobs import lifecycle
+from tandem.jobs.claims import Claim
 from tandem.jobs.dispatch import InProcessDispatch
 from tandem.jobs.executor import Executor
 from tandem.jobs.models import Job, JobAttempt, JobStatus
@@ -180,6 +181,47 @@ async def test_a_job_cancelled_before_its_task_first_ran_is_still_recorded_cance
             return row if row is not None and row.status is JobStatus.cancelled else None
 
     try:
+        await wait_until(cancelled, timeout=5)
+        assert executor.free_slots == executor.concurrency
+    finally:
+        await executor.stop(grace_seconds=0)
+
+
+async def test_a_cancel_landing_while_the_claim_of_its_job_finishes_stops_it_at_launch(
+    committed_db: CommittedDatabase,
+    tmp_path: Path,
+    wait_until: WaitUntil,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The claim has committed (a read sees the job `running`) but has not launched its task
+    yet (its session is still closing): a cancel committed in that gap finds nothing running
+    here. The job must still stop as soon as it is launched, not at the next heartbeat."""
+    settings = fast_settings(committed_db, tmp_path, worker_enabled=False, job_lease_seconds=60)
+    queue = JobControl(task_registry(), InProcessDispatch())
+    async with committed_db.sessionmaker() as session, session.begin():
+        job, _ = await submit_job(
+            session, queue, task="echo", payload={"duration_seconds": 30}, organization_id=None
+        )
+    executor = Executor(
+        JobRunner(committed_db.sessionmaker, task_registry(), settings, queue.dispatch, "w"),
+        claim_loop=False,
+    )
+    claim_due = lifecycle.claim_due
+
+    async def claim_then_cancel(*args: Any, **kwargs: Any) -> list[Claim]:
+        claims = await claim_due(*args, **kwargs)
+        executor.stop_job(job.id)  # the cancel request's commit hook, in the gap
+        return claims
+
+    monkeypatch.setattr(lifecycle, "claim_due", claim_then_cancel)
+
+    async def cancelled() -> Job | None:
+        async with committed_db.sessionmaker() as session:
+            row = await session.get(Job, job.id)
+            return row if row is not None and row.status is JobStatus.cancelled else None
+
+    try:
+        assert [claim.job_id for claim in await executor.claim() or []] == [job.id]
         await wait_until(cancelled, timeout=5)
         assert executor.free_slots == executor.concurrency
     finally:

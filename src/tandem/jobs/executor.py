@@ -121,6 +121,9 @@ class Executor:
         self._claims = itertools.count()
         self._dry_until = 0.0  # see `claim(unless_dry=True)`
         self._claiming = asyncio.Lock()
+        # Cancels that found nothing running here while a claim was under way: the claim may
+        # have committed their jobs and not launched them yet (its session still closing).
+        self._stop_at_launch: set[uuid.UUID] = set()
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._stopping = False
@@ -204,7 +207,10 @@ class Executor:
         """A cancellation was requested for `job_id` (committed): if it runs here, stop it
         now rather than at the next heartbeat."""
         entry = self._running.get(job_id)
-        if entry is not None and entry.stop_reason is None and not entry.task.done():
+        if entry is None:
+            if self._claiming.locked():
+                self._stop_at_launch.add(job_id)
+        elif entry.stop_reason is None and not entry.task.done():
             entry.stop(StopReason.cancel_requested)
 
     def start(self) -> None:
@@ -269,9 +275,12 @@ class Executor:
                 )
             finally:
                 self._reserved = 0
+                stop_at_launch, self._stop_at_launch = self._stop_at_launch, set()
             for claim in claims:
                 self._served[claim.organization_id] = next(self._claims)
                 self._launch(claim)
+                if claim.job_id in stop_at_launch:
+                    self._running[claim.job_id].stop(StopReason.cancel_requested)
             # A claim that left slots free took every job it could: none waits behind them.
             self._backlog = len(claims) >= free
             self._dry_until = time.monotonic() + self.poll if len(claims) < free else 0.0

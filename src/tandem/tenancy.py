@@ -5,10 +5,11 @@ reveal nothing across organizations.
 """
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Result, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, QueryableAttribute
 from sqlalchemy.sql.elements import ColumnElement
@@ -76,12 +77,32 @@ async def owned_row(
     """`owned` as one row of plain columns, read with Core on the session's connection (no ORM
     object, no identity map, no flush): the same 404, with the same text, for a row that does
     not exist or belongs to another organization."""
-    row = (
-        await connection.execute(
-            columns.statement,
-            {"object_id": object_id, "organization_id": principal.organization_id},
-        )
-    ).one_or_none()
+    row = (await _execute_owned(connection, principal, columns, object_id)).one_or_none()
     if row is None:
         raise _not_found(columns.what, object_id)
     return row
+
+
+async def owned_rows(
+    connection: AsyncConnection,
+    principal: Principal,
+    columns: OwnedColumns,
+    object_id: uuid.UUID,
+) -> Sequence[ColumnsRow]:
+    """`owned_row` for a statement that outer-joins the row to its children: one row per
+    child, at least one; the same 404 when there is none."""
+    rows = (await _execute_owned(connection, principal, columns, object_id)).all()
+    if not rows:
+        raise _not_found(columns.what, object_id)
+    return rows
+
+
+async def _execute_owned(
+    connection: AsyncConnection,
+    principal: Principal,
+    columns: OwnedColumns,
+    object_id: uuid.UUID,
+) -> Result[Any]:
+    return await connection.execute(
+        columns.statement, {"object_id": object_id, "organization_id": principal.organization_id}
+    )

@@ -6,7 +6,6 @@ async def run(principal: Annotated[Principal, Depends(require_scopes(Scope.agent
 
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -19,7 +18,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from tandem.db import get_read_connection
+from tandem.db import read_connection
 from tandem.errors import Forbidden, Unauthorized
 from tandem.identity.credential_cache import CredentialCache
 from tandem.identity.models import ApiKey, LoginSession, RefreshToken, User
@@ -259,15 +258,6 @@ def get_token_signer(request: Request) -> TokenSigner:
     return signer
 
 
-def _lookup_connection(request: Request) -> AbstractAsyncContextManager[AsyncConnection]:
-    """The read connection a read route gets (`get_read_connection`), for resolving a
-    credential; opened here rather than as a dependency, and only on a cache miss. Where the
-    app's read connections are replaced (the tests' rolled-back transaction), the
-    replacement serves here too."""
-    provider = request.app.dependency_overrides.get(get_read_connection, get_read_connection)
-    return asynccontextmanager(provider)(request)
-
-
 async def get_principal(request: Request) -> Principal:
     """The caller, from its `X-API-Key` or `Authorization: Bearer` header.
 
@@ -284,7 +274,7 @@ async def get_principal(request: Request) -> Principal:
         stamp = await cache.stamp()
         principal: Principal | None = cache.get(("api_key", key_hash), stamp, now)
         if principal is None:
-            async with _lookup_connection(request) as connection:
+            async with read_connection(request) as connection:
                 principal, expires_at = await principal_from_api_key(connection, key_hash)
             cache.put(("api_key", key_hash), stamp, principal, expires_at)
         return principal
@@ -297,7 +287,7 @@ async def get_principal(request: Request) -> Principal:
             claims = get_token_signer(request).decode(token)
             settings: Settings = request.app.state.settings
             max_age = timedelta(days=settings.session_max_days)
-            async with _lookup_connection(request) as connection:
+            async with read_connection(request) as connection:
                 principal = await principal_from_access_token(connection, claims, max_age)
             ends_at = min(claims.expires_at, principal.login_ends_at or claims.expires_at)
             cache.put(("bearer", token), stamp, principal, ends_at)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from tandem.db import ReadConnectionDep, SessionDep
+from tandem.db import SessionDep, read_connection
 from tandem.errors import Unauthorized, error_responses
 from tandem.identity import accounts, api_keys, logins, projects, service
 from tandem.identity.models import User
@@ -344,10 +344,10 @@ async def list_users(
 
 
 @router.get("/users/{user_id}", tags=["users"], responses=error_responses(404))
-async def get_user(
-    user_id: uuid.UUID, principal: UsersAdmin, connection: ReadConnectionDep
-) -> UserOut:
-    return UserOut.model_validate(await service.get_user_row(connection, principal, user_id))
+async def get_user(user_id: uuid.UUID, principal: UsersAdmin, request: Request) -> UserOut:
+    async with read_connection(request) as connection:
+        user = await service.get_user_row(connection, principal, user_id)
+    return UserOut.model_validate(user)
 
 
 @router.patch("/users/{user_id}", tags=["users"], responses=error_responses(404, 409))

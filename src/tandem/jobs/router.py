@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tandem.db import ReadConnectionDep, SessionDep
+from tandem.db import SessionDep, read_connection
 from tandem.errors import error_responses
 from tandem.identity.principal import ApiRoute, Principal, require_scopes
 from tandem.identity.scopes import Scope
@@ -76,7 +76,7 @@ async def submit_job(
 @router.get("")
 async def list_jobs(
     principal: JobsReader,
-    connection: ReadConnectionDep,
+    request: Request,
     page: PageParamsDep,
     status_filter: Annotated[
         JobStatus | None,
@@ -84,9 +84,10 @@ async def list_jobs(
     ] = None,
     task: Annotated[str | None, Query(max_length=100)] = None,
 ) -> JobsPage:
-    rows, count = await service.list_job_rows(
-        connection, principal, page, status=status_filter, task=task
-    )
+    async with read_connection(request) as connection:
+        rows, count = await service.list_job_rows(
+            connection, principal, page, status=status_filter, task=task
+        )
     return JobsPage.model_validate({"items": rows, "count": count})
 
 
@@ -97,11 +98,10 @@ async def list_tasks(principal: JobsReader, jobs: JobControlDep) -> Page[TaskOut
 
 
 @router.get("/{job_id}", responses=error_responses(404))
-async def get_job(
-    job_id: uuid.UUID, principal: JobsReader, connection: ReadConnectionDep
-) -> JobDetailOut:
-    job, attempts = await service.job_detail(connection, principal, job_id)
-    return JobDetailOut.model_validate({**job._mapping, "attempt_history": attempts})
+async def get_job(job_id: uuid.UUID, principal: JobsReader, request: Request) -> JobDetailOut:
+    async with read_connection(request) as connection:
+        job, attempts = await service.job_detail(connection, principal, job_id)
+    return JobDetailOut.model_validate({**job, "attempt_history": attempts})
 
 
 @router.post("/{job_id}/retry", responses=error_responses(404, 409))

@@ -2,11 +2,11 @@
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
@@ -29,7 +29,7 @@ from tandem.pagination import (
     paginate,
     paginate_columns,
 )
-from tandem.tenancy import owned, owned_columns, owned_row
+from tandem.tenancy import owned, owned_columns, owned_rows
 
 if TYPE_CHECKING:
     from tandem.jobs.executor import Executor, HeldSlot
@@ -157,29 +157,53 @@ JOB_COLUMNS = (
     Job.updated_at,
     Job.next_run_at,
 )
-_JOB_DETAIL = owned_columns(Job, "Job", *JOB_COLUMNS, Job.cancel_requested)
-_ATTEMPTS = (
-    select(
-        JobAttempt.number,
-        JobAttempt.started_at,
-        JobAttempt.finished_at,
-        JobAttempt.error,
-        JobAttempt.outcome,
-        JobAttempt.worker,
-    )
-    .where(JobAttempt.job_id == bindparam("job_id"))
-    .order_by(JobAttempt.number)
+# A job and its attempts, oldest first, in one statement: the job outer-joined to its attempts
+# (a job not yet run gives one row of NULL attempt columns). The columns that may be large
+# (payload, result, last error) are read on the first row only, NULL on the others: a job
+# retried from dead many times does not send its payload once per attempt.
+_ON_FIRST_ROW = func.row_number().over(order_by=JobAttempt.number) == 1
+_LARGE_COLUMNS = {Job.payload, Job.result, Job.last_error}
+_ATTEMPT_COLUMNS = (
+    JobAttempt.number,
+    JobAttempt.started_at,
+    JobAttempt.finished_at,
+    JobAttempt.error,
+    JobAttempt.outcome,
+    JobAttempt.worker,
 )
+_JOB_DETAIL = owned_columns(
+    Job,
+    "Job",
+    *(
+        case((_ON_FIRST_ROW, column)).label(column.key) if column in _LARGE_COLUMNS else column
+        for column in JOB_COLUMNS
+    ),
+    Job.cancel_requested,
+    *_ATTEMPT_COLUMNS,
+)
+_JOB_DETAIL = replace(
+    _JOB_DETAIL,
+    statement=_JOB_DETAIL.statement.select_from(Job)
+    .outerjoin(JobAttempt, JobAttempt.job_id == Job.id)
+    .order_by(JobAttempt.number),
+)
+# Each row: the job's columns (JOB_COLUMNS and cancel_requested), then the attempt's.
+_ATTEMPT_FROM = len(JOB_COLUMNS) + 1
 
 
 async def job_detail(
     connection: AsyncConnection, principal: Principal, job_id: uuid.UUID
-) -> tuple[ColumnsRow, Sequence[ColumnsRow]]:
-    """The job (`JOB_COLUMNS` and `cancel_requested`; 404 unless it is of the principal's
-    organization) and its attempts, oldest first, as rows. Two statements: joined, the
-    job's payload and result would come back once per attempt."""
-    job = await owned_row(connection, principal, _JOB_DETAIL, job_id)
-    attempts = (await connection.execute(_ATTEMPTS, {"job_id": job_id})).all()
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The job (`JOB_COLUMNS` and `cancel_requested`, by name; 404 unless it is of the
+    principal's organization) and its attempts, oldest first (`AttemptOut`'s fields)."""
+    rows = await owned_rows(connection, principal, _JOB_DETAIL, job_id)
+    fields, first = rows[0]._fields, rows[0]
+    job = dict(zip(fields[:_ATTEMPT_FROM], first[:_ATTEMPT_FROM], strict=True))
+    attempts = [
+        dict(zip(fields[_ATTEMPT_FROM:], row[_ATTEMPT_FROM:], strict=True))
+        for row in rows
+        if row.number is not None
+    ]
     return job, attempts
 
 

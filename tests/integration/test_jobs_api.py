@@ -193,12 +193,14 @@ async def test_detail_lists_every_attempt_in_order(
     assert response.status_code == 200
     detail = response.json()
     assert set(detail) == JOB_FIELDS | {"cancel_requested", "attempt_history"}
-    assert (detail["id"], detail["status"], detail["payload"], detail["cancel_requested"]) == (
-        str(job.id),
-        "running",
-        {"n": 1},
-        True,
-    )
+    # The job's columns come once, whatever the number of attempts joined to it.
+    assert (
+        detail["id"],
+        detail["status"],
+        detail["payload"],
+        detail["last_error"],
+        detail["cancel_requested"],
+    ) == (str(job.id), "running", {"n": 1}, "RuntimeError: first", True)
     history = detail["attempt_history"]
     assert [(a["attempt"], a["outcome"], a["worker"], a["error"]) for a in history] == [
         (1, "failed", "w-1", "RuntimeError: first"),

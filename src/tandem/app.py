@@ -14,7 +14,12 @@ from tandem.agents.router import router as agents_router
 from tandem.audit.router import router as audit_router
 from tandem.body_limit import BodySizeLimitMiddleware
 from tandem.content.router import router as content_router
-from tandem.db import bind_session_info, create_engine, create_sessionmaker
+from tandem.db import (
+    bind_session_info,
+    create_engine,
+    create_inline_read_engine,
+    create_sessionmaker,
+)
 from tandem.errors import install_error_handlers
 from tandem.http_headers import SecurityHeadersMiddleware, install_docs
 from tandem.identity import router as identity
@@ -80,6 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.read_engine = read_engine
         app.state.read_sessionmaker = create_sessionmaker(read_engine)
+        app.state.inline_read_engine = create_inline_read_engine(
+            settings.database_url, pool_size=settings.database_pool_size
+        )
         # On the read engine: on SQLite the writing one is a single connection, and the
         # probe must not queue behind the process's writers.
         app.state.readiness_checks = {"database": health.database_check(read_engine)}
@@ -126,6 +134,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await rate_limiter.close()
             app.state.credential_cache.close()
             await read_engine.dispose()
+            if app.state.inline_read_engine is not None:
+                app.state.inline_read_engine.dispose()
             await engine.dispose()
 
     app = FastAPI(

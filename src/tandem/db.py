@@ -13,16 +13,17 @@ import asyncio
 import os
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Protocol, cast
 
 import aiosqlite
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, Enum, MetaData, Update, Uuid, event
-from sqlalchemy.engine import Connection, CursorResult, Dialect, make_url
+from sqlalchemy import DateTime, Enum, Executable, MetaData, Update, Uuid, event
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine, Result, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -108,7 +109,7 @@ class TimestampMixin:
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-def _configure_sqlite(engine: AsyncEngine, *, read_only: bool = False) -> None:
+def _configure_sqlite(engine: Engine, *, read_only: bool = False) -> None:
     """SQLAlchemy's documented recipe: let SQLAlchemy, not the sqlite3 driver, emit BEGIN.
 
     Without it SAVEPOINT does not join the enclosing transaction (a row committed inside a
@@ -123,7 +124,7 @@ def _configure_sqlite(engine: AsyncEngine, *, read_only: bool = False) -> None:
     reads its own snapshot, without the BEGIN and COMMIT round trips.
     """
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -138,7 +139,7 @@ def _configure_sqlite(engine: AsyncEngine, *, read_only: bool = False) -> None:
     if read_only:
         return
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
         connection.exec_driver_sql(f"BEGIN {mode}")
@@ -313,7 +314,7 @@ def create_engine(
                 max_overflow=0,
                 pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
             )
-        _configure_sqlite(engine, read_only=read_only)
+        _configure_sqlite(engine.sync_engine, read_only=read_only)
         return engine
     if read_only:
         return create_async_engine(
@@ -328,6 +329,29 @@ def create_engine(
     return create_async_engine(
         database_url, echo=echo, pool_size=pool_size, pool_pre_ping=True, hide_parameters=True
     )
+
+
+def create_inline_read_engine(database_url: str, *, pool_size: int = 10) -> Engine | None:
+    """On a SQLite file, a synchronous engine for `read_connection`: its reads run in the
+    event loop's thread with no greenlet and no aiosqlite in between. A read in WAL mode never
+    waits for a lock, so the loop is blocked for the query only, as with the read engine's
+    `InlineSqliteConnection`, at about half the cost (docs/decisions.md, "Read-only
+    requests"). None elsewhere: PostgreSQL's reads do wait for the network, and an in-memory
+    database is private to the one connection that opened it."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    _create_private_file(database_url)
+    engine = create_sync_engine(
+        url.set(drivername="sqlite"),
+        hide_parameters=True,
+        pool_size=pool_size,
+        isolation_level="AUTOCOMMIT",
+        # Opened and used in the loop's thread; disposed there too.
+        connect_args={"check_same_thread": False},
+    )
+    _configure_sqlite(engine, read_only=True)
+    return engine
 
 
 def _create_private_file(database_url: str) -> None:
@@ -392,28 +416,34 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def get_read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
-    """What `read_connection` gives, as an async generator: the hook the tests replace
-    (`app.dependency_overrides[get_read_connection]`) to read inside their transaction."""
-    async with _ReadConnection(request.app.state.read_engine) as connection:
-        yield connection
+class ReadConnection(Protocol):
+    """What a read route's statements run on (`read_connection`): an `AsyncConnection`, or on
+    SQLite a synchronous connection behind the same `await connection.execute(...)`."""
+
+    async def execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> Result[*tuple[Any, ...]]: ...
 
 
-def read_connection(request: Request) -> AbstractAsyncContextManager[AsyncConnection]:
-    """`async with read_connection(request) as connection:` a connection of the read-only
-    engine, for a route that only reads plain columns (Core): no session to build, no
-    transaction to begin or commit (the engine autocommits).
+def read_connection(request: Request) -> AbstractAsyncContextManager[ReadConnection]:
+    """`async with read_connection(request) as connection:` a connection that only reads,
+    for a route that reads plain columns (Core): no session to build, no transaction to begin
+    or commit (it autocommits). On a SQLite file it is a connection of the app's
+    `inline_read_engine`, elsewhere one of its read-only engine.
 
     Opened in the route rather than injected: FastAPI's handling of a dependency that yields
     (an exit stack, a shielded exit) and SQLAlchemy's `async with engine.connect()` (which
     closes in a task of its own) cost ~0.15 ms a request between them, more than a small
     read itself. Closing at once is safe here: returning a read connection to its pool does
-    no I/O (no reset on PostgreSQL; an in-thread rollback on SQLite), so a cancellation
-    cannot stop it halfway.
+    no I/O (no reset on PostgreSQL; a rollback in the loop's thread on SQLite), so a
+    cancellation cannot stop it halfway.
     """
     override = request.app.dependency_overrides.get(get_read_connection)
     if override is not None:
         return asynccontextmanager(override)(request)
+    inline: Engine | None = request.app.state.inline_read_engine
+    if inline is not None:
+        return _InlineReadConnection(inline)
     return _ReadConnection(request.app.state.read_engine)
 
 
@@ -429,6 +459,34 @@ class _ReadConnection:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._connection.close()
+
+
+class _InlineReadConnection:
+    """A connection of a synchronous SQLite engine as a `ReadConnection`."""
+
+    __slots__ = ("_connection", "_engine")
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def __aenter__(self) -> "_InlineReadConnection":
+        self._connection = self._engine.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._connection.close()
+
+    async def execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> Result[*tuple[Any, ...]]:
+        return self._connection.execute(statement, parameters)
+
+
+async def get_read_connection(request: Request) -> AsyncIterator[ReadConnection]:
+    """`read_connection` as an async generator: the hook the tests replace
+    (`app.dependency_overrides[get_read_connection]`) to read inside their transaction."""
+    async with read_connection(request) as connection:
+        yield connection
 
 
 # --- the two concurrency idioms: the database, not a prior SELECT, decides races ---------------

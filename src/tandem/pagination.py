@@ -7,7 +7,9 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import Integer, Row, Select, bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tandem.db import ReadConnection
 
 ItemT = TypeVar("ItemT")
 RowT = TypeVar("RowT")
@@ -89,7 +91,7 @@ def columns_page(query: ColumnsSelect) -> ColumnsPage:
 
 
 async def paginate_columns(
-    connection: AsyncConnection,
+    connection: ReadConnection,
     page: ColumnsPage,
     params: PageParams,
     values: Mapping[str, Any],

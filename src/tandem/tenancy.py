@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Result, bindparam, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, QueryableAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
+from tandem.db import ReadConnection
 from tandem.errors import NotFound
 from tandem.identity.principal import Principal
 from tandem.pagination import ColumnsRow, ColumnsSelect
@@ -69,7 +70,7 @@ def owned_columns(
 
 
 async def owned_row(
-    connection: AsyncConnection,
+    connection: ReadConnection,
     principal: Principal,
     columns: OwnedColumns,
     object_id: uuid.UUID,
@@ -84,7 +85,7 @@ async def owned_row(
 
 
 async def owned_rows(
-    connection: AsyncConnection,
+    connection: ReadConnection,
     principal: Principal,
     columns: OwnedColumns,
     object_id: uuid.UUID,
@@ -98,11 +99,11 @@ async def owned_rows(
 
 
 async def _execute_owned(
-    connection: AsyncConnection,
+    connection: ReadConnection,
     principal: Principal,
     columns: OwnedColumns,
     object_id: uuid.UUID,
-) -> Result[Any]:
+) -> Result[*tuple[Any, ...]]:
     return await connection.execute(
         columns.statement, {"object_id": object_id, "organization_id": principal.organization_id}
     )

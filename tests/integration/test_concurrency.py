@@ -11,12 +11,13 @@ import anyio
 import httpx
 import psycopg
 import pytest
+from fastapi import Request
 from sqlalchemy import insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from tandem.app import create_app
-from tandem.db import transaction_scope
+from tandem.db import read_connection, transaction_scope
 from tandem.errors import Conflict
 from tandem.identity.models import LoginSession, Organization, User
 from tandem.identity.principal import Principal, PrincipalKind
@@ -292,11 +293,14 @@ async def test_the_read_only_engine_refuses_writes(
         _env_file=None, database_url=committed_db.url, data_dir=tmp_path, worker_enabled=False
     )
     app = create_app(settings)
+    write = insert(Organization).values(id=uuid.uuid4(), name="never", **_timestamps())
     async with running(app), app.state.read_sessionmaker() as session:
         with pytest.raises(DBAPIError):
-            await session.execute(
-                insert(Organization).values(id=uuid.uuid4(), name="never", **_timestamps())
-            )
+            await session.execute(write)
+        # The connection a read route opens itself (on a SQLite file, a synchronous one).
+        async with read_connection(Request({"type": "http", "app": app})) as connection:
+            with pytest.raises(DBAPIError):
+                await connection.execute(write)
     async with committed_db.sessionmaker() as session:
         assert (
             await session.scalar(select(Organization).where(Organization.name == "never")) is None

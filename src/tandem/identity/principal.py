@@ -16,9 +16,9 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from tandem.db import read_connection
+from tandem.db import ReadConnection, read_connection
 from tandem.errors import Forbidden, Unauthorized
 from tandem.identity.credential_cache import CredentialCache
 from tandem.identity.models import ApiKey, LoginSession, RefreshToken, User
@@ -147,7 +147,7 @@ _REFRESH_TOKEN_QUERY = (
 
 
 async def principal_from_access_token(
-    connection: AsyncConnection, claims: AccessClaims, max_age: timedelta
+    connection: ReadConnection, claims: AccessClaims, max_age: timedelta
 ) -> Principal:
     row = (
         await connection.execute(
@@ -188,7 +188,7 @@ def _account(columns: Sequence[Any]) -> Account:
 
 
 async def principal_from_api_key(
-    connection: AsyncConnection, key_hash: str
+    connection: ReadConnection, key_hash: str
 ) -> tuple[Principal, datetime | None]:
     """The key's principal, and when the key expires."""
     row = (await connection.execute(_API_KEY_QUERY, {"key_hash": key_hash})).one_or_none()

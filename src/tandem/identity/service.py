@@ -5,11 +5,11 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.audit import service as audit
 from tandem.audit.service import AuditAction
-from tandem.db import unique_or_conflict
+from tandem.db import ReadConnection, unique_or_conflict
 from tandem.errors import Conflict, Forbidden, NotFound
 from tandem.identity import one_time
 from tandem.identity.api_keys import revoke_keys_of
@@ -179,7 +179,7 @@ _USER_OUT = owned_columns(
 
 
 async def get_user_row(
-    connection: AsyncConnection, principal: Principal, user_id: uuid.UUID
+    connection: ReadConnection, principal: Principal, user_id: uuid.UUID
 ) -> ColumnsRow:
     """`get_user` as a row of the fields UserOut shows (the same 404 for another
     organization's user)."""

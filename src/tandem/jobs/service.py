@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tandem.db import READ_ONLY, compare_and_set, utcnow
+from tandem.db import READ_ONLY, ReadConnection, compare_and_set, utcnow
 from tandem.errors import Conflict, Invalid
 from tandem.identity.principal import Principal
 from tandem.identity.scopes import Scope
@@ -192,7 +192,7 @@ _ATTEMPT_FROM = len(JOB_COLUMNS) + 1
 
 
 async def job_detail(
-    connection: AsyncConnection, principal: Principal, job_id: uuid.UUID
+    connection: ReadConnection, principal: Principal, job_id: uuid.UUID
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The job (`JOB_COLUMNS` and `cancel_requested`, by name; 404 unless it is of the
     principal's organization) and its attempts, oldest first (`AttemptOut`'s fields)."""
@@ -238,7 +238,7 @@ _JOBS_PAGES = {
 
 
 async def list_job_rows(
-    connection: AsyncConnection,
+    connection: ReadConnection,
     principal: Principal,
     params: PageParams,
     *,

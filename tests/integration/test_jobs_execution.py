@@ -154,13 +154,11 @@ async def test_a_job_running_in_the_same_process_stops_without_waiting_for_a_hea
     assert outcomes(cancelled) == ["cancelled"]
 
 
-async def test_a_job_cancelled_before_its_task_first_ran_is_still_recorded_cancelled(
-    committed_db: CommittedDatabase, tmp_path: Path, wait_until: WaitUntil
-) -> None:
-    """The cancel arrives in the same turn of the event loop as the claim that launched the
-    job (nothing in between waits once the database answers at once): the job's task is
-    cancelled before its first step, and must still record the outcome and free its slot."""
-    settings = fast_settings(committed_db, tmp_path, worker_enabled=False)
+async def _a_long_job_and_an_idle_executor(
+    committed_db: CommittedDatabase, tmp_path: Path
+) -> tuple[Job, Executor]:
+    """A 30 s job waiting for a claim, and an executor that claims only when told to."""
+    settings = fast_settings(committed_db, tmp_path, worker_enabled=False, job_lease_seconds=60)
     queue = JobControl(task_registry(), InProcessDispatch())
     async with committed_db.sessionmaker() as session, session.begin():
         job, _ = await submit_job(
@@ -170,19 +168,32 @@ async def test_a_job_cancelled_before_its_task_first_ran_is_still_recorded_cance
         JobRunner(committed_db.sessionmaker, task_registry(), settings, queue.dispatch, "w"),
         claim_loop=False,
     )
-    claims = await executor.claim()
-    assert claims is not None
-    assert [claim.job_id for claim in claims] == [job.id]
-    executor.stop_job(job.id)  # no await in between: the task has not run yet
+    return job, executor
 
+
+async def _recorded_cancelled_and_slot_freed(
+    committed_db: CommittedDatabase, job: Job, executor: Executor, wait_until: WaitUntil
+) -> None:
     async def cancelled() -> Job | None:
         async with committed_db.sessionmaker() as session:
             row = await session.get(Job, job.id)
             return row if row is not None and row.status is JobStatus.cancelled else None
 
+    await wait_until(cancelled, timeout=5)
+    assert executor.free_slots == executor.concurrency
+
+
+async def test_a_job_cancelled_before_its_task_first_ran_is_still_recorded_cancelled(
+    committed_db: CommittedDatabase, tmp_path: Path, wait_until: WaitUntil
+) -> None:
+    """The cancel arrives in the same turn of the event loop as the claim that launched the
+    job (nothing in between waits once the database answers at once): the job's task is
+    cancelled before its first step, and must still record the outcome and free its slot."""
+    job, executor = await _a_long_job_and_an_idle_executor(committed_db, tmp_path)
     try:
-        await wait_until(cancelled, timeout=5)
-        assert executor.free_slots == executor.concurrency
+        assert [claim.job_id for claim in await executor.claim() or []] == [job.id]
+        executor.stop_job(job.id)  # no await in between: the task has not run yet
+        await _recorded_cancelled_and_slot_freed(committed_db, job, executor, wait_until)
     finally:
         await executor.stop(grace_seconds=0)
 
@@ -196,16 +207,7 @@ async def test_a_cancel_landing_while_the_claim_of_its_job_finishes_stops_it_at_
     """The claim has committed (a read sees the job `running`) but has not launched its task
     yet (its session is still closing): a cancel committed in that gap finds nothing running
     here. The job must still stop as soon as it is launched, not at the next heartbeat."""
-    settings = fast_settings(committed_db, tmp_path, worker_enabled=False, job_lease_seconds=60)
-    queue = JobControl(task_registry(), InProcessDispatch())
-    async with committed_db.sessionmaker() as session, session.begin():
-        job, _ = await submit_job(
-            session, queue, task="echo", payload={"duration_seconds": 30}, organization_id=None
-        )
-    executor = Executor(
-        JobRunner(committed_db.sessionmaker, task_registry(), settings, queue.dispatch, "w"),
-        claim_loop=False,
-    )
+    job, executor = await _a_long_job_and_an_idle_executor(committed_db, tmp_path)
     claim_due = lifecycle.claim_due
 
     async def claim_then_cancel(*args: Any, **kwargs: Any) -> list[Claim]:
@@ -214,16 +216,9 @@ async def test_a_cancel_landing_while_the_claim_of_its_job_finishes_stops_it_at_
         return claims
 
     monkeypatch.setattr(lifecycle, "claim_due", claim_then_cancel)
-
-    async def cancelled() -> Job | None:
-        async with committed_db.sessionmaker() as session:
-            row = await session.get(Job, job.id)
-            return row if row is not None and row.status is JobStatus.cancelled else None
-
     try:
         assert [claim.job_id for claim in await executor.claim() or []] == [job.id]
-        await wait_until(cancelled, timeout=5)
-        assert executor.free_slots == executor.concurrency
+        await _recorded_cancelled_and_slot_freed(committed_db, job, executor, wait_until)
     finally:
         await executor.stop(grace_seconds=0)
 

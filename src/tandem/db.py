@@ -346,6 +346,10 @@ def create_inline_read_engine(database_url: str, *, pool_size: int = 10) -> Engi
         url.set(drivername="sqlite"),
         hide_parameters=True,
         pool_size=pool_size,
+        # A checkout must never wait: it would block the loop, and with it whoever would
+        # return a connection. Past `pool_size` (a route awaiting something real while it
+        # holds one), more are opened and closed again.
+        max_overflow=-1,
         isolation_level="AUTOCOMMIT",
         # Opened and used in the loop's thread; disposed there too.
         connect_args={"check_same_thread": False},

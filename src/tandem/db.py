@@ -6,7 +6,9 @@ succeeds and rolls back when it raises. Services call `flush()`, never `commit()
 A request that cannot change anything (GET, HEAD, OPTIONS) gets its session from a second,
 read-only engine (`create_engine(..., read_only=True)`): on SQLite its transactions begin
 DEFERRED and never take the write lock, on PostgreSQL it runs without BEGIN/COMMIT round
-trips; on both the database itself refuses a write (docs/decisions.md, "Read-only requests").
+trips; on both the database itself refuses a write (docs/decisions.md, "The request path").
+A route that reads plain columns opens `read_connection` itself (on a SQLite file, a
+connection of a synchronous engine, run in the event loop's thread).
 """
 
 import asyncio
@@ -335,8 +337,8 @@ def create_inline_read_engine(database_url: str, *, pool_size: int = 10) -> Engi
     """On a SQLite file, a synchronous engine for `read_connection`: its reads run in the
     event loop's thread with no greenlet and no aiosqlite in between. A read in WAL mode never
     waits for a lock, so the loop is blocked for the query only, as with the read engine's
-    `InlineSqliteConnection`, at about half the cost (docs/decisions.md, "Read-only
-    requests"). None elsewhere: PostgreSQL's reads do wait for the network, and an in-memory
+    `InlineSqliteConnection`, at about half the cost (docs/decisions.md, "The request
+    path"). None elsewhere: PostgreSQL's reads do wait for the network, and an in-memory
     database is private to the one connection that opened it."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):

@@ -162,7 +162,7 @@ JOB_COLUMNS = (
 # (payload, result, last error) are read on the first row only, NULL on the others: a job
 # retried from dead many times does not send its payload once per attempt.
 _ON_FIRST_ROW = func.row_number().over(order_by=JobAttempt.number) == 1
-_LARGE_COLUMNS = {Job.payload, Job.result, Job.last_error}
+_LARGE_COLUMNS = {Job.payload.key, Job.result.key, Job.last_error.key}
 _ATTEMPT_COLUMNS = (
     JobAttempt.number,
     JobAttempt.started_at,
@@ -175,7 +175,7 @@ _JOB_DETAIL = owned_columns(
     Job,
     "Job",
     *(
-        case((_ON_FIRST_ROW, column)).label(column.key) if column in _LARGE_COLUMNS else column
+        case((_ON_FIRST_ROW, column)).label(column.key) if column.key in _LARGE_COLUMNS else column
         for column in JOB_COLUMNS
     ),
     Job.cancel_requested,

@@ -307,6 +307,27 @@ async def test_the_read_only_engine_refuses_writes(
         )
 
 
+async def test_read_requests_give_their_connections_back(
+    committed_db: CommittedDatabase, tmp_path: Path
+) -> None:
+    """A GET's session is closed at once rather than in a task of its own, and a read
+    route's connection likewise: none stays checked out once the responses are in."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, database_url=committed_db.url, data_dir=tmp_path, worker_enabled=False
+    )
+    app = create_app(settings)
+    async with running(app) as client:
+        headers = await _signed_in(client)
+        paths = ["/api/v1/organizations/current", "/api/v1/jobs", "/api/v1/api-keys"]
+        responses = await concurrently(
+            *(client.get(path, headers=headers) for path in paths for _ in range(10))
+        )
+        assert {r.status_code for r in responses} == {200}, [r.text for r in responses]
+        assert app.state.read_engine.pool.checkedout() == 0
+        inline = app.state.inline_read_engine
+        assert inline is None or inline.pool.checkedout() == 0
+
+
 def _timestamps() -> dict[str, datetime]:
     now = datetime.now(UTC)
     return {"created_at": now, "updated_at": now}

@@ -21,8 +21,11 @@ from tandem.db import (
     SessionDep,
     create_engine,
     create_inline_read_engine,
+    insert_row,
+    utcnow,
 )
 from tandem.errors import Conflict
+from tandem.jobs.models import Job, JobStatus
 from tandem.models import Organization
 from tandem.settings import Settings
 from tests.conftest import override_session, rolled_back_connection, running
@@ -268,3 +271,64 @@ async def test_the_sqlite_inline_read_engine_never_waits_for_a_connection(
         engine.dispose()
     assert create_inline_read_engine("sqlite+aiosqlite://") is None
     assert create_inline_read_engine("postgresql+psycopg://localhost/tandem") is None
+
+
+_UNSET = object()  # a column _new_job leaves out
+
+
+def _new_job(**columns: object) -> Job:
+    now = utcnow()
+    values: dict[str, object] = {
+        "id": uuid.uuid4(),
+        "organization_id": None,
+        "submitted_by_id": None,
+        "task": "echo",
+        "payload": {"n": 1},
+        "status": JobStatus.pending,
+        "attempts": 0,
+        "runs": 0,
+        "max_attempts": 3,
+        "next_run_at": now,
+        "lease_owner": None,
+        "lease_token": None,
+        "lease_expires_at": None,
+        "cancel_requested": False,
+        "last_error": None,
+        "result": None,
+        "idempotency_key": None,
+        "notify": False,
+        "started_at": None,
+        "finished_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    values.update(columns)
+    return Job(**{key: value for key, value in values.items() if value is not _UNSET})
+
+
+async def test_insert_row_writes_the_row_as_the_orm_would(
+    db_session: AsyncSession,
+) -> None:
+    job = _new_job()
+    await insert_row(db_session, job)
+
+    assert job not in db_session
+    # A JSON column set to None is SQL NULL, as the ORM writes it, not JSON null.
+    stored_null = await db_session.scalar(select(Job.result.is_(None)).where(Job.id == job.id))
+    assert stored_null is True
+    stored = await db_session.get_one(Job, job.id)
+    assert (stored.task, stored.payload, stored.status) == ("echo", {"n": 1}, JobStatus.pending)
+    assert stored.created_at == job.created_at
+
+
+@pytest.mark.parametrize(
+    ("columns", "named"),
+    [({"created_at": _UNSET}, "created_at"), ({"status": None}, "status")],
+    ids=["an unset column", "None in a column with a default"],
+)
+async def test_insert_row_refuses_a_column_it_would_write_wrong(
+    db_session: AsyncSession, columns: dict[str, object], named: str
+) -> None:
+    with pytest.raises(ValueError, match=named):
+        await insert_row(db_session, _new_job(**columns))
+    assert await db_session.scalar(select(func.count()).select_from(Job)) == 0

@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from tandem.jobs import fairness
 from tandem.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 
@@ -34,12 +32,13 @@ class Claim:
 
 
 def claimed_at_submit(
-    session: AsyncSession, job: Job, worker: str, lease: float, now: datetime
-) -> Claim:
-    """Makes the job about to be inserted (`job`, not yet in the session) one that `worker`
-    has claimed, and adds its attempt: what `claim_due` writes, in the submitter's own
-    transaction, so no claim's transaction and no wake-up stand between submit and start.
-    The caller holds a slot for it (`Executor.hold_slot`) and starts it once committed."""
+    job: Job, worker: str, lease: float, now: datetime
+) -> tuple[Claim, JobAttempt]:
+    """Makes the job about to be inserted (`job`, not yet written) one that `worker` has
+    claimed, and returns its claim and its first attempt, for the caller to add once the job
+    is written: what `claim_due` writes, in the submitter's own transaction, so no claim's
+    transaction and no wake-up stand between submit and start. The caller holds a slot for it
+    (`Executor.hold_slot`) and starts it once committed."""
     token = uuid.uuid4()
     job.status = JobStatus.running
     job.attempts = job.runs = 1
@@ -47,14 +46,13 @@ def claimed_at_submit(
     job.lease_token = token
     job.lease_expires_at = now + timedelta(seconds=lease)
     job.started_at = job.updated_at = now
-    session.add(
-        JobAttempt(
-            id=uuid.uuid4(),
-            job_id=job.id,
-            number=1,
-            worker=worker,
-            outcome=AttemptOutcome.running,
-            started_at=now,
-        )
+    attempt = JobAttempt(
+        id=uuid.uuid4(),
+        job_id=job.id,
+        number=1,
+        worker=worker,
+        outcome=AttemptOutcome.running,
+        started_at=now,
     )
-    return Claim(job.id, token, job.task, job.payload, 1, 1, job.max_attempts, job.organization_id)
+    claim = Claim(job.id, token, job.task, job.payload, 1, 1, job.max_attempts, job.organization_id)
+    return claim, attempt

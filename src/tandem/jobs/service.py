@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tandem.db import READ_ONLY, ReadConnection, compare_and_set, utcnow
+from tandem.db import READ_ONLY, ReadConnection, compare_and_set, insert_row, utcnow
 from tandem.errors import Conflict, Invalid
 from tandem.identity.principal import Principal
 from tandem.identity.scopes import Scope
@@ -69,7 +69,9 @@ async def submit_job(
     """Adds the job to the caller's transaction: it becomes runnable when that commits.
 
     Returns the job and whether it is new; the same idempotency key in the same organization
-    returns the first job instead (also when two requests race with it). `public_only`
+    returns the first job instead (also when two requests race with it). A new job is a
+    record of the row written (`db.insert_row`), not an object of the session: change the
+    row with an UPDATE. `public_only`
     (submissions by name, from the API) refuses internal tasks as if they did not exist;
     `max_payload_bytes` bounds the payload as JSON (422 beyond). With `held` (a slot of
     this process's executor), a new job due now without an idempotency key is inserted
@@ -108,13 +110,25 @@ async def submit_job(
         next_run_at=run_at or now,
         notify=notify,
         idempotency_key=idempotency_key,
+        cancel_requested=False,
+        lease_owner=None,
+        lease_token=None,
+        lease_expires_at=None,
+        last_error=None,
+        result=None,
+        started_at=None,
+        finished_at=None,
+        created_at=now,
+        updated_at=now,
     )
+    first_attempt = None
     if held is not None and idempotency_key is None and job.next_run_at <= now:
-        held.claim = claimed_at_submit(session, job, held.worker, held.lease, now)
+        held.claim, first_attempt = claimed_at_submit(job, held.worker, held.lease, now)
     if idempotency_key is None:
         # Nothing unique but the new id to conflict with: no savepoint around the insert.
-        session.add(job)
-        await session.flush()
+        await insert_row(session, job)
+        if first_attempt is not None:
+            session.add(first_attempt)
     else:
         try:
             async with session.begin_nested():

@@ -19,7 +19,7 @@ from tandem.agents.registry import registry
 from tandem.agents.runner import run_agent
 from tandem.agents.schemas import RunIn
 from tandem.agents.spec import AgentFailed
-from tandem.db import READ_ONLY, call_after_commit, utcnow
+from tandem.db import READ_ONLY, call_after_commit, insert_row, utcnow
 from tandem.errors import Invalid
 from tandem.identity.principal import Principal
 from tandem.identity.projects import get_project
@@ -59,11 +59,16 @@ async def submit_run(
     max_input_chars: int,
     job_run_at: datetime | None = None,
     held: HeldSlot | None = None,
+    streamed: bool = False,
 ) -> AgentRun:
     """Records the run and submits its job (due at `job_run_at`, default now), in the
     caller's transaction. With `held` (a slot of this process's executor) the job is
     inserted claimed for it and the run started (`held.claim` set): the caller starts the
-    job there once the transaction has committed."""
+    job there once the transaction has committed. `streamed`: the run is recorded running
+    from now (the request runs it; its job is a backstop).
+
+    The run returned is a record of the row written (`db.insert_row`), not an object of the
+    session: change the row with an UPDATE."""
     agent_id, input_text, parameters = request.agent_id, request.input_text, request.parameters
     project_id = request.project_id
     spec = registry.get(agent_id)  # 404 for an unknown agent
@@ -75,6 +80,7 @@ async def submit_run(
     spec.validate_parameters(parameters)  # 422 naming the parameter
     if project_id is not None:
         await get_project(session, principal, project_id)
+    now = utcnow()
     run = AgentRun(
         id=uuid.uuid4(),
         organization_id=principal.organization_id,
@@ -89,6 +95,14 @@ async def submit_run(
         input_tokens=0,
         output_tokens=0,
         requests=0,
+        job_id=None,
+        output=None,
+        error=None,
+        model=None,
+        started_at=None,
+        finished_at=None,
+        created_at=now,
+        updated_at=now,
     )
     # The job first, so that the run's row is inserted once, with its job.
     job, _ = await submit_job(
@@ -108,8 +122,9 @@ async def submit_run(
         assert job.started_at is not None
         run.status, run.started_at = RunStatus.running, job.started_at
         held.handed = StartedRun(agent_id, input_text, parameters, job.started_at)
-    session.add(run)
-    await session.flush()
+    elif streamed:
+        run.status, run.started_at = RunStatus.running, now
+    await insert_row(session, run)
     return run
 
 

@@ -69,10 +69,14 @@ async def start_streamed_run(
     writes nothing, and the stream's own sessions see the run."""
     backstop = utcnow() + timedelta(seconds=timeout_seconds + BACKSTOP_GRACE_SECONDS)
     run = await submit_run(
-        session, jobs, principal, request, max_input_chars=max_input_chars, job_run_at=backstop
+        session,
+        jobs,
+        principal,
+        request,
+        max_input_chars=max_input_chars,
+        job_run_at=backstop,
+        streamed=True,
     )
-    run.status = RunStatus.running
-    run.started_at = utcnow()
     await session.commit()
     return run
 

@@ -35,7 +35,7 @@ def claimed_at_submit(
     job: Job, worker: str, lease: float, now: datetime
 ) -> tuple[Claim, JobAttempt]:
     """Makes the job about to be inserted (`job`, not yet written) one that `worker` has
-    claimed, and returns its claim and its first attempt, for the caller to add once the job
+    claimed, and returns its claim and its first attempt, for the caller to write once the job
     is written: what `claim_due` writes, in the submitter's own transaction, so no claim's
     transaction and no wake-up stand between submit and start. The caller holds a slot for it
     (`Executor.hold_slot`) and starts it once committed."""
@@ -53,6 +53,8 @@ def claimed_at_submit(
         worker=worker,
         outcome=AttemptOutcome.running,
         started_at=now,
+        finished_at=None,
+        error=None,
     )
     claim = Claim(job.id, token, job.task, job.payload, 1, 1, job.max_attempts, job.organization_id)
     return claim, attempt

@@ -128,7 +128,7 @@ async def submit_job(
         # Nothing unique but the new id to conflict with: no savepoint around the insert.
         await insert_row(session, job)
         if first_attempt is not None:
-            session.add(first_attempt)
+            await insert_row(session, first_attempt)
     else:
         try:
             async with session.begin_nested():

@@ -14,12 +14,7 @@ from tandem.agents.router import router as agents_router
 from tandem.audit.router import router as audit_router
 from tandem.body_limit import BodySizeLimitMiddleware
 from tandem.content.router import router as content_router
-from tandem.db import (
-    bind_session_info,
-    create_engine,
-    create_inline_read_engine,
-    create_sessionmaker,
-)
+from tandem.db import bind_session_info, create_engine, create_sessionmaker
 from tandem.errors import install_error_handlers
 from tandem.http_headers import SecurityHeadersMiddleware, install_docs
 from tandem.identity import router as identity
@@ -40,6 +35,7 @@ from tandem.ratelimit import RateLimiter
 from tandem.review.router import router as review_router
 from tandem.scheduling.router import router as scheduling_router
 from tandem.settings import JobExecutor, Settings
+from tandem.sqlite import create_inline_read_engine
 from tandem.tasks import TaskResources, task_registry
 from tandem.unsafe_input import UnsafeInputMiddleware
 from tandem.webhooks.router import router as webhooks_router

@@ -14,20 +14,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from tandem import db
+from tandem import sqlite
 from tandem.app import create_app
-from tandem.db import (
-    SQLITE_BUSY_TIMEOUT_MS,
-    SessionDep,
-    create_engine,
-    create_inline_read_engine,
-    insert_row,
-    utcnow,
-)
+from tandem.db import SessionDep, create_engine, insert_row, utcnow
 from tandem.errors import Conflict
 from tandem.jobs.models import Job, JobStatus
 from tandem.models import Organization
 from tandem.settings import Settings
+from tandem.sqlite import BUSY_TIMEOUT_MS, create_inline_read_engine
 from tests.conftest import override_session, rolled_back_connection, running
 from tests.factories import OrganizationFactory
 
@@ -212,7 +206,7 @@ async def test_a_sqlite_writer_waits_for_another_process_without_blocking_the_lo
         other_process.close()
         await engine.dispose()
     assert count == 1
-    assert busy_timeout == SQLITE_BUSY_TIMEOUT_MS
+    assert busy_timeout == BUSY_TIMEOUT_MS
 
 
 async def test_a_sqlite_writer_gives_up_after_the_busy_timeout(
@@ -220,7 +214,7 @@ async def test_a_sqlite_writer_gives_up_after_the_busy_timeout(
 ) -> None:
     """As with SQLite's own busy handler: "database is locked" once the busy timeout has
     passed (a 503 for a request), and the connection is usable again afterwards."""
-    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_MS", 300)
     path = tmp_path / "held.db"
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
     other_process = sqlite3.connect(path, isolation_level=None)

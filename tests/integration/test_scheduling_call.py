@@ -173,18 +173,25 @@ async def test_another_tenants_calls_and_moonlighting_are_404(
     ada = await api.person()
     call = await _call(api, schedule, ada, start="2027-03-02T19:00", end="2027-03-03T07:00")
     calls_url = f"/api/v1/schedules/{schedule['id']}/calls"
-    assert (await other.client.get(calls_url, headers=other.headers)).status_code == 404
+    schedule_missing = {"detail": f"Schedule {schedule['id']} not found"}
+    person_missing = {"detail": f"Person {ada['id']} not found"}
+    listed = await other.client.get(calls_url, headers=other.headers)
+    assert (listed.status_code, listed.json()) == (404, schedule_missing)
     deleted = await other.client.delete(f"{calls_url}/{call.json()['id']}", headers=other.headers)
-    assert deleted.status_code == 404
+    assert (deleted.status_code, deleted.json()) == (404, schedule_missing)
     # Their own schedule naming our resident: the person is not theirs.
     theirs = await other.schedule(MONDAY, SUNDAY_4)
     response = await _call(other, theirs, ada, start="2027-03-02T19:00", end="2027-03-03T07:00")
-    assert response.status_code == 404
+    assert (response.status_code, response.json()) == (404, person_missing)
     moonlighting = f"/api/v1/people/{ada['id']}/moonlighting"
     body = {"week_start": "2027-03-01", "hours": 10, "kind": "external"}
     posted = await other.client.post(moonlighting, json=body, headers=other.headers)
-    assert posted.status_code == 404
-    assert (await other.client.get(moonlighting, headers=other.headers)).status_code == 404
+    assert (posted.status_code, posted.json()) == (404, person_missing)
+    read = await other.client.get(moonlighting, headers=other.headers)
+    assert (read.status_code, read.json()) == (404, person_missing)
+    # Nothing of theirs landed on our resident.
+    ours = await api.client.get(moonlighting, headers=api.headers)
+    assert ours.json()["items"] == []
 
 
 async def test_changing_calls_and_moonlighting_needs_schedule_write(
@@ -195,13 +202,16 @@ async def test_changing_calls_and_moonlighting_needs_schedule_write(
     ada = await api.person()
     viewer = SchedulingApi(client, await login_as(await make_user(Role.member)))
     response = await _call(viewer, schedule, ada, start="2027-03-02T19:00", end="2027-03-03T07:00")
-    assert response.status_code == 403
+    missing = {"detail": "Missing required scope: schedule:write"}
+    assert (response.status_code, response.json()) == (403, missing)
     moonlighting = await viewer.client.post(
         f"/api/v1/people/{ada['id']}/moonlighting",
         json={"week_start": "2027-03-01", "hours": 10, "kind": "external"},
         headers=viewer.headers,
     )
-    assert moonlighting.status_code == 403
+    assert (moonlighting.status_code, moonlighting.json()) == (403, missing)
+    calls = await api.client.get(f"/api/v1/schedules/{schedule['id']}/calls", headers=api.headers)
+    assert calls.json()["items"] == []
 
 
 async def test_moonlighting_tips_a_resident_over_80_hours(api: SchedulingApi) -> None:

@@ -71,12 +71,11 @@ async def submit_job(
     Returns the job and whether it is new; the same idempotency key in the same organization
     returns the first job instead (also when two requests race with it). A new job is a
     record of the row written (`db.insert_row`), not an object of the session: change the
-    row with an UPDATE. `public_only`
-    (submissions by name, from the API) refuses internal tasks as if they did not exist;
-    `max_payload_bytes` bounds the payload as JSON (422 beyond). With `held` (a slot of
-    this process's executor), a new job due now without an idempotency key is inserted
-    already claimed for that slot instead of pending (`held.claim`; the caller starts it
-    once the transaction commits).
+    row with an UPDATE. `public_only` (submissions by name, from the API) refuses internal
+    tasks as if they did not exist; `max_payload_bytes` bounds the payload as JSON (422
+    beyond). With `held` (a slot of this process's executor), a new job due now without an
+    idempotency key is inserted already claimed for that slot instead of pending
+    (`held.claim`; the caller starts it once the transaction commits).
     """
     try:
         definition = jobs.registry.get(task)
@@ -132,7 +131,7 @@ async def submit_job(
     else:
         try:
             async with session.begin_nested():
-                session.add(job)
+                await insert_row(session, job)
         except IntegrityError:
             existing = await _by_idempotency_key(session, organization_id, idempotency_key)
             if existing is None:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -17,12 +17,13 @@ from tandem import __version__
 from tandem.db import READ_ONLY
 from tandem.errors import DATABASE_RETRY_AFTER_SECONDS, Unauthorized, error_responses
 from tandem.identity.security import BEARER_CHALLENGE
+from tandem.routing import Router
 from tandem.settings import Settings
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 READINESS_TIMEOUT_SECONDS = 3.0
 
-router = APIRouter(tags=["health"])
+router = Router(tags=["health"])
 log = logging.getLogger(__name__)
 
 

@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import Depends, Query, Request, Response, status
 
 from tandem.agents import runs, streaming
 from tandem.agents.models import RunStatus
@@ -17,6 +17,7 @@ from tandem.identity.scopes import Scope
 from tandem.jobs.deps import JobControlDep
 from tandem.pagination import Page, PageParamsDep
 from tandem.ratelimit import Per, PrincipalLimit, limit_principal
+from tandem.routing import Router
 from tandem.settings import Settings
 
 # Every /api/v1/agents route: per user (API keys count against their creator), so that new
@@ -26,7 +27,7 @@ limit_agents = limit_principal(
     PrincipalLimit("agents", lambda s: s.rate_limit_agents_organization, Per.organization),
 )
 
-router = APIRouter(
+router = Router(
     route_class=ApiRoute,
     prefix="/api/v1/agents",
     tags=["agents"],

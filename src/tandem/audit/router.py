@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from tandem.audit.service import AuditAction, Outcome, list_events
@@ -13,8 +13,9 @@ from tandem.errors import error_responses
 from tandem.identity.principal import ApiRoute, Principal, require_scopes
 from tandem.identity.scopes import Scope
 from tandem.pagination import Page, PageParamsDep
+from tandem.routing import Router
 
-router = APIRouter(
+router = Router(
     route_class=ApiRoute, prefix="/api/v1", tags=["audit"], responses=error_responses(401, 403)
 )
 UsersAdmin = Annotated[Principal, Depends(require_scopes(Scope.users_admin))]

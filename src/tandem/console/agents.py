@@ -4,7 +4,7 @@ its output when it is done, and the organization's recent runs."""
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from pydantic import ValidationError
 
 from tandem.agents import runs
@@ -19,9 +19,10 @@ from tandem.identity.scopes import Scope
 from tandem.jobs.deps import JobControlDep
 from tandem.pagination import PageParams
 from tandem.ratelimit import RateLimiter
+from tandem.routing import Router
 from tandem.settings import Settings
 
-router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
+router = Router(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
 
 RECENT_RUNS = 20
 

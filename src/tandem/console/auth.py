@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from starlette.datastructures import FormData
 
 from tandem.console.web import ConsoleRoute, SignInRequired, redirect, render
@@ -31,6 +31,7 @@ from tandem.identity.principal import VERIFY_FIRST, Principal, principal_from_re
 from tandem.identity.scopes import Scope
 from tandem.identity.security import TokenSigner
 from tandem.ratelimit import RateLimiter, client_address
+from tandem.routing import Router
 from tandem.settings import Settings
 
 SESSION_COOKIE = "tandem_console"
@@ -41,7 +42,7 @@ CSRF_REFUSED = (
     "this site). Reload the page and try again."
 )
 
-router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
+router = Router(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import json
 import uuid
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from tandem.console.auth import CheckedForm, ConsoleUser, CurrentUser, require
 from tandem.console.pages import Pager, pager_from
@@ -18,8 +18,9 @@ from tandem.jobs.deps import JobControlDep
 from tandem.jobs.models import Job, JobStatus
 from tandem.jobs.registry import UnknownTask
 from tandem.jobs.service import JobControl
+from tandem.routing import Router
 
-router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
+router = Router(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
 
 RETRYABLE = frozenset({JobStatus.dead, JobStatus.cancelled})
 CANCELLABLE = frozenset({JobStatus.pending, JobStatus.running})

@@ -5,7 +5,7 @@ following a link with GET changes nothing (mail scanners open links too), the bu
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
 
 from tandem.console.web import ConsoleRoute, redirect, render
@@ -14,9 +14,10 @@ from tandem.identity import accounts
 from tandem.identity.router import PASSWORD_RESET_SENT, password_reset_budgets
 from tandem.identity.schemas import AcceptInvitationIn, PasswordResetConfirmIn, PasswordResetIn
 from tandem.ratelimit import RateLimiter
+from tandem.routing import Router
 from tandem.settings import Settings
 
-router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
+router = Router(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
 
 
 def _page(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:

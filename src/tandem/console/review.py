@@ -5,7 +5,7 @@ import uuid
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,9 +23,10 @@ from tandem.pagination import PageParams
 from tandem.review import service
 from tandem.review.kinds import ApprovalNotCarriedOut, get_kind
 from tandem.review.states import GENERATING, Decision, ThreadStatus
+from tandem.routing import Router
 from tandem.scheduling import swaps
 
-router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
+router = Router(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
 
 KINDS = ("content", "swap")
 PLATFORMS = ("linkedin", "twitter", "instagram", "blog")

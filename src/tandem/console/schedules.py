@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from markupsafe import Markup, escape
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +19,7 @@ from tandem.db import SessionDep
 from tandem.errors import Invalid
 from tandem.identity.scopes import Scope
 from tandem.jobs.deps import JobControlDep
+from tandem.routing import Router
 from tandem.scheduling import domain, rules, service
 from tandem.scheduling.domain import PersonType, Severity, TimeOfDay
 from tandem.scheduling.models import Assignment, Call, Schedule, ScheduleStatus
@@ -27,7 +28,7 @@ from tandem.scheduling.router import csv_download, ics_download
 from tandem.scheduling.schemas import AssignmentIn
 from tandem.settings import Settings
 
-router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
+router = Router(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
 
 SEVERITY_ORDER = {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.MEDIUM: 2, Severity.LOW: 3}
 

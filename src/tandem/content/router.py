@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import Depends, Query, Request, Response, status
 
 from tandem.content import service
 from tandem.content.models import ContentStatus
@@ -15,9 +15,10 @@ from tandem.identity.scopes import Scope
 from tandem.jobs.deps import JobControlDep
 from tandem.pagination import Page, PageParamsDep
 from tandem.ratelimit import PrincipalLimit, charge
+from tandem.routing import Router
 from tandem.settings import Settings
 
-router = APIRouter(
+router = Router(
     route_class=ApiRoute,
     prefix="/api/content",
     tags=["content"],

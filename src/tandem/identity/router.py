@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import Depends, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -59,11 +59,12 @@ from tandem.ratelimit import (
     limit_principal,
     rate_limit,
 )
+from tandem.routing import Router
 from tandem.settings import Settings
 
 # Auth routes take no credentials; every other route answers 401/403 the same way.
-public = APIRouter(route_class=ApiRoute, prefix="/api/v1", tags=["auth"])
-router = APIRouter(route_class=ApiRoute, prefix="/api/v1", responses=error_responses(401, 403))
+public = Router(route_class=ApiRoute, prefix="/api/v1", tags=["auth"])
+router = Router(route_class=ApiRoute, prefix="/api/v1", responses=error_responses(401, 403))
 
 VALIDATION_ERROR: dict[int | str, dict[str, Any]] = {
     422: {

@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import Depends, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.db import SessionDep, read_connection
@@ -16,9 +16,10 @@ from tandem.jobs.models import Job, JobStatus
 from tandem.jobs.schemas import AttemptOut, JobDetailOut, JobIn, JobOut, TaskOut
 from tandem.pagination import Page, PageParamsDep
 from tandem.ratelimit import PrincipalLimit, limit_principal
+from tandem.routing import Router
 from tandem.settings import Settings
 
-router = APIRouter(
+router = Router(
     route_class=ApiRoute, prefix="/api/v1/jobs", tags=["jobs"], responses=error_responses(401, 403)
 )
 

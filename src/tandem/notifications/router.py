@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from pydantic import BaseModel, Field
 
 from tandem.db import SessionDep
@@ -12,8 +12,9 @@ from tandem.identity.principal import ApiRoute, Principal, require_scopes
 from tandem.identity.schemas import UserOut
 from tandem.identity.scopes import Scope
 from tandem.notifications import recipients
+from tandem.routing import Router
 
-router = APIRouter(
+router = Router(
     route_class=ApiRoute,
     prefix="/api/v1/organizations/current",
     tags=["organizations"],

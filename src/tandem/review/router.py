@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 
 from tandem.db import SessionDep
 from tandem.errors import error_responses
@@ -24,8 +24,9 @@ from tandem.review.schemas import (
     RevisionOut,
     ThreadOut,
 )
+from tandem.routing import Router
 
-router = APIRouter(
+router = Router(
     route_class=ApiRoute, prefix="/api/hitl", tags=["review"], responses=error_responses(401, 403)
 )
 

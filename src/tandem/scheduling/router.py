@@ -4,7 +4,7 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import Depends, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.db import SessionDep
@@ -13,6 +13,7 @@ from tandem.identity.principal import ApiRoute, Principal, require_scopes
 from tandem.identity.scopes import Scope
 from tandem.jobs.deps import JobControlDep
 from tandem.pagination import Page, PageParamsDep
+from tandem.routing import Router
 from tandem.scheduling import calls, exports, service, swaps
 from tandem.scheduling.domain import PersonType
 from tandem.scheduling.schemas import (
@@ -46,7 +47,7 @@ from tandem.scheduling.schemas import (
 )
 from tandem.settings import Settings
 
-router = APIRouter(
+router = Router(
     route_class=ApiRoute, prefix="/api/v1", tags=["scheduling"], responses=error_responses(401, 403)
 )
 

@@ -3,13 +3,14 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import Depends, status
 
 from tandem.db import SessionDep
 from tandem.errors import error_responses
 from tandem.identity.principal import ApiRoute, Principal, require_scopes
 from tandem.identity.scopes import Scope
 from tandem.pagination import Page, PageParamsDep
+from tandem.routing import Router
 from tandem.webhooks import service
 from tandem.webhooks.schemas import (
     DeliveryOut,
@@ -19,7 +20,7 @@ from tandem.webhooks.schemas import (
     WebhookUpdateIn,
 )
 
-router = APIRouter(
+router = Router(
     route_class=ApiRoute,
     prefix="/api/v1/webhooks",
     tags=["webhooks"],

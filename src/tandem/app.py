@@ -31,6 +31,7 @@ from tandem.notifications.dispatcher import OutboxDispatcher
 from tandem.notifications.router import router as notifications_router
 from tandem.notifications.transport import transport_from_settings
 from tandem.observability import HttpMetrics, RequestContextMiddleware
+from tandem.postgres import create_direct_read_pool
 from tandem.ratelimit import RateLimiter
 from tandem.review.router import router as review_router
 from tandem.scheduling.router import router as scheduling_router
@@ -84,6 +85,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.inline_read_engine = create_inline_read_engine(
             settings.database_url, pool_size=settings.database_pool_size
         )
+        app.state.direct_read_pool = create_direct_read_pool(
+            settings.database_url, read_engine.dialect, pool_size=settings.database_pool_size
+        )
+        if app.state.direct_read_pool is not None:
+            await app.state.direct_read_pool.open()
         # On the read engine: on SQLite the writing one is a single connection, and the
         # probe must not queue behind the process's writers.
         app.state.readiness_checks = {"database": health.database_check(read_engine)}
@@ -130,6 +136,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await rate_limiter.close()
             app.state.credential_cache.close()
             await read_engine.dispose()
+            if app.state.direct_read_pool is not None:
+                await app.state.direct_read_pool.close()
             if app.state.inline_read_engine is not None:
                 app.state.inline_read_engine.dispose()
             await engine.dispose()

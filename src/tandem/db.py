@@ -48,6 +48,7 @@ from tandem.errors import Conflict, TandemError
 
 # Below db in the layers, and imports nothing of Tandem: a commit publishes credential changes.
 from tandem.identity.credential_cache import publish_changes
+from tandem.postgres import DirectReadPool
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -233,7 +234,8 @@ def read_connection(request: Request) -> AbstractAsyncContextManager[ReadConnect
     """`async with read_connection(request) as connection:` a connection that only reads,
     for a route that reads plain columns (Core): no session to build, no transaction to begin
     or commit (it autocommits). On a SQLite file it is a connection of the app's
-    `inline_read_engine`, elsewhere one of its read-only engine.
+    `inline_read_engine`, on PostgreSQL one of its `direct_read_pool` (tandem/postgres.py),
+    elsewhere (an in-memory SQLite database) one of its read-only engine.
 
     Opened in the route rather than injected: FastAPI's handling of a dependency that yields
     (an exit stack, a shielded exit) and SQLAlchemy's `async with engine.connect()` (which
@@ -245,10 +247,14 @@ def read_connection(request: Request) -> AbstractAsyncContextManager[ReadConnect
     override = request.app.dependency_overrides.get(get_read_connection)
     if override is not None:
         return asynccontextmanager(override)(request)
-    inline: Engine | None = request.app.state.inline_read_engine
+    state = request.app.state
+    inline: Engine | None = state.inline_read_engine
     if inline is not None:
         return _InlineReadConnection(inline)
-    return _ReadConnection(request.app.state.read_engine)
+    direct: DirectReadPool | None = state.direct_read_pool
+    if direct is not None:
+        return direct.connect()
+    return _ReadConnection(state.read_engine)
 
 
 class _ReadConnection:

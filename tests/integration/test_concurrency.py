@@ -327,6 +327,8 @@ async def test_read_requests_give_their_connections_back(
         assert app.state.read_engine.pool.checkedout() == 0
         inline = app.state.inline_read_engine
         assert inline is None or inline.pool.checkedout() == 0
+        direct = app.state.direct_read_pool
+        assert direct is None or direct.checked_out == 0
 
 
 def _timestamps() -> dict[str, datetime]:

@@ -15,6 +15,7 @@ from tandem.audit.router import router as audit_router
 from tandem.body_limit import BodySizeLimitMiddleware
 from tandem.content.router import router as content_router
 from tandem.db import bind_session_info, create_engine, create_sessionmaker
+from tandem.direct_reads import create_direct_reads
 from tandem.errors import install_error_handlers
 from tandem.http_headers import SecurityHeadersMiddleware, install_docs
 from tandem.identity import router as identity
@@ -31,12 +32,10 @@ from tandem.notifications.dispatcher import OutboxDispatcher
 from tandem.notifications.router import router as notifications_router
 from tandem.notifications.transport import transport_from_settings
 from tandem.observability import HttpMetrics, RequestContextMiddleware
-from tandem.postgres import create_direct_read_pool
 from tandem.ratelimit import RateLimiter
 from tandem.review.router import router as review_router
 from tandem.scheduling.router import router as scheduling_router
 from tandem.settings import JobExecutor, Settings
-from tandem.sqlite import create_inline_read_engine
 from tandem.tasks import TaskResources, task_registry
 from tandem.unsafe_input import UnsafeInputMiddleware
 from tandem.webhooks.router import router as webhooks_router
@@ -82,14 +81,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.read_engine = read_engine
         app.state.read_sessionmaker = create_sessionmaker(read_engine)
-        app.state.inline_read_engine = create_inline_read_engine(
-            settings.database_url, pool_size=settings.database_pool_size
-        )
-        app.state.direct_read_pool = create_direct_read_pool(
+        direct_reads = create_direct_reads(
             settings.database_url, read_engine.dialect, pool_size=settings.database_pool_size
         )
-        if app.state.direct_read_pool is not None:
-            await app.state.direct_read_pool.open()
+        app.state.direct_reads = direct_reads
+        if direct_reads is not None:
+            await direct_reads.open()
         # On the read engine: on SQLite the writing one is a single connection, and the
         # probe must not queue behind the process's writers.
         app.state.readiness_checks = {"database": health.database_check(read_engine)}
@@ -136,10 +133,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await rate_limiter.close()
             app.state.credential_cache.close()
             await read_engine.dispose()
-            if app.state.direct_read_pool is not None:
-                await app.state.direct_read_pool.close()
-            if app.state.inline_read_engine is not None:
-                app.state.inline_read_engine.dispose()
+            if direct_reads is not None:
+                await direct_reads.close()
             await engine.dispose()
 
     app = FastAPI(

@@ -7,8 +7,8 @@ A request that cannot change anything (GET, HEAD, OPTIONS) gets its session from
 read-only engine (`create_engine(..., read_only=True)`): on SQLite its transactions begin
 DEFERRED and never take the write lock, on PostgreSQL it runs without BEGIN/COMMIT round
 trips; on both the database itself refuses a write (docs/decisions.md, "The request path").
-A route that reads plain columns opens `read_connection` itself (on a SQLite file, a
-connection of a synchronous engine, run in the event loop's thread).
+A route that reads plain columns opens `read_connection` itself: its statements run on the
+driver's connection (tandem/direct_reads.py).
 """
 
 import uuid
@@ -31,7 +31,7 @@ from sqlalchemy import (
     insert,
     inspect,
 )
-from sqlalchemy.engine import CursorResult, Dialect, Engine, Result
+from sqlalchemy.engine import CursorResult, Dialect, Result
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -44,11 +44,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from tandem import sqlite
+from tandem.direct_reads import DirectReads
 from tandem.errors import Conflict, TandemError
 
 # Below db in the layers, and imports nothing of Tandem: a commit publishes credential changes.
 from tandem.identity.credential_cache import publish_changes
-from tandem.postgres import DirectReadPool
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -222,8 +222,9 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 class ReadConnection(Protocol):
-    """What a read route's statements run on (`read_connection`): an `AsyncConnection`, or on
-    SQLite a synchronous connection behind the same `await connection.execute(...)`."""
+    """What a read route's statements run on (`read_connection`): a connection of the app's
+    `DirectReads` (tandem/direct_reads.py), or an `AsyncConnection` (an in-memory SQLite
+    database; the tests' transaction)."""
 
     async def execute(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
@@ -233,9 +234,9 @@ class ReadConnection(Protocol):
 def read_connection(request: Request) -> AbstractAsyncContextManager[ReadConnection]:
     """`async with read_connection(request) as connection:` a connection that only reads,
     for a route that reads plain columns (Core): no session to build, no transaction to begin
-    or commit (it autocommits). On a SQLite file it is a connection of the app's
-    `inline_read_engine`, on PostgreSQL one of its `direct_read_pool` (tandem/postgres.py),
-    elsewhere (an in-memory SQLite database) one of its read-only engine.
+    or commit (it autocommits). On PostgreSQL and on a SQLite file it is one of the app's
+    `direct_reads`, which run Core statements on the driver's connection; on an in-memory
+    SQLite database one of its read-only engine.
 
     Opened in the route rather than injected: FastAPI's handling of a dependency that yields
     (an exit stack, a shielded exit) and SQLAlchemy's `async with engine.connect()` (which
@@ -247,14 +248,10 @@ def read_connection(request: Request) -> AbstractAsyncContextManager[ReadConnect
     override = request.app.dependency_overrides.get(get_read_connection)
     if override is not None:
         return asynccontextmanager(override)(request)
-    state = request.app.state
-    inline: Engine | None = state.inline_read_engine
-    if inline is not None:
-        return _InlineReadConnection(inline)
-    direct: DirectReadPool | None = state.direct_read_pool
+    direct: DirectReads | None = request.app.state.direct_reads
     if direct is not None:
         return direct.connect()
-    return _ReadConnection(state.read_engine)
+    return _ReadConnection(request.app.state.read_engine)
 
 
 class _ReadConnection:
@@ -269,27 +266,6 @@ class _ReadConnection:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._connection.close()
-
-
-class _InlineReadConnection:
-    """A connection of a synchronous SQLite engine as a `ReadConnection`."""
-
-    __slots__ = ("_connection", "_engine")
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    async def __aenter__(self) -> "_InlineReadConnection":
-        self._connection = self._engine.connect()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._connection.close()
-
-    async def execute(
-        self, statement: Executable, parameters: Mapping[str, Any] | None = None
-    ) -> Result[*tuple[Any, ...]]:
-        return self._connection.execute(statement, parameters)
 
 
 async def get_read_connection(request: Request) -> AsyncIterator[ReadConnection]:

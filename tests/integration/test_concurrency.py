@@ -325,10 +325,7 @@ async def test_read_requests_give_their_connections_back(
         )
         assert {r.status_code for r in responses} == {200}, [r.text for r in responses]
         assert app.state.read_engine.pool.checkedout() == 0
-        inline = app.state.inline_read_engine
-        assert inline is None or inline.pool.checkedout() == 0
-        direct = app.state.direct_read_pool
-        assert direct is None or direct.checked_out == 0
+        assert app.state.direct_reads.checked_out == 0
 
 
 def _timestamps() -> dict[str, datetime]:

@@ -142,6 +142,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="AI agents do the work; people stay in charge.",
         lifespan=lifespan,
+        # Tandem's observability is its Prometheus metrics and request-id logs; FastAPI's
+        # native OpenTelemetry looked up the global providers on every request (~15 us).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         docs_url=None,
         redoc_url=None,
         # Off in production unless TANDEM_API_DOCS=true: the map of every route helps attackers.

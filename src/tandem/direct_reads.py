@@ -16,7 +16,7 @@ tests/integration/test_direct_reads.py holds that for each statement of the read
 
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -56,13 +56,13 @@ class CompiledRead:
     sql: str
     compiled: SQLCompiler
     bind_processors: dict[str, Callable[[Any], Any]]
-    result_processors: tuple[Callable[[Any], Any] | None, ...] | None
+    result_processors: Sequence[Any] | None  # a processor or None per column
     metadata: SimpleResultMetaData | None = None
 
     def parameters(self, values: Mapping[str, Any] | None) -> MutableMapping[str, Any]:
         parameters = self.compiled.construct_params(dict(values) if values else None)
         for name, process in self.bind_processors.items():
-            if parameters.get(name) is not None:
+            if name in parameters:  # `binds` also lists some that are not rendered
                 parameters[name] = process(parameters[name])
         return parameters
 
@@ -74,16 +74,10 @@ class CompiledRead:
         self, cursor: DBAPICursor | psycopg.AsyncCursor[Any], rows: list[Any]
     ) -> Result[Any]:
         if self.metadata is None:
-            self.metadata = SimpleResultMetaData([c[0] for c in cursor.description or ()])
-        processors = self.result_processors
-        if processors is not None:
-            rows = [
-                tuple(
-                    value if process is None else process(value)
-                    for process, value in zip(processors, row, strict=True)
-                )
-                for row in rows
-            ]
+            # SQLAlchemy's rows apply the processors as they are made (in its compiled code).
+            self.metadata = SimpleResultMetaData(
+                [c[0] for c in cursor.description or ()], _processors=self.result_processors
+            )
         return IteratorResult(self.metadata, iter(rows))
 
 
@@ -100,9 +94,9 @@ def compile_read(statement: Executable, dialect: Dialect) -> CompiledRead:
         if process is not None:
             bind_processors[compiled.escaped_bind_names.get(key, key)] = process
     columns = list(getattr(statement, "selected_columns", ()))
-    processors = tuple(
+    processors = [
         column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
-    )
+    ]
     return CompiledRead(
         sql=compiled.string,
         compiled=compiled,

@@ -1,7 +1,8 @@
 """SQLite: its engines and the connections that run sqlite3 in the event loop's own thread.
 
-`tandem.db.create_engine` gives a SQLite URL's async engines from here, and the app builds
-`create_inline_read_engine` beside them for `db.read_connection`. Why each is as it is:
+`tandem.db.create_engine` gives a SQLite URL's async engines from here, and
+`tandem.direct_reads` reads through `create_inline_read_engine`'s connections. Why each is as
+it is:
 docs/decisions.md, "The request path" and "SQLite: one write connection per process".
 """
 

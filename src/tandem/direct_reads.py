@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import psycopg_pool
+from psycopg.pq import ExecStatus
 from sqlalchemy import Engine, Executable, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, IteratorResult, Result
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 # The server refuses a write on these connections, as on the read-only engine's.
 POSTGRES_READ_ONLY = "-c default_transaction_read_only=on"
+TUPLES_OK = ExecStatus.TUPLES_OK
 # Past this a read is a 503 with Retry-After (the database is gone, or every connection is
 # busy), not a request hanging for psycopg's default 30 s.
 CHECKOUT_TIMEOUT_SECONDS = 5.0
@@ -221,7 +223,9 @@ class _PostgresConnection:
         compiled = self._reads.compiled(statement)
         try:
             cursor = await self._connection.execute(compiled.sql, compiled.parameters(parameters))
-            rows = await cursor.fetchall() if cursor.description is not None else []
+            # Not `cursor.description`: psycopg builds a Column object per column on each look.
+            result = cursor.pgresult
+            rows = await cursor.fetchall() if result and result.status == TUPLES_OK else []
         except psycopg.OperationalError as exc:
             await self._reads.lost()
             raise sa_exc.OperationalError(compiled.sql, None, exc) from exc

@@ -4,8 +4,10 @@ Each test first uses a credential several times, so that it is served from the c
 changes what it resolves to, through the API or straight in the database, and expects the
 very next request to see the change."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -160,3 +162,92 @@ async def test_users_me_with_an_api_key_is_the_keys_creator(
             "created_at": me.json()["created_at"],
             "scopes": ["jobs:read"],
         }
+
+
+class _CountedGets:
+    """Redis's own GET, counted; `hold` keeps the reply of the next one back until released,
+    as if it were still on its way (it has reached Redis and been answered)."""
+
+    def __init__(self, epoch: SharedEpoch) -> None:
+        self.real = epoch._redis.get
+        self.count = 0
+        self.hold: asyncio.Event | None = None
+        epoch._redis.get = self  # type: ignore[method-assign]
+
+    async def __call__(self, key: str) -> Any:
+        self.count += 1
+        reply = await self.real(key)
+        if self.hold is not None:
+            held, self.hold = self.hold, None
+            await held.wait()
+        return reply
+
+
+async def test_concurrent_reads_of_the_epoch_share_their_gets(redis_url: str) -> None:
+    epoch = SharedEpoch(redis_url)
+    try:
+        await epoch.current()  # the token exists (a first read sets it: a second GET)
+        gets = _CountedGets(epoch)
+        tokens = await asyncio.gather(*(epoch.current() for _ in range(50)))
+        # The first call's, and one for the 49 made while it was under way.
+        assert gets.count == 2
+        assert len(set(tokens)) == 1
+        assert tokens[0] is not None
+        # A later call reads again: nothing is answered from memory.
+        assert await epoch.current() == tokens[0]
+        assert gets.count == 3
+    finally:
+        epoch.close()
+
+
+async def test_a_read_in_flight_when_the_epoch_changes_never_answers_a_later_call(
+    redis_url: str,
+) -> None:
+    """The guarantee the sharing must keep: a call made after a change committed (and the
+    epoch replaced) is answered by a GET sent after it, never by one already under way."""
+    epoch, other_process = SharedEpoch(redis_url), SharedEpoch(redis_url)
+    try:
+        before = await epoch.current()
+        gets = _CountedGets(epoch)
+        gets.hold = asyncio.Event()
+        held = gets.hold
+        in_flight = asyncio.create_task(epoch.current())
+        while gets.count == 0:  # its GET has been answered by Redis, the reply held back
+            await asyncio.sleep(0.001)
+        await other_process.bump()  # a logout in another process
+        later = asyncio.create_task(epoch.current())
+        await asyncio.sleep(0.01)
+        held.set()
+        assert await in_flight == before
+        after = await later
+        assert after is not None
+        assert after != before
+        assert gets.count == 2
+    finally:
+        epoch.close()
+        other_process.close()
+
+
+async def test_a_caller_that_goes_away_does_not_cancel_the_read_of_the_others(
+    redis_url: str,
+) -> None:
+    epoch = SharedEpoch(redis_url)
+    try:
+        gets = _CountedGets(epoch)
+        gets.hold = asyncio.Event()
+        held = gets.hold
+        first = asyncio.create_task(epoch.current())  # sends the GET
+        while gets.count == 0:
+            await asyncio.sleep(0.001)
+        leaving = asyncio.create_task(epoch.current())  # these wait for the next one
+        staying = asyncio.create_task(epoch.current())
+        await asyncio.sleep(0.01)
+        first.cancel()
+        leaving.cancel()
+        held.set()
+        assert await staying is not None
+        for gone in (first, leaving):
+            with pytest.raises(asyncio.CancelledError):
+                await gone
+    finally:
+        epoch.close()

@@ -21,7 +21,8 @@ Failed logins are counted with `check` before and `record` after the attempt. On
 whatever the number of budgets, and all-or-none holds against every other process too
 (`limits` offers one budget per call: testing each, then hitting each and reading its window
 took six round trips for two budgets, and a budget refused between another's test and hit
-left that one charged).
+left that one charged). Requests made while one such call is under way go together in the
+next (`tandem.batching`): the script charges each as if alone, in turn.
 
 Redis down: fail open to a per-process memory budget. Rate limits protect capacity and slow
 brute force; they are not an authorisation boundary, so an outage of Redis must not take
@@ -54,6 +55,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
+from tandem.batching import Batcher
 from tandem.errors import RateLimited
 from tandem.identity.principal import CurrentPrincipal, Principal
 from tandem.settings import Settings
@@ -67,14 +69,15 @@ REDIS_SCHEMES = ("redis://", "rediss://")
 
 T = TypeVar("T")
 
-# KEYS: each budget's list in `limits`' moving-window layout (the newest hit first, one
-# timestamp per unit, kept to `limit` entries). ARGV: now, cost, then limit and window
-# seconds per key. Returns {0, count, oldest, count, oldest, ...} once every budget is charged,
-# or {i, count, oldest} for the first budget i with fewer than `cost` left (nothing charged).
-# Timestamps go back as strings: Redis would truncate a Lua number to an integer.
+# One call charges a batch of requests (`tandem.batching`), each as if alone, in order.
+# KEYS: each request's budgets, request after request: each budget's list in `limits`'
+# moving-window layout (the newest hit first, one timestamp per unit, kept to `limit`
+# entries). ARGV: now, then per request its number of budgets, its cost, and limit and window
+# seconds per budget. Returns per request {0, count, oldest, count, oldest, ...} once every
+# budget is charged, or {i, count, oldest} for the first budget i with fewer than `cost` left
+# (nothing charged). Timestamps go back as strings: Redis would truncate a Lua number.
 HIT_ALL_SCRIPT = """
-local now, cost = tonumber(ARGV[1]), tonumber(ARGV[2])
-local function budget(i) return tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i]) end
+local now = tonumber(ARGV[1])
 local function window(key, limit, expiry)
   local low, high, last = 0, limit - 1, nil
   while low <= high do
@@ -85,26 +88,43 @@ local function window(key, limit, expiry)
   if last == nil then return 0, tostring(now) end
   return last + 1, redis.call('lindex', key, last)
 end
-for i, key in ipairs(KEYS) do
-  local limit, expiry = budget(i)
-  local blocking = cost <= limit and redis.call('lindex', key, limit - cost)
-  if cost > limit or (blocking and tonumber(blocking) >= now - expiry) then
-    local count, oldest = window(key, limit, expiry)
-    return {i, count, oldest}
+local function hit_all(first_key, count, cost, first_arg)
+  local function budget(i)
+    local key = KEYS[first_key + i - 1]
+    return key, tonumber(ARGV[first_arg + 2 * i - 2]), tonumber(ARGV[first_arg + 2 * i - 1])
   end
+  for i = 1, count do
+    local key, limit, expiry = budget(i)
+    local blocking = cost <= limit and redis.call('lindex', key, limit - cost)
+    if cost > limit or (blocking and tonumber(blocking) >= now - expiry) then
+      local used, oldest = window(key, limit, expiry)
+      return {i, used, oldest}
+    end
+  end
+  local result = {0}
+  for i = 1, count do
+    local key, limit, expiry = budget(i)
+    for _ = 1, cost do redis.call('lpush', key, ARGV[1]) end
+    redis.call('ltrim', key, 0, limit - 1)
+    redis.call('expire', key, expiry)
+    local used, oldest = window(key, limit, expiry)
+    table.insert(result, used)
+    table.insert(result, oldest)
+  end
+  return result
 end
-local result = {0}
-for i, key in ipairs(KEYS) do
-  local limit, expiry = budget(i)
-  for _ = 1, cost do redis.call('lpush', key, ARGV[1]) end
-  redis.call('ltrim', key, 0, limit - 1)
-  redis.call('expire', key, expiry)
-  local count, oldest = window(key, limit, expiry)
-  table.insert(result, count)
-  table.insert(result, oldest)
+local results, first_key, at = {}, 1, 2
+while at <= #ARGV do
+  local count, cost = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+  table.insert(results, hit_all(first_key, count, cost, at + 2))
+  first_key, at = first_key + count, at + 2 + 2 * count
 end
-return result
+return results
 """
+
+# One request's part of a HIT_ALL_SCRIPT call: its keys, and its cost then limit and window
+# seconds per key.
+_RedisHit = tuple[tuple[str, ...], tuple[int, ...]]
 
 
 @functools.cache
@@ -208,6 +228,7 @@ class RateLimiter:
         self._redis: MovingWindowRateLimiter | None = None
         self._pool: coredis.ConnectionPool | None = None
         self._hit_all_script: Script[str] | None = None
+        self._hit_together: Batcher[_RedisHit, Any] | None = None
         self._key_prefix = key_prefix
         self._redis_retry_at = 0.0
         if storage_uri.startswith(REDIS_SCHEMES):
@@ -227,6 +248,7 @@ class RateLimiter:
             self._redis = MovingWindowRateLimiter(storage)
             client = coredis.Redis(connection_pool=self._pool, decode_responses=True)
             self._hit_all_script = client.register_script(HIT_ALL_SCRIPT)
+            self._hit_together = Batcher(self._hit_batch_on_redis)
         elif not storage_uri.startswith("memory://"):
             raise ValueError(
                 f"Unsupported rate-limit storage {storage_uri.split('://')[0]!r}: "
@@ -274,15 +296,12 @@ class RateLimiter:
     async def _hit_all_on_redis(
         self, items: Sequence[tuple[RateLimitItem, Budget]], cost: int
     ) -> _Outcome:
-        assert self._hit_all_script is not None
+        assert self._hit_together is not None
         keys = tuple(f"{self._key_prefix}:{item.key_for(b.scope, b.key)}" for item, b in items)
-        args: list[str | int] = [repr(time.time()), cost]
+        limits = [cost]
         for item, _ in items:
-            args += [item.amount, item.get_expiry()]
-        try:
-            reply = await self._hit_all_script(keys=keys, args=tuple(args))
-        except coredis.exceptions.RedisError as exc:
-            raise StorageError(exc) from exc  # as limits' own calls report it
+            limits += [item.amount, item.get_expiry()]
+        reply = await self._hit_together((keys, tuple(limits)))
         refused_by, *windows = cast(list[Any], reply)
         if refused_by:
             item, _ = items[int(refused_by) - 1]
@@ -293,6 +312,17 @@ class RateLimiter:
         ]
         item, state = min(states, key=lambda pair: pair[1].remaining)
         return _Outcome(item, state, allowed=True)
+
+    async def _hit_batch_on_redis(self, hits: Sequence[_RedisHit]) -> list[Any]:
+        assert self._hit_all_script is not None
+        keys = tuple(key for request_keys, _ in hits for key in request_keys)
+        args: list[str | int] = [repr(time.time())]
+        for request_keys, limits in hits:
+            args += [len(request_keys), *limits]
+        try:
+            return cast(list[Any], await self._hit_all_script(keys=keys, args=tuple(args)))
+        except coredis.exceptions.RedisError as exc:
+            raise StorageError(exc) from exc  # as limits' own calls report it
 
     async def check(self, budget: Budget) -> RateLimitState:
         """Raises RateLimited when `budget` has nothing left, consuming nothing either way:

@@ -361,3 +361,49 @@ async def test_hit_all_on_redis_takes_from_every_budget_or_none_under_concurrenc
             await limiter.close()
     assert len(allowed) == 5
     assert left.remaining == 1000 - 5 - 1
+
+
+async def test_requests_made_together_share_a_script_call_and_are_charged_each_alone(
+    redis_url: str, redis_key_prefix: str
+) -> None:
+    """Fifty requests at once through one limiter: a few script calls carry them all (the
+    first request's, then one for those made while it was under way), and each is charged
+    or refused as if it had come alone: exactly the budget's five pass, every other budget
+    they name is charged for those five only, and a refused request's answer names the
+    budget that refused it."""
+    limiter = RateLimiter(redis_url, key_prefix=redis_key_prefix)
+    assert limiter._hit_all_script is not None
+    script, calls = limiter._hit_all_script, []
+
+    async def counted(**arguments: Any) -> Any:
+        calls.append(arguments)
+        return await script(**arguments)
+
+    limiter._hit_all_script = counted  # type: ignore[assignment]
+    small = Budget("5/hour", "agents", "user:u")
+    refusals: list[RateLimited] = []
+    states = []
+
+    async def request(n: int) -> None:
+        budgets = [Budget("1000/hour", "agents", f"org:{n % 2}"), small]
+        try:
+            states.append(await limiter.hit_all(budgets))
+        except RateLimited as refused:
+            refusals.append(refused)
+
+    try:
+        async with anyio.create_task_group() as group:
+            for n in range(50):
+                group.start_soon(request, n)
+        burst_calls = len(calls)
+        even = await limiter.hit_all([Budget("1000/hour", "agents", "org:0")])
+        odd = await limiter.hit_all([Budget("1000/hour", "agents", "org:1")])
+    finally:
+        await limiter.close()
+
+    assert burst_calls == 2
+    assert len(states) == 5
+    assert sorted(state.remaining for state in states) == [0, 1, 2, 3, 4]
+    assert len(refusals) == 45
+    assert {refused.headers["X-RateLimit-Limit"] for refused in refusals} == {"5"}
+    assert 1000 - even.remaining - 1 + 1000 - odd.remaining - 1 == 5

@@ -19,6 +19,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -29,6 +30,8 @@ import anyio
 import httpx
 import pytest
 
+from tandem.agents import registry, run_agent
+from tandem.agents.offline import OfflineModel
 from tandem.testing import wait_for
 
 WRK = shutil.which("wrk")
@@ -296,6 +299,30 @@ def summarise(results: Results) -> list[dict[str, Any]]:
     return rows
 
 
+async def _agent_alone_seconds(runs: int = 200) -> float:
+    """CPU seconds of one offline summarizer run called directly, in this process: the
+    pydantic-ai agent and the offline model, nothing of Tandem's around them."""
+    model = OfflineModel(registry.offline_skills())
+    for _ in range(20):
+        await run_agent("summarizer", SUMMARY["input_text"], {}, model=model)
+    started = time.process_time()
+    for _ in range(runs):
+        await run_agent("summarizer", SUMMARY["input_text"], {}, model=model)
+    return (time.process_time() - started) / runs
+
+
+def agent_floor() -> dict[str, float]:
+    """What the synchronous-run targets are up against on this machine: one process runs at
+    most 1 / (the agent's own CPU) runs a second, so by Little's law AGENT_CLIENTS clients
+    waiting on it see a median of at least AGENT_CLIENTS times the agent's CPU."""
+    alone = anyio.run(_agent_alone_seconds)
+    return {
+        "agent_alone_ms": round(alone * 1000, 2),
+        "runs_per_second_ceiling": round(1 / alone),
+        "p50_floor_ms": round(AGENT_CLIENTS * alone * 1000),
+    }
+
+
 def report(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| case | req/s | p50 ms | p99 ms | ratio to bare | errors |",
@@ -348,7 +375,14 @@ def test_request_path_against_bare_fastapi(
     )
     rows = summarise(results)
     benchmark.extra_info["rows"] = rows
+    floor = agent_floor()
+    benchmark.extra_info["agent_floor"] = floor
     print("\n" + report(rows))
+    print(
+        f"\nThe offline agent alone: {floor['agent_alone_ms']} ms of CPU a run, so one "
+        f"process runs at most {floor['runs_per_second_ceiling']:.0f} a second, and "
+        f"{AGENT_CLIENTS} clients see a p50 of at least {floor['p50_floor_ms']:.0f} ms."
+    )
     assert all(row["errors"] == 0 for row in rows), report(rows)
 
 

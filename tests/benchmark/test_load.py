@@ -3,7 +3,9 @@
 Both servers are real processes on 127.0.0.1 (same venv, same uvicorn); `wrk` (Debian's
 package) drives them one after the other in the same run, three times, and every Tandem case
 is reported as requests/s, p50 and p99, and as a ratio to the bare app's requests/s measured
-in the same repetition. The median of the three repetitions is what counts.
+in the same repetition. The median of the three repetitions is what counts. On PostgreSQL a
+second yardstick, `floor_app`, does only the statement of a job's read and of a job's
+insert: the most any request doing that statement could reach here.
 
 Run: pytest tests/benchmark/test_load.py -m performance --benchmark-only --no-cov -s
 (PostgreSQL cases need TANDEM_TEST_POSTGRES_URL; without `wrk` the module is skipped.)
@@ -29,6 +31,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from sqlalchemy import make_url
 
 from tandem.agents import registry, run_agent
 from tandem.agents.offline import OfflineModel
@@ -133,10 +136,10 @@ def start_tandem(workdir: Path, env: dict[str, str], *args: str) -> Server:
     return _start([sys.executable, "-m", "tandem", "serve", *args], workdir, env, "tandem")
 
 
-def start_bare(workdir: Path) -> Server:
-    command = [sys.executable, "-m", "uvicorn", "tests.benchmark.bare_app:app"]
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
-    return _start([*command, "--log-level", "warning"], workdir, env, "bare")
+def start_bare(workdir: Path, app: str = "bare_app", **extra: str) -> Server:
+    command = [sys.executable, "-m", "uvicorn", f"tests.benchmark.{app}:app"]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]), **extra)
+    return _start([*command, "--log-level", "warning"], workdir, env, app)
 
 
 # --- wrk ---------------------------------------------------------------------------------
@@ -241,6 +244,26 @@ def prepare_cases(base_url: str) -> tuple[list[Case], list[Case]]:
     return reads, writes
 
 
+FLOOR = "PostgreSQL floor (bare FastAPI, one psycopg statement)"
+
+
+def start_floor(workdir: Path, database_url: str, cases: list[Case]) -> tuple[Server, list[Case]]:
+    """`floor_app` on Tandem's PostgreSQL database, and its cases: the job Tandem's detail
+    cases read, and a job's insert."""
+    url = make_url(database_url).set(drivername="postgresql")
+    server = start_bare(
+        workdir,
+        "floor_app",
+        TANDEM_BENCH_FLOOR_DATABASE_URL=url.render_as_string(hide_password=False),
+    )
+    job_path = next(case.path for case in cases if case.path.startswith("/api/v1/jobs/"))
+    floor_cases = [
+        Case("GET /floor/jobs/{id}", job_path.replace("/api/v1/", "/floor/")),
+        Case("POST /floor/jobs", "/floor/jobs", method="POST", body={"task": "echo"}),
+    ]
+    return server, floor_cases
+
+
 def wait_for_idle_jobs(base_url: str, headers: dict[str, str], timeout: float = 120) -> None:
     """The jobs a write case queued are run before the next repetition measures."""
     with httpx.Client(base_url=base_url, timeout=30, headers=headers) as client:
@@ -274,7 +297,7 @@ def measure(
             for case in cases[label]:
                 measured = run_wrk(server.url, case, workdir)
                 results.setdefault(f"{label}: {case.name}", []).append((measured, bare_rate))
-                if case.method == "POST":
+                if case.method == "POST" and case.path.startswith("/api/"):
                     wait_for_idle_jobs(server.url, case.headers)
     return results
 
@@ -368,6 +391,10 @@ def test_request_path_against_bare_fastapi(
         servers[label] = server
         reads, writes = prepare_cases(server.url)
         cases[label] = reads + writes
+        if label == "PostgreSQL":
+            floor, cases[FLOOR] = start_floor(tmp_path, url, reads)
+            started.append(floor)
+            servers[FLOOR] = floor
 
     results: Results = {}
     benchmark.pedantic(

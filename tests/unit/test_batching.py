@@ -13,25 +13,38 @@ pytestmark = pytest.mark.anyio
 
 class Remote:
     """A service answering each item doubled, one round trip per send; `gate` holds the
-    answer of the send under way until set."""
+    answer of the send under way until set; a send carrying one of `failing` fails."""
 
-    def __init__(self) -> None:
+    def __init__(self, *failing: int) -> None:
         self.sends: list[list[int]] = []
         self.gate = asyncio.Event()
         self.gate.set()
-        self.fail_with: BaseException | None = None
+        self.failing = set(failing)
 
     async def send(self, items: Sequence[int]) -> list[int]:
         self.sends.append(list(items))
         await self.gate.wait()
-        if self.fail_with is not None:
-            raise self.fail_with
+        if self.failing & set(items):
+            raise ConnectionError("down")
         return [item * 2 for item in items]
 
 
-async def _until_sent(remote: Remote, sends: int) -> None:
-    while len(remote.sends) < sends:
+async def _one_under_way(
+    remote: Remote, batcher: Batcher[int, int], item: int = 1
+) -> "asyncio.Task[int]":
+    """A call whose send is under way: held at the gate until it is set."""
+    remote.gate.clear()
+    sent = len(remote.sends)
+    call = asyncio.create_task(batcher(item))
+    while len(remote.sends) == sent:
         await asyncio.sleep(0)
+    return call
+
+
+async def _made_meanwhile(batcher: Batcher[int, int], *items: int) -> list["asyncio.Task[int]"]:
+    tasks = [asyncio.create_task(batcher(item)) for item in items]
+    await asyncio.sleep(0)
+    return tasks
 
 
 async def test_a_call_alone_is_sent_at_once() -> None:
@@ -45,11 +58,8 @@ async def test_a_call_alone_is_sent_at_once() -> None:
 async def test_calls_made_while_one_is_under_way_go_together_in_the_next_in_order() -> None:
     remote = Remote()
     batcher = Batcher(remote.send)
-    remote.gate.clear()
-    first = asyncio.create_task(batcher(1))
-    await _until_sent(remote, 1)
-    waiting = [asyncio.create_task(batcher(n)) for n in range(2, 6)]
-    await asyncio.sleep(0)
+    first = await _one_under_way(remote, batcher)
+    waiting = await _made_meanwhile(batcher, 2, 3, 4, 5)
     assert remote.sends == [[1]]  # nothing else is sent while the first is under way
     remote.gate.set()
     assert await first == 2
@@ -60,30 +70,31 @@ async def test_calls_made_while_one_is_under_way_go_together_in_the_next_in_orde
 
 
 async def test_a_failed_send_fails_each_of_its_callers_and_no_other() -> None:
-    remote = Remote()
+    remote = Remote(1, 5)
     batcher = Batcher(remote.send)
-    remote.gate.clear()
-    first = asyncio.create_task(batcher(1))
-    await _until_sent(remote, 1)
-    second, third = asyncio.create_task(batcher(2)), asyncio.create_task(batcher(3))
-    await asyncio.sleep(0)
-    remote.fail_with = ConnectionError("down")
+    first = await _one_under_way(remote, batcher)
+    second, third = await _made_meanwhile(batcher, 2, 3)
     remote.gate.set()
-    for task in (first, second, third):
+    with pytest.raises(ConnectionError, match="down"):
+        await first
+    assert [await second, await third] == [4, 6]  # sent after, and answered
+
+    fourth = await _one_under_way(remote, batcher, 4)
+    fifth, sixth = await _made_meanwhile(batcher, 5, 6)
+    remote.gate.set()
+    assert await fourth == 8
+    for task in (fifth, sixth):  # sent together: both fail
         with pytest.raises(ConnectionError, match="down"):
             await task
-    remote.fail_with = None
-    assert await batcher(4) == 8
+    assert await batcher(7) == 14
+    assert remote.sends == [[1], [2, 3], [4], [5, 6], [7]]
 
 
 async def test_callers_that_go_away_cancel_neither_the_send_nor_the_others() -> None:
     remote = Remote()
     batcher = Batcher(remote.send)
-    remote.gate.clear()
-    first = asyncio.create_task(batcher(1))
-    await _until_sent(remote, 1)
-    leaving, staying = asyncio.create_task(batcher(2)), asyncio.create_task(batcher(3))
-    await asyncio.sleep(0)
+    first = await _one_under_way(remote, batcher)
+    leaving, staying = await _made_meanwhile(batcher, 2, 3)
     first.cancel()  # the one whose send is under way
     leaving.cancel()  # one waiting for the next
     await asyncio.sleep(0)

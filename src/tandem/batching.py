@@ -48,6 +48,8 @@ class Batcher(Generic[In, Out]):
                 batch, self._waiting = self._waiting, []
                 try:
                     outs = await self._send([item for item, _ in batch])
+                    if len(outs) != len(batch):  # a bug: fail them rather than leave some waiting
+                        raise ValueError(f"{len(outs)} answers for a batch of {len(batch)}")
                 except BaseException as exc:
                     _fail(batch, exc)
                     if not isinstance(exc, Exception):  # cancelled with the loop

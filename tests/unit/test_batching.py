@@ -104,3 +104,21 @@ async def test_callers_that_go_away_cancel_neither_the_send_nor_the_others() -> 
     for task in (first, leaving):
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_send_answering_the_wrong_number_of_items_fails_its_callers() -> None:
+    """A bug in `send` reaches every caller of the batch: none is left waiting for ever."""
+    remote = Remote()
+
+    async def one_answer_short(items: Sequence[int]) -> list[int]:
+        return (await remote.send(items))[:-1] if len(items) > 1 else await remote.send(items)
+
+    batcher = Batcher(one_answer_short)
+    first = await _one_under_way(remote, batcher)
+    second, third = await _made_meanwhile(batcher, 2, 3)
+    remote.gate.set()
+    assert await first == 2
+    for task in (second, third):
+        with pytest.raises(ValueError, match="1 answers for a batch of 2"):
+            await task
+    assert await batcher(4) == 8

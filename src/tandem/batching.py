@@ -24,6 +24,7 @@ class Batcher(Generic[In, Out]):
         self._send = send
         self._in_flight = False
         self._waiting: list[tuple[In, asyncio.Future[Out]]] = []
+        # Held here: the event loop keeps only a weak reference to a task.
         self._drain: asyncio.Task[None] | None = None
 
     async def __call__(self, item: In) -> Out:

@@ -14,8 +14,8 @@ query, and served again only while the epoch is unchanged:
   Redis, replaced by every transaction that changed a credential once it has committed and
   before its response is sent (`transaction_scope`), and read for every request (requests
   made together share a read, `SharedEpoch`): a logout in one process takes effect at the
-  next request in every other. Redis not answering: nothing
-  is served from the cache until it answers again.
+  next request in every other. Redis not answering: nothing is served from the cache until
+  it answers again.
 - An entry serves at most `ENTRY_SECONDS`, and never past the key's expiry, the access
   token's or the login's end: a change made behind Tandem's back (a manual UPDATE, a Redis
   outage at the moment of a bump) is seen within that bound.

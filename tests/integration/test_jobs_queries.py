@@ -7,6 +7,8 @@ import uuid
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tandem.db import utcnow
+from tandem.jobs.lifecycle import claim_update
 from tandem.jobs.service import _JOBS_PAGES
 
 pytestmark = pytest.mark.anyio
@@ -29,3 +31,26 @@ async def test_a_page_of_an_organizations_jobs_needs_no_sort(
         await db_connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
         plan = (await db_connection.exec_driver_sql(f"EXPLAIN {statement}")).scalars().all()
         assert not [line for line in plan if "Sort" in line], plan
+
+
+async def test_a_claim_finds_the_jobs_it_chose_by_their_key(
+    db_connection: AsyncConnection,
+) -> None:
+    """The claim's UPDATE names the jobs chosen in its transaction: it must reach them by
+    their primary key. Given `status = 'pending'` as well, SQLite's planner walked the
+    status index instead, every pending job, as soon as it named three: ~0.2 ms more for
+    each job claimed under a backlog of a few thousand."""
+    ids = [uuid.uuid4() for _ in range(20)]
+    claim = claim_update(ids, "worker", uuid.uuid4(), 30.0, utcnow())
+    statement = claim.compile(dialect=db_connection.dialect, compile_kwargs={"literal_binds": True})
+    if db_connection.dialect.name == "sqlite":
+        plan = (await db_connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}")).all()
+        steps = [str(row[-1]) for row in plan]
+        assert len(steps) == 1, steps
+        assert steps[0].endswith("INDEX sqlite_autoindex_jobs_1 (id=?)"), steps
+    else:
+        await db_connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        plan = (await db_connection.exec_driver_sql(f"EXPLAIN {statement}")).scalars().all()
+        scans = [line for line in plan if "Index Scan" in line]
+        assert scans, plan
+        assert all("pk_jobs" in line for line in scans), plan

@@ -34,6 +34,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from tandem.db import READ_ONLY, UTCDateTime, utcnow
 from tandem.errors import database_unavailable
@@ -95,27 +96,37 @@ def _claim_values(worker: str, token: uuid.UUID, now: datetime, lease: float) ->
     }
 
 
+def claim_update(
+    job_ids: Sequence[uuid.UUID], worker: str, token: uuid.UUID, lease: float, now: datetime
+) -> ReturningUpdate[Any]:
+    """Starts the pending jobs `job_ids`, chosen in the same transaction (`claim_due`).
+
+    By their key alone: the rows were read pending in this transaction and nobody can have
+    changed them since (PostgreSQL: locked FOR UPDATE; SQLite: the transaction holds the
+    write lock), and a `status = 'pending'` here led SQLite's planner to walk every pending
+    job through the status index instead, once three or more were named."""
+    return (
+        update(Job)
+        .where(Job.id.in_(job_ids))
+        .values(**_claim_values(worker, token, now, lease))
+        .returning(
+            Job.id,
+            Job.task,
+            Job.payload,
+            Job.attempts,
+            Job.runs,
+            Job.max_attempts,
+            Job.organization_id,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def _start(
     session: AsyncSession, job_ids: Sequence[uuid.UUID], worker: str, lease: float, now: datetime
 ) -> list[Claim]:
     token = uuid.uuid4()  # one per claim batch: (job id, token) is unique per claim
-    rows = (
-        await session.execute(
-            update(Job)
-            .where(Job.id.in_(job_ids), Job.status == JobStatus.pending)
-            .values(**_claim_values(worker, token, now, lease))
-            .returning(
-                Job.id,
-                Job.task,
-                Job.payload,
-                Job.attempts,
-                Job.runs,
-                Job.max_attempts,
-                Job.organization_id,
-            )
-            .execution_options(synchronize_session=False)
-        )
-    ).all()
+    rows = (await session.execute(claim_update(job_ids, worker, token, lease, now))).all()
     if rows:
         await session.execute(
             insert(JobAttempt),

@@ -21,6 +21,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import (
     ColumnElement,
     Integer,
+    Select,
     Table,
     Uuid,
     and_,
@@ -195,6 +196,25 @@ _WAITING = text(
 )
 
 
+def due_jobs(organization_id: uuid.UUID | None, now: datetime, limit: int) -> Select[uuid.UUID]:
+    """The ids of an organization's (None: of no organization's) oldest due jobs, locked
+    (PostgreSQL skips those another worker is claiming). `=` or IS NULL, not IS NOT
+    DISTINCT FROM, which PostgreSQL cannot look up in the index on (status, organization_id,
+    next_run_at): it read the whole table instead, finished jobs and all."""
+    owner = (
+        Job.organization_id.is_(None)
+        if organization_id is None
+        else Job.organization_id == organization_id
+    )
+    return (
+        select(Job.id)
+        .where(Job.status == JobStatus.pending, owner, Job.next_run_at <= now)
+        .order_by(Job.next_run_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
 async def claim_due(
     sessionmaker: Sessionmaker,
     worker: str,
@@ -231,19 +251,7 @@ async def claim_due(
             last_served=last_served,
         ):
             candidates[organization_id] = list(
-                (
-                    await session.scalars(
-                        select(Job.id)
-                        .where(
-                            Job.status == JobStatus.pending,
-                            Job.organization_id.is_not_distinct_from(organization_id),
-                            Job.next_run_at <= now,
-                        )
-                        .order_by(Job.next_run_at)
-                        .limit(limit)
-                        .with_for_update(skip_locked=True)
-                    )
-                ).all()
+                (await session.scalars(due_jobs(organization_id, now, limit))).all()
             )
         shares = fairness.share(
             [

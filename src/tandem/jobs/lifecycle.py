@@ -200,7 +200,8 @@ def due_jobs(organization_id: uuid.UUID | None, now: datetime, limit: int) -> Se
     """The ids of an organization's (None: of no organization's) oldest due jobs, locked
     (PostgreSQL skips those another worker is claiming). `=` or IS NULL, not IS NOT
     DISTINCT FROM, which PostgreSQL cannot look up in the index on (status, organization_id,
-    next_run_at): it read the whole table instead, finished jobs and all."""
+    next_run_at): for an organization it believed rare it read the whole table instead,
+    finished jobs and all."""
     owner = (
         Job.organization_id.is_(None)
         if organization_id is None

@@ -19,7 +19,7 @@ from tandem.agents.registry import registry
 from tandem.agents.runner import run_agent
 from tandem.agents.schemas import RunIn
 from tandem.agents.spec import AgentFailed
-from tandem.db import READ_ONLY, call_after_commit, insert_row, utcnow
+from tandem.db import READ_ONLY, call_after_commit, insert_row, new_id, utcnow
 from tandem.errors import Invalid
 from tandem.identity.principal import Principal
 from tandem.identity.projects import get_project
@@ -82,7 +82,7 @@ async def submit_run(
         await get_project(session, principal, project_id)
     now = utcnow()
     run = AgentRun(
-        id=uuid.uuid4(),
+        id=new_id(),
         organization_id=principal.organization_id,
         user_id=principal.user_id,
         principal_kind=principal.kind.value,

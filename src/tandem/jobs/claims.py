@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from tandem.db import new_id
 from tandem.jobs import fairness
 from tandem.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 
@@ -47,7 +48,7 @@ def claimed_at_submit(
     job.lease_expires_at = now + timedelta(seconds=lease)
     job.started_at = job.updated_at = now
     attempt = JobAttempt(
-        id=uuid.uuid4(),
+        id=new_id(),
         job_id=job.id,
         number=1,
         worker=worker,

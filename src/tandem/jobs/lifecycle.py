@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import ReturningUpdate
 
-from tandem.db import READ_ONLY, UTCDateTime, utcnow
+from tandem.db import READ_ONLY, UTCDateTime, new_id, utcnow
 from tandem.errors import database_unavailable
 from tandem.jobs import fairness, states
 from tandem.jobs.claims import Claim
@@ -133,7 +133,7 @@ async def _start(
             insert(JobAttempt),
             [
                 {
-                    "id": uuid.uuid4(),
+                    "id": new_id(),
                     "job_id": r.id,
                     "number": r.runs,
                     "worker": worker,

@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tandem.db import READ_ONLY, ReadConnection, compare_and_set, insert_row, utcnow
+from tandem.db import READ_ONLY, ReadConnection, compare_and_set, insert_row, new_id, utcnow
 from tandem.errors import Conflict, Invalid
 from tandem.identity.principal import Principal
 from tandem.identity.scopes import Scope
@@ -97,7 +97,7 @@ async def submit_job(
             return existing, False
     now = utcnow()
     job = Job(
-        id=uuid.uuid4(),
+        id=new_id(),
         organization_id=organization_id,
         submitted_by_id=submitted_by_id,
         task=task,

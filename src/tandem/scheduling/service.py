@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tandem.audit import service as audit
 from tandem.audit.service import AuditAction
-from tandem.db import compare_and_set, unique_or_conflict, utcnow
+from tandem.db import compare_and_set, new_id, unique_or_conflict, utcnow
 from tandem.errors import Conflict, Invalid, NotFound
 from tandem.identity.principal import Principal
 from tandem.jobs.service import JobControl, cancel_unfinished, submit_job
@@ -319,7 +319,7 @@ async def generate_blocks(
     now = utcnow()
     rows = [
         {
-            "id": uuid.uuid4(),
+            "id": new_id(),
             "organization_id": principal.organization_id,
             "date": day,
             "time_of_day": time_of_day,

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tandem.db import utcnow
+from tandem.db import new_id, utcnow
 from tandem.identity.scopes import Scope
 from tandem.jobs.fairness import FairLimiter
 from tandem.jobs.registry import TaskContext, task
@@ -215,7 +215,7 @@ async def _save(
                 insert(Assignment),
                 [
                     {
-                        "id": uuid.uuid4(),
+                        "id": new_id(),
                         "organization_id": organization_id,
                         "schedule_id": schedule_id,
                         "person_id": a.person_id,
@@ -233,7 +233,7 @@ async def _save(
                 insert(Call),
                 [
                     {
-                        "id": uuid.uuid4(),
+                        "id": new_id(),
                         "organization_id": organization_id,
                         "schedule_id": schedule_id,
                         "person_id": c.person_id,

@@ -11,7 +11,7 @@ A route that reads plain columns opens `read_connection` itself: its statements 
 driver's connection (tandem/direct_reads.py).
 """
 
-import os
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -116,11 +116,11 @@ def new_id() -> uuid.UUID:
     SQLite a job's insert and commit cost half: docs/benchmarks.md, tenth pass). Python has
     `uuid.uuid7` from 3.14 on."""
     milliseconds = time.time_ns() // 1_000_000
-    random_bits = int.from_bytes(os.urandom(10))  # 80, of which 74 are used
+    random_bits = secrets.randbits(74)
     return uuid.UUID(
         int=milliseconds << 80
         | 0x7 << 76  # version
-        | (random_bits >> 68) << 64  # 12 random bits
+        | (random_bits >> 62) << 64  # 12 random bits
         | 0b10 << 62  # variant (RFC 9562)
         | random_bits & (2**62 - 1)  # 62 random bits
     )

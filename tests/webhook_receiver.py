@@ -32,6 +32,10 @@ class Receiver:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request_line = (await reader.readline()).decode()
+            if not request_line.strip():
+                # A client that connected and left without a request (a delivery cancelled
+                # as the app shut down): nothing was delivered, and a server carries on.
+                return
             headers: dict[str, str] = {}
             while (line := (await reader.readline()).decode().strip()) != "":
                 name, _, value = line.partition(":")

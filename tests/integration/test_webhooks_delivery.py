@@ -2,6 +2,7 @@
 real, and a real receiver on 127.0.0.1 (TANDEM_WEBHOOK_ALLOW_PRIVATE on, as it must be for
 loopback). Signatures are checked with `standardwebhooks`, an independent implementation."""
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -281,3 +282,17 @@ async def test_a_swap_request_is_announced(live: Live) -> None:
         "to_person_id": bob["id"],
         "thread_id": asked.json()["thread_id"],
     }
+
+
+async def test_the_receiver_outlives_a_client_that_leaves_without_a_request() -> None:
+    """A delivery cancelled between connecting and sending (the app shutting down) left the
+    test receiver an empty request line, and its handler's error failed whichever test was
+    running."""
+    async with webhook_receiver() as receiver:
+        _, writer = await asyncio.open_connection("127.0.0.1", receiver.port)
+        writer.close()
+        await writer.wait_closed()
+        async with httpx.AsyncClient() as client:
+            answered = await client.post(receiver.url, content=b"{}")
+        assert answered.status_code == 200
+        assert [r.path for r in receiver.received] == ["/hooks/tandem"]

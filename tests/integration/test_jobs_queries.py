@@ -5,7 +5,9 @@ requests/s once its organization had a few thousand jobs)."""
 import uuid
 
 import pytest
+from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ClauseElement
 
 from tandem.db import utcnow
 from tandem.jobs.lifecycle import claim_update, due_jobs
@@ -15,22 +17,28 @@ from tandem.jobs.service import _JOBS_PAGES, COUNTS_BY_STATUS
 pytestmark = pytest.mark.anyio
 
 
+async def plan_of(connection: AsyncConnection, statement: Executable) -> list[str]:
+    """The plan of `statement` (its parameters bound): SQLite's steps, or PostgreSQL's lines.
+    PostgreSQL is told not to prefer a sequential scan, which it would on these empty tables
+    whatever the indexes."""
+    assert isinstance(statement, ClauseElement)
+    sql = statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+    if connection.dialect.name == "sqlite":
+        plan = (await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")).all()
+        return [str(row[-1]) for row in plan]
+    await connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    return list((await connection.exec_driver_sql(f"EXPLAIN {sql}")).scalars().all())
+
+
 async def test_a_page_of_an_organizations_jobs_needs_no_sort(
     db_connection: AsyncConnection,
 ) -> None:
     page = _JOBS_PAGES[False, False].rows
     values = {"organization_id": uuid.uuid4(), "page_limit": 20, "page_offset": 0}
-    statement = page.params(values).compile(
-        dialect=db_connection.dialect, compile_kwargs={"literal_binds": True}
-    )
+    plan = await plan_of(db_connection, page.params(values))
     if db_connection.dialect.name == "sqlite":
-        plan = (await db_connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}")).all()
-        steps = [str(row[-1]) for row in plan]
-        assert not [step for step in steps if "TEMP B-TREE" in step], steps
+        assert not [step for step in plan if "TEMP B-TREE" in step], plan
     else:
-        # An empty table: tell the planner not to prefer a sequential scan and sort anyway.
-        await db_connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-        plan = (await db_connection.exec_driver_sql(f"EXPLAIN {statement}")).scalars().all()
         assert not [line for line in plan if "Sort" in line], plan
 
 
@@ -42,16 +50,11 @@ async def test_a_claim_finds_the_jobs_it_chose_by_their_key(
     status index instead, every pending job, as soon as it named three: ~0.2 ms more for
     each job claimed under a backlog of a few thousand."""
     ids = [uuid.uuid4() for _ in range(20)]
-    claim = claim_update(ids, "worker", uuid.uuid4(), 30.0, utcnow())
-    statement = claim.compile(dialect=db_connection.dialect, compile_kwargs={"literal_binds": True})
+    plan = await plan_of(db_connection, claim_update(ids, "worker", uuid.uuid4(), 30.0, utcnow()))
     if db_connection.dialect.name == "sqlite":
-        plan = (await db_connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}")).all()
-        steps = [str(row[-1]) for row in plan]
-        assert len(steps) == 1, steps
-        assert steps[0].endswith("INDEX sqlite_autoindex_jobs_1 (id=?)"), steps
+        assert len(plan) == 1, plan
+        assert plan[0].endswith("INDEX sqlite_autoindex_jobs_1 (id=?)"), plan
     else:
-        await db_connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-        plan = (await db_connection.exec_driver_sql(f"EXPLAIN {statement}")).scalars().all()
         scans = [line for line in plan if "Index Scan" in line]
         assert scans, plan
         assert all("pk_jobs" in line for line in scans), plan
@@ -64,18 +67,12 @@ async def test_a_claim_reads_an_organizations_due_jobs_along_the_index(
     on (status, organization_id, next_run_at), in its order. `organization_id IS NOT
     DISTINCT FROM $1` PostgreSQL cannot look up in an index: for an organization it believed
     rare, a claim read the whole jobs table (6 ms at 100,000 jobs) and sorted what it found."""
-    statement = due_jobs(uuid.uuid4(), utcnow(), 20).compile(
-        dialect=db_connection.dialect, compile_kwargs={"literal_binds": True}
-    )
+    plan = await plan_of(db_connection, due_jobs(uuid.uuid4(), utcnow(), 20))
     if db_connection.dialect.name == "sqlite":
-        plan = (await db_connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}")).all()
-        steps = [str(row[-1]) for row in plan]
-        assert len(steps) == 1, steps
+        assert len(plan) == 1, plan
         index = "ix_jobs_status_organization_id_next_run_at (status=? AND organization_id"
-        assert index in steps[0], steps
+        assert index in plan[0], plan
     else:
-        await db_connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-        plan = (await db_connection.exec_driver_sql(f"EXPLAIN {statement}")).scalars().all()
         assert not [line for line in plan if "Sort" in line], plan
         (condition,) = [line for line in plan if "Index Cond" in line]
         assert "organization_id" in condition, plan
@@ -91,11 +88,8 @@ async def test_the_consoles_counts_by_status_read_along_the_status_index(
         # Which of two indexes PostgreSQL takes for an empty table says nothing; with
         # statistics it took index-only scans of this one (benchmarks.md, tenth pass).
         pytest.skip("PostgreSQL's plan depends on its statistics")
-    statement = COUNTS_BY_STATUS.params(organization_id=uuid.uuid4()).compile(
-        dialect=db_connection.dialect, compile_kwargs={"literal_binds": True}
-    )
-    plan = (await db_connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}")).all()
-    searches = [str(row[-1]) for row in plan if str(row[-1]).startswith("SEARCH")]
+    plan = await plan_of(db_connection, COUNTS_BY_STATUS.params(organization_id=uuid.uuid4()))
+    searches = [step for step in plan if step.startswith("SEARCH")]
     assert len(searches) == len(JobStatus), plan
     for step in searches:
         assert "INDEX ix_jobs_status_organization_id_next_run_at (status=? AND " in step, plan

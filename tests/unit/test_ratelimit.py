@@ -1,20 +1,29 @@
 """The limiter on its memory storage: budgets, the moving window, the 429 it raises.
 
-Time is frozen with freezegun: the `limits` memory storage reads `time.time()`, which
-freezegun controls; `real_asyncio=True` leaves the event loop's own clock alone.
+Time is frozen with freezegun: the memory windows read `time.time()`, which freezegun
+controls; `real_asyncio=True` leaves the event loop's own clock alone.
 """
 
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 
+import anyio
 import freezegun
 import pytest
 from fastapi import Response
 from freezegun.api import FrozenDateTimeFactory
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from starlette.requests import Request
 
 from tandem.errors import RateLimited
 from tandem.ratelimit import (
+    SWEEP_SECONDS,
     Budget,
     RateLimiter,
     RateLimitState,
@@ -244,3 +253,54 @@ async def test_check_refuses_a_spent_budget_and_record_counts_without_raising(
         await limiter.check(failures)
     assert raised.value.headers["X-RateLimit-Remaining"] == "0"
     assert raised.value.detail.startswith("Rate limit exceeded (2 per 1 hour). Retry in")
+
+
+async def test_a_budget_unused_for_its_period_is_forgotten(
+    limiter: RateLimiter, clock: FrozenDateTimeFactory
+) -> None:
+    windows = limiter._memory._windows  # one entry per budget that has hits in its window
+    await limiter.hit("5/minute", "login", "1.2.3.4")
+    await limiter.hit("5/hour", "register", "1.2.3.4")
+    assert len(windows) == 2
+
+    clock.tick(SWEEP_SECONDS + 1)  # the minute's hit has left, the hour's has not
+    await limiter.hit("5/hour", "register", "5.6.7.8")
+    assert sorted(key.split("/")[1] for key in windows) == ["register", "register"]
+
+
+_MOVES = st.lists(
+    st.tuples(
+        # Seconds since the last move, never adding up to a whole period: at that very
+        # instant `limits` itself disagrees (its hit counts a hit one period old, its window
+        # stats do not; Tandem counts it, as its Redis script does).
+        st.integers(min_value=0, max_value=40).map(lambda seconds: seconds + 1 / 1024),
+        st.integers(min_value=1, max_value=4),  # the hit's cost
+        st.sampled_from(["3/minute", "5/minute", "2/second"]),
+    ),
+    max_size=40,
+)
+
+
+@given(moves=_MOVES)
+@settings(max_examples=150, deadline=None)
+def test_memory_windows_count_as_limits_moving_window_counts(
+    moves: list[tuple[float, int, str]],
+) -> None:
+    """Tandem's memory windows and `limits`' own moving window (its memory storage), hit
+    alike, allow and refuse alike and report the same remaining and reset."""
+    ours = RateLimiter("memory://")
+    theirs = MovingWindowRateLimiter(MemoryStorage())
+    with freezegun.freeze_time(NOW, real_asyncio=True) as clock:
+        for waited, cost, limit in moves:
+            clock.tick(waited)
+            item = parse(limit)
+            try:
+                headers = anyio.run(partial(ours.hit, limit, "scope", "key", cost=cost)).headers()
+                allowed = True
+            except RateLimited as refused:
+                headers, allowed = refused.headers, False
+            assert theirs.hit(item, "scope", "key", cost=cost) is allowed
+            stats = theirs.get_window_stats(item, "scope", "key")
+            assert headers["X-RateLimit-Remaining"] == str(stats.remaining)
+            if stats.remaining < item.amount:  # an empty window's reset: limits' is arbitrary
+                assert headers["X-RateLimit-Reset"] == str(math.ceil(stats.reset_time))

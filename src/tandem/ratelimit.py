@@ -231,6 +231,9 @@ class _MemoryWindows:
         hits = self._window(item, budget, now)
         return _Outcome(item, _memory_state(item, hits, now), allowed=len(hits) < item.amount)
 
+    def __len__(self) -> int:
+        return len(self._windows)
+
     def _window(self, item: RateLimitItem, budget: Budget, now: float) -> deque[float]:
         if now - self._swept_at >= SWEEP_SECONDS:
             self._sweep(now)
@@ -400,6 +403,12 @@ class RateLimiter:
                     REDIS_RETRY_SECONDS,
                 )
         return in_memory()
+
+    @property
+    def budgets_in_memory(self) -> int:
+        """How many budgets this process holds in memory: one per key (a user, an address)
+        with hits in its window; a budget unused for its period is forgotten within a minute."""
+        return len(self._memory)
 
     async def ping(self) -> None:
         """Readiness: raises the Redis client's error when Redis does not answer."""

@@ -258,14 +258,15 @@ async def test_check_refuses_a_spent_budget_and_record_counts_without_raising(
 async def test_a_budget_unused_for_its_period_is_forgotten(
     limiter: RateLimiter, clock: FrozenDateTimeFactory
 ) -> None:
-    windows = limiter._memory._windows  # one entry per budget that has hits in its window
     await limiter.hit("5/minute", "login", "1.2.3.4")
     await limiter.hit("5/hour", "register", "1.2.3.4")
-    assert len(windows) == 2
+    assert limiter.budgets_in_memory == 2
 
     clock.tick(SWEEP_SECONDS + 1)  # the minute's hit has left, the hour's has not
-    await limiter.hit("5/hour", "register", "5.6.7.8")
-    assert sorted(key.split("/")[1] for key in windows) == ["register", "register"]
+    state = await limiter.hit("5/hour", "register", "5.6.7.8")
+    assert (state.remaining, limiter.budgets_in_memory) == (4, 2)  # the two registers
+    with pytest.raises(RateLimited):
+        await exhaust(limiter, "5/hour", "register", "1.2.3.4", 5)  # its first hit still counts
 
 
 _MOVES = st.lists(

@@ -89,6 +89,10 @@ async def test_create_edit_approve_publish(
             headers=headers,
         )
         assert again.status_code == 409
+        assert again.json() == {
+            "detail": f"Thread {thread_id} is published, not pending_review: "
+            "it takes no decision now"
+        }
 
         published = (await client.get("/api/content?status=published", headers=headers)).json()
         assert published["count"] == 2

@@ -242,6 +242,7 @@ async def test_a_login_lives_through_register_login_refresh_reuse_and_logout(
         assert "sign in again" in after.json()["detail"]
         signed_out = await client.get("/api/v1/users/me", headers=bearer(by_json["access_token"]))
         assert signed_out.status_code == 401
+        assert signed_out.json() == {"detail": "This login was signed out; sign in again"}
 
         # A fresh login still works after all of that.
         again = await login_json(client, "ada@example.com")

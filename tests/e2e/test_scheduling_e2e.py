@@ -92,3 +92,4 @@ async def test_a_schedule_is_generated_swapped_and_deleted(
         assert deleted.status_code == 204
         gone = await client.get(url, headers=headers)
         assert gone.status_code == 404
+        assert gone.json() == {"detail": f"Schedule {schedule['id']} not found"}

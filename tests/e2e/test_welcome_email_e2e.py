@@ -43,6 +43,7 @@ async def test_registration_and_user_creation_send_welcome_emails(
             headers={"Authorization": f"Bearer {token}"},
         )
         assert created.status_code == 201
+        assert (created.json()["email"], created.json()["role"]) == ("bob@example.com", "member")
 
     await wait_until(lambda: len(smtp_server.received) >= 2, timeout=20)
     by_recipient = {tuple(m.recipients): m for m in smtp_server.received}

@@ -79,6 +79,10 @@ async def test_production_accounts_through_mailed_links(
         registration = {"email": "x@example.com", "password": "a long password!", "full_name": "X"}
         refused = await client.post("/api/v1/auth/register", json=registration)
         assert refused.status_code == 403
+        assert refused.json() == {
+            "detail": "Registration is by invitation only: "
+            "ask an admin of your organization to invite you"
+        }
 
         login = {"email": admin_email, "password": ADMIN_PASSWORD}
         admin = (await client.post("/api/v1/auth/login", json=login)).json()
@@ -105,6 +109,9 @@ async def test_production_accounts_through_mailed_links(
             "/api/v1/auth/password-reset", json={"email": "guest@example.com"}
         )
         assert reset.status_code == 202
+        assert reset.json() == {
+            "detail": "If an account uses this address, a link to reset its password is on its way"
+        }
         mail = await mail_to("guest@example.com", count=2)
         assert mail.subject == "Reset your Tandem password"
         confirm = {"token": _token(mail, "reset"), "password": "the guest's second password"}

@@ -81,6 +81,7 @@ async def test_revoked_key_is_refused_at_once(
     assert listed == {"items": [], "count": 0}
     again = await client.delete(f"/api/v1/api-keys/{created['id']}", headers=headers)
     assert again.status_code == 404
+    assert again.json() == {"detail": f"API key {created['id']} not found"}
 
 
 async def test_expired_key_is_refused(
@@ -141,6 +142,7 @@ async def test_admins_see_and_revoke_every_key_of_their_organization_only(
         f"/api/v1/api-keys/{created['id']}", headers=await login_as(outsider)
     )
     assert outsider_delete.status_code == 404
+    assert outsider_delete.json() == {"detail": f"API key {created['id']} not found"}
     colleague = await make_user(organization_id=member.organization_id)
     colleague_view = (
         await client.get("/api/v1/api-keys", headers=await login_as(colleague))

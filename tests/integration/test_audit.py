@@ -132,6 +132,10 @@ async def test_a_reused_refresh_token_is_recorded(
     assert (await client.post("/api/v1/auth/refresh", json={"refresh_token": refresh})).is_success
     again = await client.post("/api/v1/auth/refresh", json={"refresh_token": refresh})
     assert again.status_code == 401
+    assert again.json() == {
+        "detail": "Refresh token already used: every token of this login has been revoked. "
+        "Sign in again."
+    }
     [event] = await trail(client, await login_as(admin), action="refresh_token.reused")
     assert (event["outcome"], event["target_id"]) == ("failure", str(admin.id))
 
@@ -167,6 +171,9 @@ async def test_the_trail_filters_and_pages(
     assert await trail(client, headers, actor_id=str(uuid.uuid4())) == []
     wrong = await client.get("/api/v1/audit", params={"action": "no.such"}, headers=headers)
     assert wrong.status_code == 422
+    assert [(e["loc"], e["type"]) for e in wrong.json()["detail"]] == [
+        (["query", "action"], "enum")
+    ]
 
 
 async def test_each_event_is_a_structured_log_line(

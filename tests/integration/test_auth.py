@@ -228,6 +228,7 @@ async def test_refresh_rotates_and_the_old_token_stops_working(client: httpx.Asy
     assert pair["access_token"] != first["access_token"]
     me = await client.get("/api/v1/users/me", headers=bearer(pair["access_token"]))
     assert me.status_code == 200
+    assert me.json()["email"] == "ann@example.com"
     again = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
     )
@@ -247,6 +248,10 @@ async def test_reusing_a_refresh_token_revokes_the_whole_login(
         "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
     )
     assert reuse.status_code == 401
+    assert reuse.json() == {
+        "detail": "Refresh token already used: every token of this login has been revoked. "
+        "Sign in again."
+    }
     newest_refresh = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]}
     )
@@ -254,6 +259,7 @@ async def test_reusing_a_refresh_token_revokes_the_whole_login(
     assert newest_refresh.json() == {"detail": "This login was signed out; sign in again"}
     newest_access = await client.get("/api/v1/users/me", headers=bearer(second["access_token"]))
     assert newest_access.status_code == 401
+    assert newest_access.json() == {"detail": "This login was signed out; sign in again"}
     untouched = await client.get("/api/v1/users/me", headers=bearer(other_login["access_token"]))
     assert untouched.status_code == 200, "another login of the same user is not affected"
     reasons = (await db_session.scalars(select(LoginSession.revoked_reason))).all()
@@ -271,6 +277,7 @@ async def test_logout_ends_the_login(client: httpx.AsyncClient) -> None:
         "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
     )
     assert refresh.status_code == 401
+    assert refresh.json() == {"detail": "This login was signed out; sign in again"}
     me = await client.get("/api/v1/users/me", headers=bearer(tokens["access_token"]))
     assert me.status_code == 401
     assert "signed out" in me.json()["detail"]

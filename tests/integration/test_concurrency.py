@@ -95,6 +95,7 @@ async def test_two_refreshes_of_one_token_at_once_end_the_login(
         "/api/v1/auth/refresh", json={"refresh_token": winner.json()["refresh_token"]}
     )
     assert after.status_code == 401
+    assert after.json() == {"detail": "This login was signed out; sign in again"}
     async with committed_db.sessionmaker() as session:
         login = await session.scalar(select(LoginSession))
     assert login is not None

@@ -61,6 +61,7 @@ async def test_a_member_runs_the_classifier_with_labels_and_sees_the_run(
             "/ui/agents/run", data={"agent_id": "summarizer", "input_text": "Text"}
         )
         assert refused.status_code == 403
+        assert "did not carry a valid security token" in refused.text
         blank = await page.post(
             "/ui/agents/run",
             data={"csrf_token": token, "agent_id": "summarizer", "input_text": "   "},

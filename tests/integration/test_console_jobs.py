@@ -186,6 +186,7 @@ async def test_job_forms_need_the_csrf_token_and_another_orgs_job_is_a_404(
     mine = await dead_job(admin.organization_id)
     refused = await page.post(f"/ui/jobs/{mine.id}/retry")
     assert refused.status_code == 403
+    assert "did not carry a valid security token" in refused.text
     await db_session.refresh(mine)
     assert mine.status is JobStatus.dead
     theirs = await dead_job((await make_user(Role.admin)).organization_id)
@@ -195,6 +196,7 @@ async def test_job_forms_need_the_csrf_token_and_another_orgs_job_is_a_404(
         data={"csrf_token": token},
     )
     assert retried.status_code == 404
+    assert f"Job {theirs.id} not found" in retried.text
     await db_session.refresh(theirs)
     assert theirs.status is JobStatus.dead
 

@@ -272,6 +272,7 @@ async def test_another_organizations_thread_is_a_404_page(
         data={"csrf_token": token, "decision": "approve", "revision": "1"},
     )
     assert decided.status_code == 404
+    assert f"Thread {theirs.id} not found" in decided.text
     assert await decisions_on(db_session, theirs.id) == 0
     assert (await page.get("/ui/threads/not-a-uuid")).status_code == 404
 
@@ -316,6 +317,7 @@ async def test_a_lower_role_takes_effect_at_the_next_request(
         data={"csrf_token": token, "decision": "approve", "revision": "1"},
     )
     assert refused.status_code == 403
+    assert "Missing required scope: review:write" in refused.text
     assert await decisions_on(db_session, thread.id) == 0
     await db_session.refresh(thread)
     assert thread.status is ThreadStatus.pending_review

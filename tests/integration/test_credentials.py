@@ -41,6 +41,7 @@ async def test_an_api_key_cannot_create_or_revoke_keys(
     assert revoked.json() == {"detail": PASSWORD_LOGIN_ONLY}
     still = await client.get("/api/v1/projects", headers={"X-API-Key": other["key"]})
     assert still.status_code == 200
+    assert still.json() == {"items": [], "count": 0}
 
 
 async def test_a_narrowed_login_creates_only_keys_that_end_with_it(
@@ -55,6 +56,7 @@ async def test_a_narrowed_login_creates_only_keys_that_end_with_it(
     later = datetime.now(UTC) + timedelta(days=365)
     too_late = await create_key(client, narrowed, expires_at=later.isoformat())
     assert too_late.status_code == 403
+    assert too_late.json() == forever.json()  # the same end of the login
     soon = datetime.now(UTC) + timedelta(days=1)
     fine = await create_key(client, narrowed, expires_at=soon.isoformat())
     assert fine.status_code == 201, fine.text
@@ -121,6 +123,7 @@ async def test_reactivating_a_user_does_not_revive_their_keys(
         f"/api/v1/users/{member.id}", json={"is_active": True}, headers=admin_headers
     )
     assert back.status_code == 200
+    assert (back.json()["id"], back.json()["is_active"]) == (str(member.id), True)
     response = await client.get("/api/v1/projects", headers={"X-API-Key": key})
     assert response.status_code == 401
     assert response.json() == {"detail": "API key revoked"}
@@ -162,6 +165,7 @@ async def test_a_refresh_token_never_outlives_its_login(
         "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
     )
     assert refreshed.status_code == 200
+    assert refreshed.json()["refresh_token"] != tokens["refresh_token"]
     newest = await db_session.scalar(
         select(RefreshToken.expires_at).order_by(RefreshToken.created_at.desc()).limit(1)
     )

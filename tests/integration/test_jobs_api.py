@@ -405,6 +405,7 @@ async def test_another_users_job_needs_jobs_admin(
     """Finding 10 of issue 13: the submitter or a holder of jobs:admin controls a job."""
     colleague = await make_user(organization_id=member.organization_id)
     status = JobStatus.pending if action == "cancel" else JobStatus.dead
+    after = "cancelled" if action == "cancel" else "pending"  # what the action leaves
     job = await JobFactory.create_async(
         organization_id=member.organization_id, submitted_by_id=colleague.id, status=status
     )
@@ -419,8 +420,10 @@ async def test_another_users_job_needs_jobs_admin(
     admin = await make_user(Role.admin, organization_id=member.organization_id)
     allowed = await client.post(f"/api/v1/jobs/{job.id}/{action}", headers=await login_as(admin))
     assert allowed.status_code == 200
+    assert (allowed.json()["id"], allowed.json()["status"]) == (str(job.id), after)
     own = await JobFactory.create_async(
         organization_id=member.organization_id, submitted_by_id=member.id, status=status
     )
     mine = await client.post(f"/api/v1/jobs/{own.id}/{action}", headers=await login_as(member))
     assert mine.status_code == 200
+    assert (mine.json()["id"], mine.json()["status"]) == (str(own.id), after)

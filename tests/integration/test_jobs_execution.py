@@ -127,6 +127,8 @@ async def test_a_dead_job_retried_runs_again_and_keeps_its_history(live: LiveApp
     await live.until(job["id"], "dead")
     retried = await live.client.post(f"/api/v1/jobs/{job['id']}/retry", headers=live.headers)
     assert retried.status_code == 200
+    assert (retried.json()["status"], retried.json()["attempts"]) == ("pending", 0)
+    assert [a["attempt"] for a in retried.json()["attempt_history"]] == [1]
     dead_again = await live.until(job["id"], "dead")
     assert dead_again["attempts"] == 1
     assert [a["attempt"] for a in dead_again["attempt_history"]] == [1, 2]

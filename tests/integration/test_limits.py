@@ -273,12 +273,14 @@ async def test_failed_logins_are_limited_per_account_whatever_the_address(
     for n in range(3):
         wrong = await login_from(app, f"198.51.100.{n}", member.email, "not the password")
         assert wrong.status_code == 401
+        assert wrong.json() == {"detail": "Incorrect email or password"}
     locked = await login_from(app, "203.0.113.50", member.email.upper(), TEST_PASSWORD)
     other = await make_user()
     unaffected = await login_from(app, "198.51.100.0", other.email, TEST_PASSWORD)
 
     assert_limited(locked, "3 per 1 hour")
     assert unaffected.status_code == 200
+    assert unaffected.json()["token_type"] == "bearer"
 
 
 async def test_successful_logins_do_not_count_as_failures(
@@ -295,11 +297,13 @@ async def test_logins_are_limited_per_address_whatever_the_email(
     for n in range(4):
         response = await login_from(app, "198.51.100.9", f"user{n}@example.com", "password!!")
         assert response.status_code == 401
+        assert response.json() == {"detail": "Incorrect email or password"}
     limited = await login_from(app, "198.51.100.9", "user9@example.com", "password!!")
     elsewhere = await login_from(app, "198.51.100.10", "user9@example.com", "password!!")
 
     assert_limited(limited, "4 per 1 minute")
     assert elsewhere.status_code == 401
+    assert elsewhere.json() == {"detail": "Incorrect email or password"}
 
 
 async def test_registration_is_limited_over_all_addresses(
@@ -326,6 +330,7 @@ async def test_x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
             headers={"X-Forwarded-For": f"192.0.2.{n}"},
         )
         assert response.status_code == 401
+        assert response.json() == {"detail": "Incorrect email or password"}
     limited = await client.post(
         "/api/v1/auth/login",
         json={"email": "user9@example.com", "password": "password!!"},
@@ -367,7 +372,9 @@ async def test_behind_a_trusted_proxy_the_address_it_appended_is_the_key(
 
     assert_limited(limited, "4 per 1 minute")
     assert another_client.status_code == 401
+    assert another_client.json() == {"detail": "Incorrect email or password"}
     assert untrusted_peer.status_code == 401  # keyed on 10.0.0.2, whatever it claims
+    assert untrusted_peer.json() == {"detail": "Incorrect email or password"}
 
 
 # --- quotas per organization ---------------------------------------------------------------
@@ -402,6 +409,7 @@ async def test_people_and_schedules_are_limited_per_organization(
     assert third_schedule.status_code == 409
     assert third_schedule.json() == quota_detail(2, "schedules", "delete one first")
     assert elsewhere.status_code == 201
+    assert elsewhere.json()["email"] == "p3@example.com"
 
 
 async def test_api_keys_not_revoked_are_limited_per_organization(
@@ -420,6 +428,7 @@ async def test_api_keys_not_revoked_are_limited_per_organization(
     assert refused.json() == quota_detail(2, "API keys", "revoke one first")
     assert revoked.status_code == 204
     assert after_revoking.status_code == 201
+    assert (after_revoking.json()["name"], after_revoking.json()["scopes"]) == ("k", ["agent:read"])
 
 
 async def test_threads_waiting_for_a_decision_are_limited_per_organization(
@@ -434,11 +443,13 @@ async def test_threads_waiting_for_a_decision_are_limited_per_organization(
     elsewhere = await client.post("/api/content/create", json=CREATE, headers=outsider)
 
     assert accepted.status_code == 202
+    assert (accepted.json()["status"], accepted.json()["request_type"]) == ("generating", "text")
     assert refused.status_code == 409
     assert refused.json() == quota_detail(
         2, "review threads waiting for a decision", "decide some first"
     )
     assert elsewhere.status_code == 202
+    assert (elsewhere.json()["status"], elsewhere.json()["request_type"]) == ("generating", "text")
 
 
 async def test_a_result_over_its_limit_fails_the_attempt_saying_so(

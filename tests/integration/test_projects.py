@@ -83,6 +83,9 @@ async def test_renaming_onto_a_taken_slug_is_409(
         f"/api/v1/projects/{beta['id']}", json={"name": "ALPHA"}, headers=headers
     )
     assert response.status_code == 409
+    assert response.json() == {
+        "detail": "A project with the slug 'alpha' already exists in this organization"
+    }
     still = await client.get(f"/api/v1/projects/{beta['id']}", headers=headers)
     assert still.json()["name"] == "Beta"
 
@@ -159,3 +162,4 @@ async def test_malformed_id_is_422(
     unknown = uuid.uuid4()
     missing = await client.get(f"/api/v1/projects/{unknown}", headers=await login_as(member))
     assert missing.status_code == 404
+    assert missing.json() == {"detail": f"Project {unknown} not found"}

@@ -114,6 +114,7 @@ async def test_development_registers_as_before(serve: Serve) -> None:
         assert registered.status_code == 201
         projects = await client.get("/api/v1/projects", headers=bearer(registered.json()))
     assert projects.status_code == 200
+    assert projects.json() == {"items": [], "count": 0}
 
 
 async def test_the_welcome_mail_holds_only_the_name_made_harmless(
@@ -245,6 +246,7 @@ async def test_required_verification_allows_only_me_until_the_link_is_followed(
         headers = bearer(registered.json())
         me = await client.get("/api/v1/users/me", headers=headers)
         assert me.status_code == 200
+        assert (me.json()["email"], me.json()["role"]) == ("new@example.com", "admin")
         for method, path in (("GET", "/api/v1/projects"), ("POST", "/api/v1/api-keys")):
             refused = await client.request(method, path, headers=headers, json={})
             assert refused.status_code == 403, path
@@ -257,6 +259,9 @@ async def test_required_verification_allows_only_me_until_the_link_is_followed(
         assert (await client.get("/api/v1/projects", headers=headers)).status_code == 200
         again = await client.post("/api/v1/auth/verify-email", json={"token": token})
         assert again.status_code == 422
+        assert again.json()["detail"] == [
+            {"loc": ["body", "token"], "msg": INVALID_LINK, "type": "value_error"}
+        ]
 
 
 async def test_accounts_an_admin_made_need_no_verification(serve: Serve, login_as: LoginAs) -> None:
@@ -265,11 +270,13 @@ async def test_accounts_an_admin_made_need_no_verification(serve: Serve, login_a
         body = {"email": "made@example.com", "password": PASSWORD, "full_name": "Made"}
         created = await client.post("/api/v1/users", json=body, headers=await login_as(admin))
         assert created.status_code == 201
+        assert (created.json()["email"], created.json()["role"]) == ("made@example.com", "member")
         login = await client.post(
             "/api/v1/auth/login", json={"email": "made@example.com", "password": PASSWORD}
         )
         projects = await client.get("/api/v1/projects", headers=bearer(login.json()))
     assert projects.status_code == 200
+    assert projects.json() == {"items": [], "count": 0}
 
 
 # --- password reset ----------------------------------------------------------------------------
@@ -310,6 +317,7 @@ async def test_a_reset_sets_the_password_and_ends_every_login(
             "/api/v1/auth/refresh", json={"refresh_token": before["refresh_token"]}
         )
         assert stale.status_code == 401
+        assert stale.json() == {"detail": "This login was signed out; sign in again"}
         assert (await client.post("/api/v1/auth/login", json=old)).status_code == 401
         new = old | {"password": NEW_PASSWORD}
         assert (await client.post("/api/v1/auth/login", json=new)).status_code == 200

@@ -264,6 +264,7 @@ async def test_another_tenants_thread_is_404(
         headers=headers,
     )
     assert decide.status_code == 404
+    assert decide.json() == {"detail": f"Thread {theirs.id} not found"}
     assert await db_session.scalar(select(ReviewDecision)) is None
 
 

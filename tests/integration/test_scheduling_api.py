@@ -437,6 +437,7 @@ async def test_manual_assignments_are_created_listed_and_deleted(api: Scheduling
     assert (await client.get(url, headers=headers)).json()["count"] == 1
     again = await client.delete(f"{url}/{first['id']}", headers=headers)
     assert again.status_code == 404
+    assert again.json() == {"detail": f"Assignment {first['id']} not found"}
 
 
 async def test_an_assignment_that_breaks_a_rule_comes_with_warnings(api: SchedulingApi) -> None:
@@ -449,6 +450,8 @@ async def test_an_assignment_that_breaks_a_rule_comes_with_warnings(api: Schedul
         headers=api.headers,
     )
     assert absent.status_code == 201
+    assert absent.json()["person_id"] == resident["id"]
+    assert absent.json()["start_date"] == MONDAY.isoformat()
     created = await api.assigned(schedule, resident, blocks[0], await api.rotation())
     assert [(w["rule"], w["person_id"], w["block_id"]) for w in created["warnings"]] == [
         ("absence", resident["id"], blocks[0]["id"])
@@ -550,6 +553,7 @@ async def test_deleting_a_schedule_removes_its_assignments(
     assert await rows(kept["id"]) == 1
     gone = await client.get(f"/api/v1/schedules/{schedule['id']}", headers=api.headers)
     assert gone.status_code == 404
+    assert gone.json() == {"detail": f"Schedule {schedule['id']} not found"}
 
 
 async def _org_of(api: SchedulingApi, client: httpx.AsyncClient) -> uuid.UUID:
@@ -581,10 +585,12 @@ async def test_another_tenants_objects_are_404(
         f"/api/v1/people/{their_person['id']}", json={"name": "Mine"}, headers=headers
     )
     assert patched.status_code == 404
+    assert patched.json() == {"detail": f"Person {their_person['id']} not found"}
     # Their person, block or rotation cannot be put in my schedule either.
     mine = await api.schedule(MONDAY, MONDAY)
     smuggled = await api.assign(mine, their_person, blocks[0], their_rotation)
     assert smuggled.status_code == 404
+    assert smuggled.json() == {"detail": f"Person {their_person['id']} not found"}
     assert (await client.get("/api/v1/people", headers=headers)).json()["count"] == 0
 
 
@@ -614,6 +620,10 @@ async def test_only_admins_delete_schedules(
         assert response.json() == {"detail": "Missing required scope: schedule:admin"}
     still = await client.get(f"/api/v1/schedules/{schedule['id']}", headers=api.headers)
     assert still.status_code == (200 if expected == 403 else 404)
+    if expected == 403:
+        assert still.json()["id"] == schedule["id"]
+    else:
+        assert still.json() == {"detail": f"Schedule {schedule['id']} not found"}
 
 
 @pytest.mark.parametrize(
@@ -672,6 +682,7 @@ async def test_generation_is_accepted_once_at_a_time(api: SchedulingApi) -> None
     blocks = await api.blocks(MONDAY, MONDAY)
     busy = await api.assign(schedule, await api.person(), blocks[0], await api.rotation())
     assert busy.status_code == 409
+    assert busy.json() == {"detail": "Schedule is being generated; wait until it is done"}
 
 
 @pytest.mark.parametrize(

@@ -80,6 +80,7 @@ async def test_a_call_is_stored_listed_checked_and_deleted(api: SchedulingApi) -
     assert await _rules(api, schedule) == []
     again = await api.client.delete(f"{url}/{created['id']}", headers=api.headers)
     assert again.status_code == 404
+    assert again.json() == {"detail": f"Call {created['id']} not found"}
 
 
 async def test_home_call_counts_only_the_hours_worked(api: SchedulingApi) -> None:
@@ -162,6 +163,7 @@ async def test_a_published_schedules_calls_are_read_only(
         f"/api/v1/schedules/{schedule['id']}/calls/{kept.json()['id']}", headers=api.headers
     )
     assert removed.status_code == 409
+    assert removed.json() == {"detail": "Schedule is published; change it through a swap"}
 
 
 async def test_another_tenants_calls_and_moonlighting_are_404(
@@ -414,6 +416,7 @@ async def test_a_call_during_an_absence_is_reported(api: SchedulingApi) -> None:
         headers=api.headers,
     )
     assert absent.status_code == 201
+    assert (absent.json()["person_id"], absent.json()["kind"]) == (ada["id"], "conference")
     # The night before the absence: the call runs into its first morning.
     response = await _call(api, schedule, ada, start="2027-03-02T19:00", end="2027-03-03T07:00")
     assert [w["rule"] for w in response.json()["warnings"]] == ["absence"]

@@ -119,6 +119,7 @@ async def test_an_infeasible_schedule_fails_with_the_reason(
     assert response.status_code == 202
 
     failed = await _finished(api, schedule["id"], wait_until)
+    assert failed["job_id"] == response.json()["job_id"]
     assert failed["status"] == "failed"
     assert failed["statistics"]["status"] == "infeasible"
     assert failed["error"]
@@ -143,6 +144,7 @@ async def test_regenerating_replaces_the_assignments(
     )
     assert response.status_code == 202
     generated = await _finished(api, schedule["id"], wait_until)
+    assert generated["job_id"] == response.json()["job_id"]
     assert generated["status"] == "generated", generated["error"]
     listed = (
         await api.client.get(f"/api/v1/schedules/{schedule['id']}/assignments", headers=api.headers)
@@ -187,6 +189,7 @@ async def test_a_published_schedule_counts_for_the_next_one(
     assert published.json()["status"] == "published"
     again = await api.client.post(f"/api/v1/schedules/{first['id']}/generate", headers=api.headers)
     assert again.status_code == 409
+    assert again.json() == {"detail": "Schedule is published; it cannot be generated now"}
 
     second = await api.schedule(MONDAY, MONDAY, name="Overlapping draft")
     created = await api.assigned(second, resident, blocks[0], rotation)

@@ -74,6 +74,7 @@ async def test_a_person_on_a_published_schedule_cannot_be_deleted(
     }
     got = await api.client.get(f"/api/v1/people/{person['id']}", headers=api.headers)
     assert got.status_code == 200
+    assert got.json()["id"] == person["id"]
     draft_only = await api.person()
     await api.assigned(
         await api.schedule(MONDAY, MONDAY, name="Draft"), draft_only, blocks[0], rotation

@@ -124,6 +124,8 @@ async def test_a_swap_that_breaks_a_rule_is_refused_with_the_violations(
         headers=api.headers,
     )
     assert absent.status_code == 201
+    # "leave" is accepted as the kind "other"
+    assert (absent.json()["person_id"], absent.json()["kind"]) == (setup["bob"]["id"], "other")
     response = await _request(api, setup)
     assert response.status_code == 422
     body = response.json()
@@ -168,6 +170,10 @@ async def test_a_swap_invalidated_before_approval_is_409(
     assert thread["status"] == "failed"
     again = await _resume(api, swap["thread_id"], "approve")
     assert again.status_code == 409
+    assert again.json() == {
+        "detail": f"Thread {swap['thread_id']} is failed, not pending_review: "
+        "it takes no decision now"
+    }
 
 
 async def test_a_swap_whose_assignment_changed_hands_is_409(
@@ -320,11 +326,15 @@ async def test_a_holder_asks_the_counterpart_accepts_the_coordinator_approves(
 
     not_theirs = await ada.client.post(f"/api/v1/swaps/{swap['id']}/accept", headers=ada.headers)
     assert not_theirs.status_code == 403
+    assert not_theirs.json() == {
+        "detail": "Only the counterpart (or a coordinator for them) can accept this swap"
+    }
     accepted = await bob.client.post(f"/api/v1/swaps/{swap['id']}/accept", headers=bob.headers)
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["accepted_at"] is not None
     again = await bob.client.post(f"/api/v1/swaps/{swap['id']}/accept", headers=bob.headers)
     assert again.status_code == 409
+    assert again.json() == {"detail": "This swap was already accepted"}
 
     approved = await _resume(api, swap["thread_id"], "approve")
     assert approved.status_code == 200, approved.text
@@ -441,6 +451,10 @@ async def test_either_person_can_withdraw_a_pending_swap(
     assert swap["thread_id"] not in {i["thread_id"] for i in pending["items"]}
     late = await _resume(api, swap["thread_id"], "approve")
     assert late.status_code == 409
+    assert late.json() == {
+        "detail": f"Thread {swap['thread_id']} is failed, not pending_review: "
+        "it takes no decision now"
+    }
     assert await _holder(api, setup) == setup["ada"]["id"]
     twice = await person.client.post(f"/api/v1/swaps/{swap['id']}/withdraw", headers=person.headers)
     assert twice.status_code == 409
@@ -499,12 +513,15 @@ async def test_a_swap_invalidated_between_acceptance_and_approval_is_409(
     swap = (await _request(api, setup, needs_acceptance=True)).json()
     accepted = await bob.client.post(f"/api/v1/swaps/{swap['id']}/accept", headers=bob.headers)
     assert accepted.status_code == 200
+    assert accepted.json()["status"] == "pending"
+    assert accepted.json()["accepted_at"] is not None
     absent = await api.client.post(
         f"/api/v1/people/{setup['bob']['id']}/absences",
         json={"start_date": MONDAY.isoformat(), "end_date": MONDAY.isoformat(), "kind": "sick"},
         headers=api.headers,
     )
     assert absent.status_code == 201
+    assert (absent.json()["person_id"], absent.json()["kind"]) == (setup["bob"]["id"], "sick")
     approved = await _resume(api, swap["thread_id"], "approve")
     assert approved.status_code == 409
     assert approved.json()["detail"].startswith(NO_LONGER_HOLDS + "Bob is absent from")

@@ -150,6 +150,7 @@ async def test_deactivating_a_user_locks_them_out(
     assert response.status_code == 204
     me = await client.get("/api/v1/users/me", headers=colleague_headers)
     assert me.status_code == 401
+    assert me.json() == {"detail": "User is inactive or no longer exists"}
     fetched = await client.get(f"/api/v1/users/{colleague.id}", headers=await login_as(admin))
     assert fetched.json()["is_active"] is False
 

@@ -7,13 +7,16 @@
   sets its own policy, such as the web console, keeps it);
 - `Cache-Control: no-store` and `Pragma: no-cache`: API answers carry tokens, keys and
   tenants' data, none of which a shared cache or the browser's disk should keep;
-- `Strict-Transport-Security` when the request came over https.
+- `Strict-Transport-Security` when the request came over https;
+- the headers a request asked to carry (`carry_headers`): the rate limits' X-RateLimit-*,
+  which a 401 or 404 built by an error handler must carry as a 200 does.
 """
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import swagger_ui_bundle
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -27,6 +30,15 @@ DEFAULTS: tuple[tuple[bytes, bytes], ...] = (
     (b"cache-control", b"no-store"),
 )
 HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+# In the request's state (the ASGI scope's): the headers `carry_headers` was given.
+CARRIED = "tandem_carried_headers"
+
+
+def carry_headers(request: Request, headers: Mapping[str, str]) -> None:
+    """The response to `request` carries `headers`, whatever builds it (the route's return
+    value, a `Response` it made, an error handler), unless it sets one of them itself."""
+    carried: dict[bytes, bytes] = request.scope.setdefault("state", {}).setdefault(CARRIED, {})
+    carried.update((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
 
 
 class SecurityHeadersMiddleware:
@@ -48,6 +60,8 @@ class SecurityHeadersMiddleware:
                     added.append((b"pragma", b"no-cache"))
                 if https and HSTS[0] not in present:
                     added.append(HSTS)
+                carried = scope.get("state", {}).get(CARRIED, {})
+                added += [(k, v) for k, v in carried.items() if k not in present]
                 message = {**message, "headers": headers + added}
             await send(message)
 

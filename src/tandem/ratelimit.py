@@ -49,7 +49,7 @@ from typing import Any, TypeVar, cast
 import coredis
 import coredis.exceptions
 from coredis.commands import Script
-from fastapi import Request, Response
+from fastapi import Request
 from limits import RateLimitItem
 from limits import parse as parse_limit
 from limits.aio.storage import RedisStorage
@@ -58,6 +58,7 @@ from limits.errors import StorageError
 
 from tandem.batching import Batcher
 from tandem.errors import RateLimited
+from tandem.http_headers import carry_headers
 from tandem.identity.principal import CurrentPrincipal, Principal
 from tandem.settings import Settings
 
@@ -428,8 +429,9 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def apply_headers(response: Response, state: RateLimitState) -> None:
-    response.headers.update(state.headers())
+def report(request: Request, state: RateLimitState) -> None:
+    """The response to `request`, an error's too, carries `state`'s X-RateLimit-* headers."""
+    carry_headers(request, state.headers())
 
 
 class Per(StrEnum):
@@ -453,40 +455,31 @@ class PrincipalLimit:
 
 
 async def charge(
-    request: Request,
-    response: Response,
-    principal: Principal,
-    *limits: PrincipalLimit,
-    cost: int = 1,
+    request: Request, principal: Principal, *limits: PrincipalLimit, cost: int = 1
 ) -> None:
     """Consumes `cost` units of each of `limits` for `principal`, or raises 429; the
     X-RateLimit-* headers are those of the budget with least left."""
     limiter: RateLimiter = request.app.state.rate_limiter
     settings: Settings = request.app.state.settings
     budgets = [limit.budget(settings, principal) for limit in limits]
-    apply_headers(response, await limiter.hit_all(budgets, cost=cost))
+    report(request, await limiter.hit_all(budgets, cost=cost))
 
 
 def limit_principal(*limits: PrincipalLimit) -> Callable[..., Awaitable[None]]:
     """A dependency charging one unit of each of `limits` to the calling principal."""
 
-    async def dependency(request: Request, response: Response, principal: CurrentPrincipal) -> None:
-        await charge(request, response, principal, *limits)
+    async def dependency(request: Request, principal: CurrentPrincipal) -> None:
+        await charge(request, principal, *limits)
 
     return dependency
 
 
 def rate_limit(*budgets: Callable[[Request, Settings], Budget]) -> Callable[..., Awaitable[None]]:
-    """A dependency taking one unit of each budget (`budget(request, settings)`), or none.
+    """A dependency taking one unit of each budget (`budget(request, settings)`), or none."""
 
-    The X-RateLimit-* headers go on the response when the path function returns a model or
-    a dict; a path function returning a `Response` itself must call `apply_headers`.
-    """
-
-    async def dependency(request: Request, response: Response) -> None:
+    async def dependency(request: Request) -> None:
         limiter: RateLimiter = request.app.state.rate_limiter
         settings: Settings = request.app.state.settings
-        state = await limiter.hit_all([budget(request, settings) for budget in budgets])
-        apply_headers(response, state)
+        report(request, await limiter.hit_all([budget(request, settings) for budget in budgets]))
 
     return dependency

@@ -7,6 +7,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
@@ -14,6 +15,7 @@ from starlette.routing import Route
 from tandem.app import create_app
 from tandem.http_headers import SecurityHeadersMiddleware
 from tandem.identity.models import User
+from tandem.ratelimit import RateLimitState, report
 from tandem.settings import Settings
 from tests.factories import TEST_PASSWORD
 
@@ -95,6 +97,43 @@ async def test_a_policy_the_response_set_is_kept() -> None:
     assert response.headers["content-security-policy"] == "default-src 'self'"
     assert response.headers["cache-control"] == "max-age=60"
     assert response.headers["x-frame-options"] == "DENY"
+
+
+async def test_a_request_reports_its_rate_limit_on_whatever_response_it_gets() -> None:
+    """`ratelimit.report`: a 200, a `Response` the route made and an error handler's 404 all
+    carry the budget's X-RateLimit-*; a response that sets one itself keeps its own."""
+
+    def charged(request: Request) -> None:
+        report(request, RateLimitState(limit=5, remaining=2, reset_at=1_900_000_000.5))
+
+    async def ok(request: Request) -> PlainTextResponse:
+        charged(request)
+        return PlainTextResponse("ok")
+
+    async def missing(request: Request) -> PlainTextResponse:
+        charged(request)
+        raise HTTPException(404, "nothing here")
+
+    async def refused(request: Request) -> PlainTextResponse:
+        charged(request)
+        return PlainTextResponse("no", 429, headers={"X-RateLimit-Limit": "1"})
+
+    inner = Starlette(routes=[Route("/ok", ok), Route("/missing", missing), Route("/no", refused)])
+    inner.add_middleware(SecurityHeadersMiddleware)
+    transport = httpx.ASGITransport(app=inner)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        answers = [await client.get(path) for path in ("/ok", "/missing", "/no")]
+    budget = {"limit": "5", "remaining": "2", "reset": "1900000001"}
+    reported = [
+        {k: a.headers.get(f"x-ratelimit-{k}") for k in budget} | {"status": a.status_code}
+        for a in answers
+    ]
+    assert reported == [
+        budget | {"status": 200},
+        budget | {"status": 404},
+        budget | {"limit": "1", "status": 429},
+    ]
+    assert answers[1].text == "nothing here"
 
 
 async def test_docs_are_served_from_the_installed_package(client: httpx.AsyncClient) -> None:

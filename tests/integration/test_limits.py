@@ -267,6 +267,21 @@ async def login_from(app: FastAPI, address: str, email: str, password: str) -> h
         return await client.post("/api/v1/auth/login", json=body)
 
 
+async def test_a_refused_request_still_reports_the_budget_it_drew_on(
+    app: FastAPI, client: httpx.AsyncClient, login_as: LoginAs, member: User
+) -> None:
+    """API.md: limited responses carry X-RateLimit-*, errors included: a failed login counts
+    against the address's budget, and the client is told what is left of it."""
+    wrong = await login_from(app, "198.51.100.7", member.email, "not the password")
+    assert wrong.json() == {"detail": "Incorrect email or password"}
+    assert_budget(wrong, 401, limit=4, remaining=3)  # per address: 4/minute, less than 5
+
+    headers = await login_as(member)
+    unknown = await client.get("/api/v1/agents/no-such-agent", headers=headers)
+    assert unknown.json() == {"detail": "Agent 'no-such-agent' not found"}
+    assert_budget(unknown, 404, limit=3, remaining=2)
+
+
 async def test_failed_logins_are_limited_per_account_whatever_the_address(
     app: FastAPI, client: httpx.AsyncClient, member: User
 ) -> None:

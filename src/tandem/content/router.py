@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Query, Request, Response, status
+from fastapi import Depends, Query, Request, status
 
 from tandem.content import service
 from tandem.content.models import ContentStatus
@@ -42,11 +42,10 @@ async def create(
     session: SessionDep,
     jobs: JobControlDep,
     http_request: Request,
-    response: Response,
 ) -> ContentAcceptedOut:
     """Drafts are written by the content-writer agent in a job; the thread then waits for
     review (`GET /api/hitl/{thread_id}`). Rate limited in drafts (`count`) per user."""
-    await charge(http_request, response, principal, CONTENT_LIMIT, cost=body.count)
+    await charge(http_request, principal, CONTENT_LIMIT, cost=body.count)
     request = ContentRequest.model_validate(body.model_dump(exclude={"project_id"}))
     settings: Settings = http_request.app.state.settings
     thread = await service.create_content(

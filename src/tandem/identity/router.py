@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import anyio
-from fastapi import Depends, Request, Response, status
+from fastapi import Depends, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -54,10 +54,10 @@ from tandem.ratelimit import (
     Budget,
     PrincipalLimit,
     RateLimiter,
-    apply_headers,
     client_address,
     limit_principal,
     rate_limit,
+    report,
 )
 from tandem.routing import Router
 from tandem.settings import Settings
@@ -192,7 +192,6 @@ async def login_credentials(request: Request) -> LoginIn:
 )
 async def login(
     request: Request,
-    response: Response,
     session: SessionDep,
     signer: SignerDep,
     credentials: Annotated[LoginIn, Depends(login_credentials)],
@@ -208,7 +207,7 @@ async def login(
         Budget(settings.rate_limit_login, "login", f"{address}|{email}"),
         Budget(settings.rate_limit_login_address, "login-address", address),
     ]
-    apply_headers(response, await limiter.hit_all(budgets))
+    report(request, await limiter.hit_all(budgets))
     try:
         tokens = await logins.login_with_password(
             session,
@@ -291,14 +290,13 @@ async def request_password_reset(
     _floor: Annotated[None, Depends(_answer_floor, scope="function")],
     body: PasswordResetIn,
     request: Request,
-    response: Response,
     session: SessionDep,
 ) -> NoticeOut:
     """The same answer, after the same time, whether or not the address has an account."""
     settings: Settings = request.app.state.settings
     limiter: RateLimiter = request.app.state.rate_limiter
     budgets = password_reset_budgets(request, settings, body.email)
-    apply_headers(response, await limiter.hit_all(budgets))
+    report(request, await limiter.hit_all(budgets))
     await accounts.request_password_reset(session, settings, email=body.email)
     return NoticeOut(detail=PASSWORD_RESET_SENT)
 

@@ -163,15 +163,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outside the request context (its 500s get the headers too), inside the proxy headers
     # (HSTS sees the scheme the client used).
     app.add_middleware(SecurityHeadersMiddleware)
-    if settings.docs_enabled:
-        install_docs(app)
     if settings.forwarded_allow_ips:
         # Outermost: every layer sees the client's address, read from the trusted proxies'
         # X-Forwarded-For (the rightmost entry not itself a trusted proxy).
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     # FastAPI matches a request against the routes one after the other, included routers in
     # the order included (a few microseconds a route): the API most requests reach comes
-    # first. No two routers share a path, so the order changes nothing else.
+    # first, the docs and the console after it. No two routers share a path, so the order
+    # changes nothing else.
     app.include_router(health.router)
     app.include_router(agents_router)
     app.include_router(jobs_router)
@@ -183,6 +182,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks_router)
     app.include_router(audit_router)
     app.include_router(notifications_router)
+    if settings.docs_enabled:
+        install_docs(app)
     console.install(app)
     _document_security_schemes(app)
     return app

@@ -7,6 +7,7 @@ controls; `real_asyncio=True` leaves the event loop's own clock alone.
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from unittest import mock
 
 import freezegun
 import pytest
@@ -20,7 +21,7 @@ from starlette.requests import Request
 
 from tandem.errors import RateLimited
 from tandem.ratelimit import (
-    SWEEP_SECONDS,
+    FORGET_AT_A_LOOK,
     Budget,
     RateLimiter,
     RateLimitState,
@@ -243,18 +244,42 @@ async def test_check_refuses_a_spent_budget_and_record_counts_without_raising(
     assert raised.value.detail.startswith("Rate limit exceeded (2 per 1 hour). Retry in")
 
 
-async def test_a_budget_unused_for_its_period_is_forgotten(
+async def test_a_budget_whose_last_hit_has_left_its_window_is_forgotten(
     limiter: RateLimiter, clock: FrozenDateTimeFactory
 ) -> None:
     await limiter.hit("5/minute", "login", "1.2.3.4")
+    await limiter.hit("5/minute", "login", "5.6.7.8")
     await limiter.hit("5/hour", "register", "1.2.3.4")
-    assert limiter.budgets_in_memory == 2
+    clock.tick(30)
+    await limiter.hit("5/minute", "login", "5.6.7.8")  # hit again: the last to go
+    assert limiter.budgets_in_memory == 3
 
-    clock.tick(SWEEP_SECONDS + 1)  # the minute's hit has left, the hour's has not
-    state = await limiter.hit("5/hour", "register", "5.6.7.8")
-    assert (state.remaining, limiter.budgets_in_memory) == (4, 2)  # the two registers
+    clock.tick(40)  # 1.2.3.4's login hit is 70 s old, 5.6.7.8's 40 s, the register's 70 s
+    state = await limiter.hit("5/minute", "login", "9.9.9.9")
+    assert (state.remaining, limiter.budgets_in_memory) == (4, 3)  # 1.2.3.4's login forgotten
+    assert (await limiter.hit("5/minute", "login", "5.6.7.8")).remaining == 3  # its 30 s hit
     with pytest.raises(RateLimited):
         await exhaust(limiter, "5/hour", "register", "1.2.3.4", 5)  # its first hit still counts
+
+
+async def test_many_idle_budgets_are_forgotten_a_few_at_each_look(
+    limiter: RateLimiter, clock: FrozenDateTimeFactory
+) -> None:
+    for n in range(3 * FORGET_AT_A_LOOK):
+        await limiter.hit("5/minute", "login-address", f"198.51.100.{n}")
+    clock.tick(61)
+
+    await limiter.hit("5/minute", "login-address", "203.0.113.1")
+    assert limiter.budgets_in_memory == 2 * FORGET_AT_A_LOOK + 1  # no pause for all at once
+    for n in range(2):
+        await limiter.hit("5/minute", "login-address", f"203.0.113.{2 + n}")
+    assert limiter.budgets_in_memory == 3
+
+
+async def test_checking_a_budget_keeps_nothing(limiter: RateLimiter) -> None:
+    for n in range(100):
+        await limiter.check(Budget("5/minute", "login-failures", f"user{n}@example.com"))
+    assert limiter.budgets_in_memory == 0
 
 
 _MOVES = st.lists(
@@ -279,9 +304,11 @@ async def test_memory_windows_count_as_limits_moving_window_counts(
     alike, allow and refuse alike and report the same remaining and reset."""
     ours = RateLimiter("memory://")
     theirs = MovingWindowRateLimiter(MemoryStorage())
-    with freezegun.freeze_time(NOW, real_asyncio=True) as clock:
+    # Both read time.time(). Not freezegun: its start scans every loaded module, seconds in
+    # a full test run, and this test starts a clock per example.
+    with mock.patch("time.time", return_value=float(EPOCH)) as clock:
         for waited, cost, limit in moves:
-            clock.tick(waited)
+            clock.return_value += waited
             item = parse(limit)
             try:
                 headers = (await ours.hit(limit, "scope", "key", cost=cost)).headers()

@@ -167,7 +167,7 @@ async def _time_pages(directory: Path) -> dict[str, dict[str, float]]:
                     response = await client.get(path)
                     samples.append(time.perf_counter() - started)
                     cpu.append(time.process_time() - started_cpu)
-                    assert response.status_code == 200
+                    assert response.status_code == 200, response.text
                 if name == "inbox":
                     assert f"<strong>{THREADS}</strong> waiting" in response.text
                 else:

@@ -22,7 +22,7 @@ async def _health_requests(settings: Settings) -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             for _ in range(REQUESTS_PER_ROUND):
                 response = await client.get("/health")
-                assert response.status_code == 200
+                assert response.status_code == 200, response.text
 
 
 def test_health_requests_per_second(benchmark: Any, tmp_path: Path) -> None:

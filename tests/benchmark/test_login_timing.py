@@ -28,7 +28,7 @@ async def _login_attempts(settings: Settings, email: str) -> None:
                 response = await client.post(
                     "/api/v1/auth/login", json={"email": email, "password": "wrong password!"}
                 )
-                assert response.status_code == 401
+                assert response.status_code == 401, response.text
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ async def _reset_requests(settings: Settings, email: str) -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             for _ in range(RESETS_PER_ROUND):
                 response = await client.post("/api/v1/auth/password-reset", json={"email": email})
-                assert response.status_code == 202
+                assert response.status_code == 202, response.text
 
 
 @pytest.mark.parametrize(

@@ -88,7 +88,7 @@ async def test_create_edit_approve_publish(
             json={"thread_id": thread_id, "decision": "reject", "feedback": "Too late"},
             headers=headers,
         )
-        assert again.status_code == 409
+        assert again.status_code == 409, again.text
         assert again.json() == {
             "detail": f"Thread {thread_id} is published, not pending_review: "
             "it takes no decision now"

@@ -94,11 +94,11 @@ async def test_a_change_made_through_one_process_is_refused_by_the_other_at_once
 
         # ...and refused by the first at its next request.
         after_deactivation = await a.get("/api/v1/users/me", headers=bob)
-        assert after_deactivation.status_code == 401
+        assert after_deactivation.status_code == 401, after_deactivation.text
         assert after_deactivation.json()["detail"] == "User is inactive or no longer exists"
         after_revoke = await a.get("/api/v1/agents", headers=key)
-        assert after_revoke.status_code == 401
+        assert after_revoke.status_code == 401, after_revoke.text
         assert after_revoke.json()["detail"] == "API key revoked"
         after_logout = await a.get("/api/v1/users/me", headers=admin_bearer)
-        assert after_logout.status_code == 401
+        assert after_logout.status_code == 401, after_logout.text
         assert after_logout.json()["detail"] == "This login was signed out; sign in again"

@@ -176,12 +176,12 @@ async def test_a_login_lives_through_register_login_refresh_reuse_and_logout(
         member_me = await client.get("/api/v1/users/me", headers=bearer(member_token))
         assert member_me.json()["scopes"] == ["projects:read"]
         forbidden = await client.get("/api/v1/users", headers=bearer(member_token))
-        assert forbidden.status_code == 403
+        assert forbidden.status_code == 403, forbidden.text
         assert "users:admin" in forbidden.json()["detail"]
         cannot_write = await client.post(
             "/api/v1/projects", headers=bearer(member_token), json={"name": "Not mine"}
         )
-        assert cannot_write.status_code == 403
+        assert cannot_write.status_code == 403, cannot_write.text
         assert "projects:write" in cannot_write.json()["detail"]
 
         # Wrong password and unknown e-mail: the same 401, the same words.
@@ -211,7 +211,7 @@ async def test_a_login_lives_through_register_login_refresh_reuse_and_logout(
 
         # The old refresh token presented again is refused, and that revokes the whole login.
         reused = await client.post("/api/v1/auth/refresh", json={"refresh_token": first_refresh})
-        assert reused.status_code == 401
+        assert reused.status_code == 401, reused.text
         assert "already used" in reused.json()["detail"]
         newest_refresh = await client.post(
             "/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}
@@ -226,22 +226,22 @@ async def test_a_login_lives_through_register_login_refresh_reuse_and_logout(
 
         # Other logins of the same user are untouched by that revocation.
         still = await client.get("/api/v1/users/me", headers=bearer(by_json["access_token"]))
-        assert still.status_code == 200
+        assert still.status_code == 200, still.text
         assert still.json()["id"] == user["id"]
 
         # Logout: 204 with no body; that login's refresh and access tokens stop working.
         logout = await client.post(
             "/api/v1/auth/logout", json={"refresh_token": by_json["refresh_token"]}
         )
-        assert logout.status_code == 204
+        assert logout.status_code == 204, logout.text
         assert logout.content == b""
         after = await client.post(
             "/api/v1/auth/refresh", json={"refresh_token": by_json["refresh_token"]}
         )
-        assert after.status_code == 401
+        assert after.status_code == 401, after.text
         assert "sign in again" in after.json()["detail"]
         signed_out = await client.get("/api/v1/users/me", headers=bearer(by_json["access_token"]))
-        assert signed_out.status_code == 401
+        assert signed_out.status_code == 401, signed_out.text
         assert signed_out.json() == {"detail": "This login was signed out; sign in again"}
 
         # A fresh login still works after all of that.
@@ -340,7 +340,7 @@ async def test_forged_expired_and_misdirected_access_tokens_are_refused(
         deactivated = await client.delete(
             f"/api/v1/users/{member['id']}", headers=bearer(admin_token)
         )
-        assert deactivated.status_code == 204
+        assert deactivated.status_code == 204, deactivated.text
         assert deactivated.content == b""
         shown = await client.get(f"/api/v1/users/{member['id']}", headers=bearer(admin_token))
         assert shown.json()["is_active"] is False
@@ -351,12 +351,12 @@ async def test_forged_expired_and_misdirected_access_tokens_are_refused(
         relogin = await client.post(
             "/api/v1/auth/login", json={"email": "mallory@example.com", "password": PASSWORD}
         )
-        assert relogin.status_code == 401
+        assert relogin.status_code == 401, relogin.text
         assert relogin.json() == {"detail": "Incorrect email or password"}
 
         # No credentials at all: 401 naming both ways in, with the Bearer challenge.
         anonymous = await client.get("/api/v1/users/me")
-        assert anonymous.status_code == 401
+        assert anonymous.status_code == 401, anonymous.text
         assert anonymous.headers["www-authenticate"] == "Bearer"
         detail = anonymous.json()["detail"]
         assert "Authorization" in detail
@@ -419,7 +419,7 @@ async def test_api_keys_work_until_deleted_and_organizations_do_not_see_each_oth
         assert listed.status_code == 200, listed.text
         assert listed.json() == {"items": [created], "count": 1}
         beyond_scope = await client.get("/api/v1/users", headers=key_auth)
-        assert beyond_scope.status_code == 403
+        assert beyond_scope.status_code == 403, beyond_scope.text
         assert "users:admin" in beyond_scope.json()["detail"]
 
         keys = await client.get("/api/v1/api-keys", headers=first_auth)
@@ -465,10 +465,10 @@ async def test_api_keys_work_until_deleted_and_organizations_do_not_see_each_oth
 
         # ...until its owner deletes it; then it is refused straight away.
         revoked = await client.delete(f"/api/v1/api-keys/{api_key['id']}", headers=first_auth)
-        assert revoked.status_code == 204
+        assert revoked.status_code == 204, revoked.text
         assert revoked.content == b""
         refused = await client.get("/api/v1/projects", headers=key_auth)
-        assert refused.status_code == 401
+        assert refused.status_code == 401, refused.text
         assert "revoked" in refused.json()["detail"].lower()
         remaining = await client.get("/api/v1/api-keys", headers=first_auth)
         assert remaining.json() == {"items": [], "count": 0}

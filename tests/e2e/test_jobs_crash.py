@@ -219,7 +219,7 @@ async def test_tandem_worker_on_postgresql_survives_kill_9(
 
         done = await client.until(job_id, "succeeded", wait_until, timeout=30)
         scraped = await client.client.get(f"http://127.0.0.1:{metrics_port}/metrics")
-    assert scraped.status_code == 200
+    assert scraped.status_code == 200, scraped.text
     assert 'tandem_jobs_finished_total{status="succeeded",task="echo"} 1.0' in scraped.text
     assert_completed_once_after_the_crash(done, first.pid, second.pid)
     succeeded = done["attempt_history"][1]

@@ -89,7 +89,7 @@ async def test_a_schedule_is_generated_swapped_and_deleted(
         assert primary["id"] in {a["id"] for a in after["items"]}
 
         deleted = await client.delete(f"/api/v1/schedules/{schedule['id']}", headers=headers)
-        assert deleted.status_code == 204
+        assert deleted.status_code == 204, deleted.text
         gone = await client.get(url, headers=headers)
-        assert gone.status_code == 404
+        assert gone.status_code == 404, gone.text
         assert gone.json() == {"detail": f"Schedule {schedule['id']} not found"}

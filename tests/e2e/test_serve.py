@@ -30,7 +30,7 @@ async def test_serve_with_no_configuration_is_healthy_and_ready_on_sqlite(
         ready = await client.get("/health/ready")
     assert health.json() == {"status": "healthy", "version": __version__}
     assert health.headers["x-request-id"] == "e2e-1"
-    assert ready.status_code == 200
+    assert ready.status_code == 200, ready.text
     assert ready.json() == {"status": "ready", "checks": {"database": "ok"}}
     assert (server.workdir / "tandem.db").exists(), "the default database is ./tandem.db"
     # uvicorn re-raises the SIGTERM after a graceful shutdown, so the exit status is -15.

@@ -35,14 +35,14 @@ async def test_registration_and_user_creation_send_welcome_emails(
                 "organization_name": "Acme",
             },
         )
-        assert registered.status_code == 201
+        assert registered.status_code == 201, registered.text
         token = registered.json()["access_token"]
         created = await client.post(
             "/api/v1/users",
             json={"email": "bob@example.com", "password": "bobs long password", "full_name": "Bob"},
             headers={"Authorization": f"Bearer {token}"},
         )
-        assert created.status_code == 201
+        assert created.status_code == 201, created.text
         assert (created.json()["email"], created.json()["role"]) == ("bob@example.com", "member")
 
     await wait_until(lambda: len(smtp_server.received) >= 2, timeout=20)

@@ -78,7 +78,7 @@ async def test_production_accounts_through_mailed_links(
     async with running(create_app(settings)) as client:
         registration = {"email": "x@example.com", "password": "a long password!", "full_name": "X"}
         refused = await client.post("/api/v1/auth/register", json=registration)
-        assert refused.status_code == 403
+        assert refused.status_code == 403, refused.text
         assert refused.json() == {
             "detail": "Registration is by invitation only: "
             "ask an admin of your organization to invite you"
@@ -108,7 +108,7 @@ async def test_production_accounts_through_mailed_links(
         reset = await client.post(
             "/api/v1/auth/password-reset", json={"email": "guest@example.com"}
         )
-        assert reset.status_code == 202
+        assert reset.status_code == 202, reset.text
         assert reset.json() == {
             "detail": "If an account uses this address, a link to reset its password is on its way"
         }

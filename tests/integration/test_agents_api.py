@@ -78,7 +78,7 @@ async def test_agents_are_listed_and_described(
     one = await client.get("/api/v1/agents/summarizer", headers=headers)
     assert set(one.json()) == {"agent_id", "name", "description"}
     missing = await client.get("/api/v1/agents/nope", headers=headers)
-    assert missing.status_code == 404
+    assert missing.status_code == 404, missing.text
     assert missing.json() == {"detail": "Agent 'nope' not found"}
 
 
@@ -135,7 +135,7 @@ async def test_a_background_run_is_202_and_finishes_as_a_job(
         json={"agent_id": "summarizer", "input_text": ARTICLE, "background": True},
         headers=headers,
     )
-    assert response.status_code == 202
+    assert response.status_code == 202, response.text
     accepted = response.json()
     assert set(accepted) == {"run_id", "agent_id", "status", "job_id"}
     assert accepted["status"] in {"queued", "running"}
@@ -169,7 +169,7 @@ async def test_a_sync_run_past_the_wait_hands_over_to_its_job(
             json={"agent_id": "summarizer", "input_text": ARTICLE},
             headers=headers,
         )
-        assert response.status_code == 202
+        assert response.status_code == 202, response.text
         accepted = response.json()
         assert accepted["status"] == "queued"
         async with running(create_app(settings_for(committed_db, tmp_path / "worker"))):
@@ -249,7 +249,7 @@ async def test_a_failing_model_marks_the_run_failed_never_a_500(
                 json={"agent_id": "summarizer", "input_text": ARTICLE},
                 headers=headers,
             )
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     run = response.json()
     assert run["status"] == "failed"
     assert "500" in run["error"]
@@ -285,7 +285,7 @@ async def test_bad_runs_are_422(
     client: httpx.AsyncClient, login_as: LoginAs, member: Any, body: dict[str, Any], loc: list[str]
 ) -> None:
     response = await client.post("/api/v1/agents/run", json=body, headers=await login_as(member))
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     error = response.json()["detail"][0]
     assert error["loc"] == loc
     assert error["msg"], "a message a person can act on"
@@ -299,7 +299,7 @@ async def test_running_an_unknown_agent_is_404(
         json={"agent_id": "nope", "input_text": "x"},
         headers=await login_as(member),
     )
-    assert response.status_code == 404
+    assert response.status_code == 404, response.text
     assert response.json() == {"detail": "Agent 'nope' not found"}
 
 
@@ -308,12 +308,12 @@ async def test_no_credentials_is_401_and_no_agent_run_scope_is_403(
 ) -> None:
     body = {"agent_id": "summarizer", "input_text": "x"}
     anonymous = await client.post("/api/v1/agents/run", json=body)
-    assert anonymous.status_code == 401
+    assert anonymous.status_code == 401, anonymous.text
     assert "Authorization" in anonymous.json()["detail"]
     read_only = await client.post(
         "/api/v1/agents/run", json=body, headers=await login_as(member, {"agent:read"})
     )
-    assert read_only.status_code == 403
+    assert read_only.status_code == 403, read_only.text
     assert read_only.json() == {"detail": "Missing required scope: agent:run"}
 
 
@@ -323,10 +323,10 @@ async def test_the_61st_request_in_a_minute_is_429(
     headers = await login_as(member)
     for n in range(60):
         response = await client.get("/api/v1/agents", headers=headers)
-        assert response.status_code == 200
+        assert response.status_code == 200, response.text
         assert response.headers["x-ratelimit-remaining"] == str(59 - n)
     limited = await client.get("/api/v1/agents", headers=headers)
-    assert limited.status_code == 429
+    assert limited.status_code == 429, limited.text
     assert int(limited.headers["retry-after"]) >= 1
     assert "Retry in" in limited.json()["detail"]
     other = await client.get("/api/v1/agents", headers=await login_as(await make_user()))
@@ -357,7 +357,7 @@ async def test_runs_are_listed_by_status_and_agent_and_private_to_the_organizati
     stranger = {"Authorization": f"Bearer {token}"}
     run_id = listed["items"][0]["run_id"]
     hidden = await client.get(f"/api/v1/agents/runs/{run_id}", headers=stranger)
-    assert hidden.status_code == 404
+    assert hidden.status_code == 404, hidden.text
     assert hidden.json() == {"detail": f"Run {run_id} not found"}
 
 

@@ -65,7 +65,7 @@ class Tandem:
 
     async def run(self, run_id: str) -> dict[str, Any]:
         response = await self.client.get(f"/api/v1/agents/runs/{run_id}", headers=self.headers)
-        assert response.status_code == 200
+        assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
 
@@ -259,9 +259,9 @@ async def test_a_streamed_run_needs_agent_run_and_counts_against_the_rate_limit(
         limited = await tandem.client.post(
             "/api/v1/agents/run", json=request, headers=tandem.headers
         )
-    assert refused.status_code == 403
+    assert refused.status_code == 403, refused.text
     assert "agent:run" in refused.json()["detail"]
-    assert limited.status_code == 429
+    assert limited.status_code == 429, limited.text
     assert int(limited.headers["Retry-After"]) >= 1
 
 

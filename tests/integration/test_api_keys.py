@@ -27,7 +27,7 @@ async def test_key_is_shown_once_and_stored_as_a_hash(
 ) -> None:
     headers = await login_as(member)
     created = await create_key(client, headers)
-    assert created.status_code == 201
+    assert created.status_code == 201, created.text
     body = created.json()
     assert set(body) == {"id", "name", "prefix", "scopes", "key", "created_at", "expires_at"}
     assert body["key"].startswith(body["prefix"])
@@ -50,7 +50,7 @@ async def test_key_authenticates_with_its_scopes_only(
     assert me.json()["id"] == str(member.id)
     assert me.json()["scopes"] == ["projects:read"]
     refused = await client.post("/api/v1/projects", json={"name": "x"}, headers=headers)
-    assert refused.status_code == 403
+    assert refused.status_code == 403, refused.text
     assert refused.json() == {"detail": "Missing required scope: projects:write"}
 
 
@@ -60,7 +60,7 @@ async def test_scopes_beyond_the_creator_are_403(
     response = await create_key(
         client, await login_as(member), scopes=["projects:read", "users:admin"]
     )
-    assert response.status_code == 403
+    assert response.status_code == 403, response.text
     assert response.json() == {"detail": "Cannot grant scopes you do not have: users:admin"}
     narrowed = await login_as(member, {"projects:read"})
     response = await create_key(client, narrowed, scopes=["agent:run"])
@@ -73,14 +73,14 @@ async def test_revoked_key_is_refused_at_once(
     headers = await login_as(member)
     created = (await create_key(client, headers)).json()
     revoke = await client.delete(f"/api/v1/api-keys/{created['id']}", headers=headers)
-    assert revoke.status_code == 204
+    assert revoke.status_code == 204, revoke.text
     refused = await client.get("/api/v1/projects", headers={"X-API-Key": created["key"]})
-    assert refused.status_code == 401
+    assert refused.status_code == 401, refused.text
     assert refused.json() == {"detail": "API key revoked"}
     listed = (await client.get("/api/v1/api-keys", headers=headers)).json()
     assert listed == {"items": [], "count": 0}
     again = await client.delete(f"/api/v1/api-keys/{created['id']}", headers=headers)
-    assert again.status_code == 404
+    assert again.status_code == 404, again.text
     assert again.json() == {"detail": f"API key {created['id']} not found"}
 
 
@@ -94,7 +94,7 @@ async def test_expired_key_is_refused(
         update(ApiKey).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
     )
     response = await client.get("/api/v1/projects", headers={"X-API-Key": created["key"]})
-    assert response.status_code == 401
+    assert response.status_code == 401, response.text
     assert response.json() == {"detail": "API key expired"}
 
 
@@ -126,7 +126,7 @@ async def test_keys_of_a_deactivated_creator_stop_working(
     key = (await create_key(client, await login_as(member))).json()["key"]
     await db_session.execute(update(User).where(User.id == member.id).values(is_active=False))
     response = await client.get("/api/v1/projects", headers={"X-API-Key": key})
-    assert response.status_code == 401
+    assert response.status_code == 401, response.text
     assert response.json() == {"detail": "API key's owner is inactive"}
 
 
@@ -141,7 +141,7 @@ async def test_admins_see_and_revoke_every_key_of_their_organization_only(
     outsider_delete = await client.delete(
         f"/api/v1/api-keys/{created['id']}", headers=await login_as(outsider)
     )
-    assert outsider_delete.status_code == 404
+    assert outsider_delete.status_code == 404, outsider_delete.text
     assert outsider_delete.json() == {"detail": f"API key {created['id']} not found"}
     colleague = await make_user(organization_id=member.organization_id)
     colleague_view = (
@@ -149,4 +149,4 @@ async def test_admins_see_and_revoke_every_key_of_their_organization_only(
     ).json()
     assert colleague_view["count"] == 0
     revoke = await client.delete(f"/api/v1/api-keys/{created['id']}", headers=await login_as(admin))
-    assert revoke.status_code == 204
+    assert revoke.status_code == 204, revoke.text

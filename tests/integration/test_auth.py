@@ -39,7 +39,7 @@ async def test_register_creates_an_organization_and_its_admin(
     client: httpx.AsyncClient, db_session: AsyncSession
 ) -> None:
     response = await register(client)
-    assert response.status_code == 201
+    assert response.status_code == 201, response.text
     body = response.json()
     assert set(body) == {"user", "access_token", "refresh_token", "token_type", "expires_in"}
     assert body["token_type"] == "bearer"
@@ -92,7 +92,7 @@ async def test_register_without_organization_name_names_it_after_the_person(
     response = await register(client, organization_name=None)
     token = response.json()["access_token"]
     organization = await client.get("/api/v1/organizations/current", headers=bearer(token))
-    assert organization.status_code == 200
+    assert organization.status_code == 200, organization.text
     assert organization.json()["name"] == "Ann Admin's organization"
 
 
@@ -103,7 +103,7 @@ async def test_register_without_organization_name_names_it_after_the_person(
 async def test_duplicate_email_is_409(client: httpx.AsyncClient, second_email: str) -> None:
     await register(client)
     response = await register(client, email=second_email)
-    assert response.status_code == 409
+    assert response.status_code == 409, response.text
     assert response.json() == {"detail": "Email already registered"}
 
 
@@ -119,7 +119,7 @@ async def test_bad_registration_is_422_naming_the_field(
     client: httpx.AsyncClient, field: str, value: str, message: str
 ) -> None:
     response = await register(client, **{field: value})
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     (error,) = response.json()["detail"]
     assert error["loc"] == ["body", field]
     assert message in error["msg"]
@@ -173,25 +173,25 @@ async def test_wrong_credentials_get_one_answer(client: httpx.AsyncClient, case:
     user = await make_user()
     email = user.email if case == "wrong-password" else "nobody@example.com"
     response = await login(client, email, "not the password at all")
-    assert response.status_code == 401
+    assert response.status_code == 401, response.text
     assert response.json() == {"detail": "Incorrect email or password"}
 
 
 async def test_inactive_user_cannot_log_in(client: httpx.AsyncClient) -> None:
     user = await make_user(is_active=False)
     response = await login(client, user.email, TEST_PASSWORD)
-    assert response.status_code == 401
+    assert response.status_code == 401, response.text
     assert response.json() == {"detail": "Incorrect email or password"}
 
 
 async def test_login_body_errors_are_422(client: httpx.AsyncClient) -> None:
     form = await client.post("/api/v1/auth/login", data={"username": "ann@example.com"})
-    assert form.status_code == 422
+    assert form.status_code == 422, form.text
     assert [e["loc"][-1] for e in form.json()["detail"]] == ["password"]
     garbage = await client.post(
         "/api/v1/auth/login", content=b"{not json", headers={"content-type": "application/json"}
     )
-    assert garbage.status_code == 422
+    assert garbage.status_code == 422, garbage.text
     assert garbage.json()["detail"][0]["type"] == "json_invalid"
 
 
@@ -201,7 +201,7 @@ async def test_a_body_that_is_not_text_is_422(client: httpx.AsyncClient) -> None
         content=b"\xff\xfe\x00",
         headers={"content-type": "application/json"},
     )
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["type"] == "json_invalid"
 
 
@@ -210,7 +210,7 @@ async def test_sixth_login_in_a_minute_is_429(client: httpx.AsyncClient) -> None
     for _ in range(5):
         assert (await login(client, user.email, "wrong password!!")).status_code == 401
     response = await login(client, user.email, TEST_PASSWORD)
-    assert response.status_code == 429
+    assert response.status_code == 429, response.text
     assert int(response.headers["retry-after"]) >= 1
     assert "Retry in" in response.json()["detail"]
     other_email = await login(client, "other@example.com", "wrong password!!")
@@ -222,17 +222,17 @@ async def test_refresh_rotates_and_the_old_token_stops_working(client: httpx.Asy
     rotated = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
     )
-    assert rotated.status_code == 200
+    assert rotated.status_code == 200, rotated.text
     pair = rotated.json()
     assert pair["refresh_token"] != first["refresh_token"]
     assert pair["access_token"] != first["access_token"]
     me = await client.get("/api/v1/users/me", headers=bearer(pair["access_token"]))
-    assert me.status_code == 200
+    assert me.status_code == 200, me.text
     assert me.json()["email"] == "ann@example.com"
     again = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
     )
-    assert again.status_code == 401
+    assert again.status_code == 401, again.text
     assert "already used" in again.json()["detail"]
 
 
@@ -247,7 +247,7 @@ async def test_reusing_a_refresh_token_revokes_the_whole_login(
     reuse = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
     )
-    assert reuse.status_code == 401
+    assert reuse.status_code == 401, reuse.text
     assert reuse.json() == {
         "detail": "Refresh token already used: every token of this login has been revoked. "
         "Sign in again."
@@ -255,10 +255,10 @@ async def test_reusing_a_refresh_token_revokes_the_whole_login(
     newest_refresh = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]}
     )
-    assert newest_refresh.status_code == 401
+    assert newest_refresh.status_code == 401, newest_refresh.text
     assert newest_refresh.json() == {"detail": "This login was signed out; sign in again"}
     newest_access = await client.get("/api/v1/users/me", headers=bearer(second["access_token"]))
-    assert newest_access.status_code == 401
+    assert newest_access.status_code == 401, newest_access.text
     assert newest_access.json() == {"detail": "This login was signed out; sign in again"}
     untouched = await client.get("/api/v1/users/me", headers=bearer(other_login["access_token"]))
     assert untouched.status_code == 200, "another login of the same user is not affected"
@@ -271,15 +271,15 @@ async def test_logout_ends_the_login(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]}
     )
-    assert response.status_code == 204
+    assert response.status_code == 204, response.text
     assert response.content == b""
     refresh = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
     )
-    assert refresh.status_code == 401
+    assert refresh.status_code == 401, refresh.text
     assert refresh.json() == {"detail": "This login was signed out; sign in again"}
     me = await client.get("/api/v1/users/me", headers=bearer(tokens["access_token"]))
-    assert me.status_code == 401
+    assert me.status_code == 401, me.text
     assert "signed out" in me.json()["detail"]
 
 
@@ -287,10 +287,10 @@ async def test_unknown_refresh_token_is_401_and_logout_of_it_is_harmless(
     client: httpx.AsyncClient,
 ) -> None:
     refresh = await client.post("/api/v1/auth/refresh", json={"refresh_token": "made-up"})
-    assert refresh.status_code == 401
+    assert refresh.status_code == 401, refresh.text
     assert refresh.json() == {"detail": "Invalid refresh token"}
     logout = await client.post("/api/v1/auth/logout", json={"refresh_token": "made-up"})
-    assert logout.status_code == 204
+    assert logout.status_code == 204, logout.text
 
 
 async def test_refresh_tokens_are_stored_only_as_hashes(

@@ -94,7 +94,7 @@ async def test_two_refreshes_of_one_token_at_once_end_the_login(
     after = await live_client.post(
         "/api/v1/auth/refresh", json={"refresh_token": winner.json()["refresh_token"]}
     )
-    assert after.status_code == 401
+    assert after.status_code == 401, after.text
     assert after.json() == {"detail": "This login was signed out; sign in again"}
     async with committed_db.sessionmaker() as session:
         login = await session.scalar(select(LoginSession))
@@ -351,7 +351,7 @@ async def test_a_revoked_key_and_a_signed_out_login_fail_at_the_next_read(
     assert me.json()["email"] == "gone@example.com"
 
     revoked = await busy_client.delete(f"/api/v1/api-keys/{created.json()['id']}", headers=bearer)
-    assert revoked.status_code == 204
+    assert revoked.status_code == 204, revoked.text
     refused = await busy_client.get("/api/v1/jobs", headers=key)
     assert (refused.status_code, refused.json()) == (401, {"detail": "API key revoked"})
 

@@ -26,7 +26,7 @@ async def test_a_member_runs_the_classifier_with_labels_and_sees_the_run(
     async with browser(app) as page:
         token = await sign_in(page, member.email)
         shown = await page.get("/ui/agents")
-        assert shown.status_code == 200
+        assert shown.status_code == 200, shown.text
         assert_console_page(shown)
         for control in ('for="agent_id">Agent<', 'for="input_text">Input<', 'for="labels">Labels<'):
             assert control in shown.text
@@ -42,7 +42,7 @@ async def test_a_member_runs_the_classifier_with_labels_and_sees_the_run(
                 "labels": "billing, praise ,",
             },
         )
-        assert response.status_code == 303
+        assert response.status_code == 303, response.text
         run = await db_session.scalar(
             select(AgentRun).where(AgentRun.organization_id == member.organization_id)
         )
@@ -60,20 +60,20 @@ async def test_a_member_runs_the_classifier_with_labels_and_sees_the_run(
         refused = await page.post(
             "/ui/agents/run", data={"agent_id": "summarizer", "input_text": "Text"}
         )
-        assert refused.status_code == 403
+        assert refused.status_code == 403, refused.text
         assert "did not carry a valid security token" in refused.text
         blank = await page.post(
             "/ui/agents/run",
             data={"csrf_token": token, "agent_id": "summarizer", "input_text": "   "},
         )
-        assert blank.status_code == 422
+        assert blank.status_code == 422, blank.text
         assert_console_page(blank)
         assert "input_text" in blank.text
         unknown = await page.post(
             "/ui/agents/run",
             data={"csrf_token": token, "agent_id": "oracle", "input_text": "Will it rain?"},
         )
-        assert unknown.status_code == 404
+        assert unknown.status_code == 404, unknown.text
         assert "Agent &#39;oracle&#39; not found" in unknown.text
 
 
@@ -107,7 +107,7 @@ async def test_a_finished_run_shows_output_model_and_tokens_and_other_orgs_runs_
     async with browser(app) as page:
         await sign_in(page, member.email)
         shown = await page.get("/ui/agents", params={"run": str(runs[0].id)})
-        assert shown.status_code == 200
+        assert shown.status_code == 200, shown.text
         assert "Trams are long." in shown.text
         assert "tokens 17 (12 in, 5 out)" in shown.text
         assert "model offline" in shown.text

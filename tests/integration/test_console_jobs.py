@@ -61,7 +61,7 @@ async def test_jobs_page_counts_filters_and_shows_the_last_error(
     await dead_job((await make_user()).organization_id, payload={"theirs": True})
 
     response = await page.get("/ui/jobs")
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert_console_page(response)
     assert "dead <strong>2</strong>" in response.text
     assert "succeeded <strong>1</strong>" in response.text
@@ -102,7 +102,7 @@ async def test_job_page_shows_payload_attempts_and_retries_a_dead_job(
     )
     await db_session.flush()
     shown = await page.get(f"/ui/jobs/{job.id}")
-    assert shown.status_code == 200
+    assert shown.status_code == 200, shown.text
     assert_console_page(shown)
     assert "&#34;will_fail&#34;: true" in shown.text
     assert "embedded-1" in shown.text
@@ -111,7 +111,7 @@ async def test_job_page_shows_payload_attempts_and_retries_a_dead_job(
     assert ">Cancel</button>" not in shown.text
 
     retried = await page.post(f"/ui/jobs/{job.id}/retry", data={"csrf_token": token})
-    assert retried.status_code == 303
+    assert retried.status_code == 303, retried.text
     assert retried.headers["location"] == f"/ui/jobs/{job.id}?notice=retried"
     await db_session.refresh(job)
     assert (job.status, job.attempts) == (JobStatus.pending, 0)
@@ -140,13 +140,13 @@ async def test_a_member_cannot_retry_a_job_whose_task_needs_more_scopes(
         echo_page = await page.get(f"/ui/jobs/{echo.id}")
         assert ">Retry</button>" in echo_page.text
         generation_page = await page.get(f"/ui/jobs/{generation.id}")
-        assert generation_page.status_code == 200
+        assert generation_page.status_code == 200, generation_page.text
         assert ">Retry</button>" not in generation_page.text
         refused = await page.post(
             f"/ui/jobs/{generation.id}/retry",
             data={"csrf_token": token},
         )
-        assert refused.status_code == 403
+        assert refused.status_code == 403, refused.text
         assert "schedule:write" in refused.text
     await db_session.refresh(generation)
     assert generation.status is JobStatus.dead
@@ -168,7 +168,7 @@ async def test_retry_selected_retries_the_dead_jobs_and_skips_the_rest(
             "job_id": [str(first.id), str(second.id), str(running.id), "nonsense"],
         },
     )
-    assert response.status_code == 303
+    assert response.status_code == 303, response.text
     assert response.headers["location"] == "/ui/jobs?status=dead&retried=2&skipped=2"
     for job in (first, second):
         await db_session.refresh(job)
@@ -185,7 +185,7 @@ async def test_job_forms_need_the_csrf_token_and_another_orgs_job_is_a_404(
     page, token = as_admin
     mine = await dead_job(admin.organization_id)
     refused = await page.post(f"/ui/jobs/{mine.id}/retry")
-    assert refused.status_code == 403
+    assert refused.status_code == 403, refused.text
     assert "did not carry a valid security token" in refused.text
     await db_session.refresh(mine)
     assert mine.status is JobStatus.dead
@@ -195,7 +195,7 @@ async def test_job_forms_need_the_csrf_token_and_another_orgs_job_is_a_404(
         f"/ui/jobs/{theirs.id}/retry",
         data={"csrf_token": token},
     )
-    assert retried.status_code == 404
+    assert retried.status_code == 404, retried.text
     assert f"Job {theirs.id} not found" in retried.text
     await db_session.refresh(theirs)
     assert theirs.status is JobStatus.dead

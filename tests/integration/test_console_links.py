@@ -50,19 +50,19 @@ async def test_an_invitee_joins_through_the_page(
     )
     link = await _link(db_session, "guest@example.com", "accept-invite")
     page = await client.get(link)
-    assert page.status_code == 200
+    assert page.status_code == 200, page.text
     assert 'action="/ui/accept-invite"' in page.text
     assert f'value="{_token(link)}"' in page.text
     form = {"token": _token(link), "full_name": "Guest", "password": "short"}
     refused = await client.post("/ui/accept-invite", data=form)
-    assert refused.status_code == 422
+    assert refused.status_code == 422, refused.text
     assert "Password too short" in refused.text
     joined = await client.post("/ui/accept-invite", data=form | {"password": PASSWORD})
-    assert joined.status_code == 303
+    assert joined.status_code == 303, joined.text
     assert joined.headers["location"] == "/ui/login?notice=joined"
     assert await _can_sign_in(client, "guest@example.com", PASSWORD)
     again = await client.post("/ui/accept-invite", data=form | {"password": PASSWORD})
-    assert again.status_code == 422
+    assert again.status_code == 422, again.text
     assert INVALID_LINK in again.text
 
 
@@ -71,13 +71,13 @@ async def test_a_password_is_reset_through_the_pages(
 ) -> None:
     user = await make_user()
     asked = await client.post("/ui/reset/request", data={"email": user.email})
-    assert asked.status_code == 200
+    assert asked.status_code == 200, asked.text
     assert "a link to reset its password is on its way" in asked.text
     link = await _link(db_session, user.email, "reset")
     page = await client.get(link)
     assert 'action="/ui/reset"' in page.text
     done = await client.post("/ui/reset", data={"token": _token(link), "password": PASSWORD})
-    assert done.status_code == 303
+    assert done.status_code == 303, done.text
     assert done.headers["location"] == "/ui/login?notice=password-set"
     assert await _can_sign_in(client, user.email, PASSWORD)
 
@@ -93,7 +93,7 @@ async def test_opening_a_verification_link_changes_nothing_until_the_button(
     await db_session.refresh(user)
     assert user.verification_pending
     done = await client.post("/ui/verify-email", data={"token": _token(link)})
-    assert done.status_code == 303
+    assert done.status_code == 303, done.text
     assert done.headers["location"] == "/ui/login?notice=verified"
     await db_session.refresh(user)
     assert not user.verification_pending

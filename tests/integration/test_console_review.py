@@ -49,7 +49,7 @@ async def test_signed_out_requests_go_to_the_sign_in_page(client: httpx.AsyncCli
         assert response.status_code == 303, path
         assert response.headers["location"].startswith("/ui/login?next=%2Fui%2F")
     login = await client.get("/ui/login")
-    assert login.status_code == 200
+    assert login.status_code == 200, login.text
     assert_console_page(login)
     assert 'for="email">Email<' in login.text
     assert 'for="password">Password<' in login.text
@@ -68,7 +68,7 @@ async def test_wrong_credentials_say_so_and_set_no_session(
             "csrf_token": csrf_of(page.text),
         },
     )
-    assert response.status_code == 401
+    assert response.status_code == 401, response.text
     assert "Incorrect email or password" in response.text
     assert "tandem_console" not in client.cookies
     assert (await client.get("/ui/inbox")).status_code == 303
@@ -81,7 +81,7 @@ async def test_sign_in_without_the_form_token_is_refused(
     response = await client.post(
         "/ui/login", data={"email": reviewer.email, "password": "correct horse battery staple"}
     )
-    assert response.status_code == 403
+    assert response.status_code == 403, response.text
     assert "security token" in response.text
     assert "tandem_console" not in client.cookies
 
@@ -99,7 +99,7 @@ async def test_the_session_cookie_is_http_only_and_same_site(
             "next": "https://evil.example/",
         },
     )
-    assert response.status_code == 303
+    assert response.status_code == 303, response.text
     assert response.headers["location"] == "/ui/inbox"  # never another site
     cookie = next(
         h for h in response.headers.get_list("set-cookie") if h.startswith("tandem_console=")
@@ -123,7 +123,7 @@ async def test_inbox_lists_waiting_threads_oldest_first_with_filters(
     await make_thread((await make_user()).organization_id, drafts=["Someone else's"])
 
     response = await page.get("/ui/inbox")
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert_console_page(response)
     text = response.text
     assert "<strong>2</strong> waiting" in text
@@ -151,7 +151,7 @@ async def test_a_reviewer_sees_the_decision_controls_a_member_does_not(
         seen_by_reviewer = await as_reviewer.get(f"/ui/threads/{thread.id}")
         seen_by_member = await as_member.get(f"/ui/threads/{thread.id}")
         for response in (seen_by_reviewer, seen_by_member):
-            assert response.status_code == 200
+            assert response.status_code == 200, response.text
             assert_console_page(response)
             assert "Draft one" in response.text
             assert "Draft two" in response.text
@@ -163,7 +163,7 @@ async def test_a_reviewer_sees_the_decision_controls_a_member_does_not(
             f"/ui/threads/{thread.id}/decision",
             data={"csrf_token": member_token, "decision": "approve", "revision": "1"},
         )
-        assert refused.status_code == 403
+        assert refused.status_code == 403, refused.text
         assert "review:write" in refused.text
     assert await decisions_on(db_session, thread.id) == 0
 
@@ -179,7 +179,7 @@ async def test_approve_publishes_and_offers_the_next_waiting_item(
         f"/ui/threads/{first.id}/decision",
         data={"csrf_token": token, "decision": "approve", "revision": "1", "feedback": ""},
     )
-    assert response.status_code == 303
+    assert response.status_code == 303, response.text
     assert response.headers["location"] == f"/ui/threads/{first.id}?notice=approve"
     await db_session.refresh(first)
     assert first.status is ThreadStatus.published
@@ -204,7 +204,7 @@ async def test_a_thread_revised_meanwhile_refuses_the_decision_and_shows_the_new
         f"/ui/threads/{thread.id}/decision",
         data={"csrf_token": token, "decision": "approve", "revision": "1"},
     )
-    assert response.status_code == 303
+    assert response.status_code == 303, response.text
     assert response.headers["location"].endswith("?notice=revised")
     assert await decisions_on(db_session, thread.id) == 0
     shown = await page.get(response.headers["location"])
@@ -251,7 +251,7 @@ async def test_a_decision_without_the_csrf_token_is_refused(
         {"decision": "approve", "revision": "1", "csrf_token": "f" * 64},
     ):
         response = await page.post(f"/ui/threads/{thread.id}/decision", data=data)
-        assert response.status_code == 403
+        assert response.status_code == 403, response.text
         assert "security token" in response.text
     assert await decisions_on(db_session, thread.id) == 0
     await db_session.refresh(thread)
@@ -264,14 +264,14 @@ async def test_another_organizations_thread_is_a_404_page(
     page, token = as_reviewer
     theirs = await make_thread((await make_user(Role.admin)).organization_id)
     shown = await page.get(f"/ui/threads/{theirs.id}")
-    assert shown.status_code == 404
+    assert shown.status_code == 404, shown.text
     assert_console_page(shown)
     assert "Not found" in shown.text
     decided = await page.post(
         f"/ui/threads/{theirs.id}/decision",
         data={"csrf_token": token, "decision": "approve", "revision": "1"},
     )
-    assert decided.status_code == 404
+    assert decided.status_code == 404, decided.text
     assert f"Thread {theirs.id} not found" in decided.text
     assert await decisions_on(db_session, theirs.id) == 0
     assert (await page.get("/ui/threads/not-a-uuid")).status_code == 404
@@ -283,7 +283,7 @@ async def test_sign_out_ends_the_login_even_for_a_copied_cookie(
     page, token = as_reviewer
     copied = page.cookies["tandem_console"]
     response = await page.post("/ui/logout", data={"csrf_token": token})
-    assert response.status_code == 303
+    assert response.status_code == 303, response.text
     assert response.headers["location"] == "/ui/login?notice=signed-out"
     assert (await page.get("/ui/inbox")).status_code == 303
     page.cookies.set("tandem_console", copied, path="/ui")
@@ -298,7 +298,7 @@ async def test_a_deactivated_users_cookie_stops_working(
     reviewer.is_active = False
     await db_session.flush()
     response = await page.get("/ui/inbox")
-    assert response.status_code == 303
+    assert response.status_code == 303, response.text
     assert response.headers["location"].startswith("/ui/login")
 
 
@@ -316,7 +316,7 @@ async def test_a_lower_role_takes_effect_at_the_next_request(
         f"/ui/threads/{thread.id}/decision",
         data={"csrf_token": token, "decision": "approve", "revision": "1"},
     )
-    assert refused.status_code == 403
+    assert refused.status_code == 403, refused.text
     assert "Missing required scope: review:write" in refused.text
     assert await decisions_on(db_session, thread.id) == 0
     await db_session.refresh(thread)
@@ -361,5 +361,5 @@ async def test_the_console_root_opens_the_inbox(
     page, _ = as_reviewer
     for path in ("/ui", "/ui/"):
         response = await page.get(path)
-        assert response.status_code == 303
+        assert response.status_code == 303, response.text
         assert response.headers["location"] == "/ui/inbox"

@@ -94,7 +94,7 @@ async def test_the_grid_groups_people_and_marks_violations_in_their_cells(
     page, _ = as_admin
     schedule = setup["schedule"]
     response = await page.get(f"/ui/schedules/{schedule['id']}")
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert_console_page(response)
     text = response.text
     # Residents by PGY, then faculty; one column per day with AM and PM.
@@ -126,18 +126,18 @@ async def test_a_member_reads_the_grid_without_the_controls(
     async with browser(app) as page:
         token = await sign_in(page, member.email)
         listed = await page.get("/ui/schedules")
-        assert listed.status_code == 200
+        assert listed.status_code == 200, listed.text
         assert_console_page(listed)
         assert "March week" in listed.text
         shown = await page.get(f"/ui/schedules/{schedule['id']}")
-        assert shown.status_code == 200
+        assert shown.status_code == 200, shown.text
         assert "Ada Senior" in shown.text
         assert ">Generate<" not in shown.text
         assert ">Add assignment<" not in shown.text
         refused = await page.post(
             f"/ui/schedules/{schedule['id']}/generate", data={"csrf_token": token}
         )
-        assert refused.status_code == 403
+        assert refused.status_code == 403, refused.text
         assert "schedule:write" in refused.text
 
 
@@ -147,7 +147,7 @@ async def test_generate_starts_a_generation_job(
     page, token = as_admin
     schedule_id = setup["schedule"]["id"]
     response = await page.post(f"/ui/schedules/{schedule_id}/generate", data={"csrf_token": token})
-    assert response.status_code == 303
+    assert response.status_code == 303, response.text
     assert response.headers["location"] == f"/ui/schedules/{schedule_id}?notice=generating"
     schedule = await db_session.scalar(
         select(Schedule).where(Schedule.id == uuid.UUID(schedule_id))
@@ -182,7 +182,7 @@ async def test_a_manual_assignment_that_breaks_a_rule_is_marked_in_its_cell(
             "rotation_id": setup["clinic"]["id"],
         },
     )
-    assert response.status_code == 303
+    assert response.status_code == 303, response.text
     assert response.headers["location"].endswith("?notice=assigned")
     rows = (
         await db_session.scalars(
@@ -207,7 +207,7 @@ async def test_exports_as_csv_and_icalendar_through_the_api_and_the_console(
     from_api = await api.client.get(
         f"/api/v1/schedules/{schedule_id}/export.csv", headers=api.headers
     )
-    assert from_api.status_code == 200
+    assert from_api.status_code == 200, from_api.text
     assert from_api.headers["content-type"].startswith("text/csv")
     assert 'filename="march-week-2027-03-01.csv"' in from_api.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(from_api.text)))
@@ -244,7 +244,7 @@ async def test_another_organizations_schedule_is_a_404(
         assert response.status_code == 404, path
         assert not_found in response.text, path
     generate = await page.post(f"/ui/schedules/{theirs['id']}/generate", data={"csrf_token": token})
-    assert generate.status_code == 404
+    assert generate.status_code == 404, generate.text
     assert not_found in generate.text
     api_headers = await login_as(await make_user(Role.admin))
     exported = await client.get(f"/api/v1/schedules/{theirs['id']}/export.csv", headers=api_headers)
@@ -272,7 +272,7 @@ async def test_a_swap_thread_shows_who_gives_what_and_the_rule_check_now(
     inbox = await page.get("/ui/inbox", params={"kind": "swap"})
     assert f"/ui/threads/{thread_id}" in inbox.text
     shown = await page.get(f"/ui/threads/{thread_id}")
-    assert shown.status_code == 200
+    assert shown.status_code == 200, shown.text
     assert "Ada Senior hands General Clinic (primary) on 2027-03-01 AM to Bea Junior" in shown.text
     assert "Rule check as the schedule stands now" in shown.text
     assert "Keeps every rule." in shown.text

@@ -247,7 +247,7 @@ async def test_a_generation_that_keeps_failing_fails_the_thread_until_its_job_is
     assert job["attempts"] == 3
     assert thread["drafts"] == []
     decide = await live.resume(thread_id, "approve")
-    assert decide.status_code == 409
+    assert decide.status_code == 409, decide.text
     assert decide.json()["detail"].endswith(
         "is failed, not pending_review: it takes no decision now"
     )
@@ -303,7 +303,7 @@ async def test_a_decision_on_the_revision_the_reviewer_saw_is_refused_once_it_wa
         json={"thread_id": thread_id, "decision": "approve", "revision": 1},
         headers=live.headers,
     )
-    assert stale.status_code == 409
+    assert stale.status_code == 409, stale.text
     assert stale.json() == {
         "detail": f"Thread {thread_id} is at revision 2, not 1: read its new drafts before deciding"
     }

@@ -40,7 +40,7 @@ async def test_a_user_deactivated_in_the_database_is_refused_at_the_next_request
     await db_session.flush()
 
     refused = await client.get("/api/v1/users/me", headers=headers)
-    assert refused.status_code == 401
+    assert refused.status_code == 401, refused.text
     assert refused.json()["detail"] == "User is inactive or no longer exists"
 
 
@@ -54,7 +54,7 @@ async def test_an_admin_demoted_by_a_bulk_update_loses_admin_scopes_at_the_next_
     await db_session.execute(update(User).where(User.id == admin.id).values(role=Role.member.value))
 
     refused = await client.get("/api/v1/audit", headers=headers)
-    assert refused.status_code == 403
+    assert refused.status_code == 403, refused.text
     assert refused.json()["detail"].startswith("Missing required scope")
 
 
@@ -78,7 +78,7 @@ async def test_a_key_revoked_by_a_bulk_update_is_refused_at_the_next_request(
     )
 
     refused = await client.get("/api/v1/agents", headers=key)
-    assert refused.status_code == 401
+    assert refused.status_code == 401, refused.text
     assert refused.json()["detail"] == "API key revoked"
 
 
@@ -97,10 +97,10 @@ async def test_a_login_signed_out_through_the_api_is_refused_at_the_next_request
     signed_out = await client.post(
         "/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]}
     )
-    assert signed_out.status_code == 204
+    assert signed_out.status_code == 204, signed_out.text
 
     refused = await client.get("/api/v1/users/me", headers=headers)
-    assert refused.status_code == 401
+    assert refused.status_code == 401, refused.text
     assert refused.json()["detail"] == "This login was signed out; sign in again"
 
 

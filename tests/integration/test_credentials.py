@@ -34,13 +34,13 @@ async def test_an_api_key_cannot_create_or_revoke_keys(
     other = (await create_key(client, headers)).json()
     as_key = {"X-API-Key": first["key"]}
     minted = await create_key(client, as_key)
-    assert minted.status_code == 403
+    assert minted.status_code == 403, minted.text
     assert minted.json() == {"detail": PASSWORD_LOGIN_ONLY}
     revoked = await client.delete(f"/api/v1/api-keys/{other['id']}", headers=as_key)
-    assert revoked.status_code == 403
+    assert revoked.status_code == 403, revoked.text
     assert revoked.json() == {"detail": PASSWORD_LOGIN_ONLY}
     still = await client.get("/api/v1/projects", headers={"X-API-Key": other["key"]})
-    assert still.status_code == 200
+    assert still.status_code == 200, still.text
     assert still.json() == {"items": [], "count": 0}
 
 
@@ -49,13 +49,13 @@ async def test_a_narrowed_login_creates_only_keys_that_end_with_it(
 ) -> None:
     narrowed = await login_as(member, {"projects:read"})
     forever = await create_key(client, narrowed)
-    assert forever.status_code == 403
+    assert forever.status_code == 403, forever.text
     assert forever.json()["detail"].startswith(
         "A login narrowed to some scopes creates only keys that expire by the end of the login"
     )
     later = datetime.now(UTC) + timedelta(days=365)
     too_late = await create_key(client, narrowed, expires_at=later.isoformat())
-    assert too_late.status_code == 403
+    assert too_late.status_code == 403, too_late.text
     assert too_late.json() == forever.json()  # the same end of the login
     soon = datetime.now(UTC) + timedelta(days=1)
     fine = await create_key(client, narrowed, expires_at=soon.isoformat())
@@ -83,13 +83,13 @@ async def test_a_users_admin_key_cannot_grant_a_role_beyond_its_scopes(
         },
         headers=as_key,
     )
-    assert created.status_code == 403
+    assert created.status_code == 403, created.text
     assert created.json()["detail"].startswith(f"Cannot give the role {role.value}: it grants")
     colleague = await make_user(organization_id=admin.organization_id)
     promoted = await client.patch(
         f"/api/v1/users/{colleague.id}", json={"role": "admin"}, headers=as_key
     )
-    assert promoted.status_code == 403
+    assert promoted.status_code == 403, promoted.text
     assert promoted.json()["detail"].startswith("Cannot give the role admin: it grants")
 
 
@@ -104,7 +104,7 @@ async def test_a_refreshed_token_lists_the_scopes_of_the_role_today(
     refreshed = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
     )
-    assert refreshed.status_code == 200
+    assert refreshed.status_code == 200, refreshed.text
     assert "users:admin" not in refreshed.json()["scope"].split()
     assert "schedule:write" not in refreshed.json()["scope"].split()
     assert "agent:run" in refreshed.json()["scope"].split()
@@ -122,10 +122,10 @@ async def test_reactivating_a_user_does_not_revive_their_keys(
     back = await client.patch(
         f"/api/v1/users/{member.id}", json={"is_active": True}, headers=admin_headers
     )
-    assert back.status_code == 200
+    assert back.status_code == 200, back.text
     assert (back.json()["id"], back.json()["is_active"]) == (str(member.id), True)
     response = await client.get("/api/v1/projects", headers={"X-API-Key": key})
-    assert response.status_code == 401
+    assert response.status_code == 401, response.text
     assert response.json() == {"detail": "API key revoked"}
 
 
@@ -141,12 +141,12 @@ async def test_a_login_ends_after_its_absolute_lifetime(
     refreshed = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
     )
-    assert refreshed.status_code == 401
+    assert refreshed.status_code == 401, refreshed.text
     assert refreshed.json() == {"detail": "Login expired; sign in again"}
     access = await client.get(
         "/api/v1/users/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
     )
-    assert access.status_code == 401
+    assert access.status_code == 401, access.text
     assert access.json() == {"detail": "Login expired; sign in again"}
 
 
@@ -164,7 +164,7 @@ async def test_a_refresh_token_never_outlives_its_login(
     refreshed = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
     )
-    assert refreshed.status_code == 200
+    assert refreshed.status_code == 200, refreshed.text
     assert refreshed.json()["refresh_token"] != tokens["refresh_token"]
     newest = await db_session.scalar(
         select(RefreshToken.expires_at).order_by(RefreshToken.created_at.desc()).limit(1)

@@ -70,7 +70,7 @@ async def test_session_commits_when_the_handler_succeeds(
 ) -> None:
     async with running(app_with_routes) as client:
         response = await client.post("/test/organizations", json={"name": "Committed Co"})
-    assert response.status_code == 201
+    assert response.status_code == 201, response.text
     created = await db_session.get(Organization, uuid.UUID(response.json()["id"]))
     assert created is not None
     assert created.name == "Committed Co"
@@ -84,7 +84,7 @@ async def test_session_rolls_back_when_the_handler_raises(
         response = await client.post(
             "/test/organizations", json={"name": "Rolled Back Co", "fail_after_write": True}
         )
-    assert response.status_code == 409
+    assert response.status_code == 409, response.text
     assert response.json() == {"detail": "Refused after writing"}
     assert await count_named(db_session, "Rolled Back Co") == 0
 

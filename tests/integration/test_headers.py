@@ -65,7 +65,7 @@ async def test_token_responses_are_not_stored(client: httpx.AsyncClient, member:
     response = await client.post(
         "/api/v1/auth/login", json={"email": member.email, "password": TEST_PASSWORD}
     )
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["pragma"] == "no-cache"
 
@@ -138,7 +138,7 @@ async def test_a_request_reports_its_rate_limit_on_whatever_response_it_gets() -
 
 async def test_docs_are_served_from_the_installed_package(client: httpx.AsyncClient) -> None:
     page = await client.get("/docs")
-    assert page.status_code == 200
+    assert page.status_code == 200, page.text
     assert "cdn" not in page.text
     assets = re.findall(r"""['"](/docs/assets/[^'"]+)['"]""", page.text)
     assert {"/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css"} <= set(assets)

@@ -17,13 +17,13 @@ pytestmark = pytest.mark.anyio
 
 async def test_health_says_healthy_with_the_version(client: httpx.AsyncClient) -> None:
     response = await client.get("/health")
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.json() == {"status": "healthy", "version": __version__}
 
 
 async def test_ready_checks_the_database(client: httpx.AsyncClient) -> None:
     response = await client.get("/health/ready")
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.json() == {"status": "ready", "checks": {"database": "ok"}}
 
 
@@ -38,7 +38,7 @@ async def test_ready_is_503_naming_the_database_when_it_is_unreachable(
     async with running(create_app(settings)) as client:
         response = await client.get("/health/ready")
     body = response.json()
-    assert response.status_code == 503
+    assert response.status_code == 503, response.text
     assert body["status"] == "not ready"
     assert body["checks"]["database"].startswith("failed: ")
     assert "database" in body["detail"]
@@ -47,7 +47,7 @@ async def test_ready_is_503_naming_the_database_when_it_is_unreachable(
 async def test_metrics_are_prometheus_text_per_route(client: httpx.AsyncClient) -> None:
     await client.get("/health")
     response = await client.get("/metrics")
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
     assert (
         'tandem_http_requests_total{method="GET",route="/health",status="200"} 1.0' in response.text
@@ -60,7 +60,7 @@ async def test_openapi_and_docs_are_served(app: FastAPI, client: httpx.AsyncClie
     assert schema["info"]["title"] == "Tandem"
     assert "/health/ready" in schema["paths"]
     docs = await client.get("/docs")
-    assert docs.status_code == 200
+    assert docs.status_code == 200, docs.text
     assert "swagger" in docs.text.lower()
 
 

@@ -44,7 +44,7 @@ async def test_submit_is_202_with_the_job(
     client: httpx.AsyncClient, login_as: LoginAs, member: User
 ) -> None:
     response = await submit(client, await login_as(member), payload={"x": 1}, max_attempts=5)
-    assert response.status_code == 202
+    assert response.status_code == 202, response.text
     job = response.json()
     assert set(job) == JOB_FIELDS
     assert (job["task"], job["status"], job["attempts"], job["max_attempts"]) == (
@@ -95,7 +95,7 @@ async def test_bad_submissions_are_422(
     message: str,
 ) -> None:
     response = await submit(client, await login_as(member), **body)
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     (error,) = response.json()["detail"]
     assert error["loc"] == loc
     assert message in error["msg"]
@@ -139,7 +139,7 @@ async def test_unknown_or_empty_status_filter_is_422(
     client: httpx.AsyncClient, login_as: LoginAs, member: User, value: str
 ) -> None:
     response = await client.get(f"/api/v1/jobs?status={value}", headers=await login_as(member))
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == ["query", "status"]
     assert "pending" in response.json()["detail"][0]["msg"]
 
@@ -149,7 +149,7 @@ async def test_detail_has_the_attempt_history(
 ) -> None:
     job = (await submit(client, await login_as(member))).json()
     detail = await client.get(f"/api/v1/jobs/{job['id']}", headers=await login_as(member))
-    assert detail.status_code == 200
+    assert detail.status_code == 200, detail.text
     assert detail.json()["attempt_history"] == []
     assert detail.json()["cancel_requested"] is False
 
@@ -190,7 +190,7 @@ async def test_detail_lists_every_attempt_in_order(
     )
     await db_session.flush()
     response = await client.get(f"/api/v1/jobs/{job.id}", headers=await login_as(member))
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     detail = response.json()
     assert set(detail) == JOB_FIELDS | {"cancel_requested", "attempt_history"}
     # The job's columns come once, whatever the number of attempts joined to it.
@@ -221,7 +221,7 @@ async def test_list_pages_newest_first_with_the_total(
 
     async def page(query: str) -> Any:
         response = await client.get(f"/api/v1/jobs?{query}", headers=headers)
-        assert response.status_code == 200
+        assert response.status_code == 200, response.text
         return response.json()
 
     first = await page("limit=2")
@@ -241,10 +241,10 @@ async def test_cancel_pending_then_cancel_again_is_409(
     headers = await login_as(member)
     job = (await submit(client, headers)).json()
     cancelled = await client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=headers)
-    assert cancelled.status_code == 200
+    assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["status"] == "cancelled"
     again = await client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=headers)
-    assert again.status_code == 409
+    assert again.status_code == 409, again.text
     assert again.json() == {"detail": "Cannot cancel a job that is cancelled"}
 
 
@@ -259,7 +259,7 @@ async def test_cancel_running_requests_cancellation(
         runs=1,
     )
     response = await client.post(f"/api/v1/jobs/{job.id}/cancel", headers=await login_as(member))
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert (response.json()["status"], response.json()["cancel_requested"]) == ("running", True)
 
 
@@ -279,7 +279,7 @@ async def test_retry_gives_a_fresh_budget(
         last_error="boom",
     )
     response = await client.post(f"/api/v1/jobs/{job.id}/retry", headers=await login_as(member))
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     body = response.json()
     assert (body["status"], body["attempts"], body["max_attempts"]) == ("pending", 0, 3)
     assert body["last_error"] == "boom", "the history of what went wrong is kept"
@@ -302,7 +302,7 @@ async def test_actions_on_the_wrong_state_are_409(
         organization_id=member.organization_id, submitted_by_id=member.id, status=status
     )
     response = await client.post(f"/api/v1/jobs/{job.id}/{action}", headers=await login_as(member))
-    assert response.status_code == 409
+    assert response.status_code == 409, response.text
     assert status.value in response.json()["detail"]
 
 
@@ -316,7 +316,7 @@ async def test_another_organizations_job_is_404(
     response = await client.request(
         method, f"/api/v1/jobs/{job.id}{path}", headers=await login_as(member)
     )
-    assert response.status_code == 404
+    assert response.status_code == 404, response.text
     assert response.json() == {"detail": f"Job {job.id} not found"}
 
 
@@ -349,7 +349,7 @@ async def test_scopes(
 ) -> None:
     kwargs = {"json": {"task": "echo"}} if method == "POST" else {}
     response = await client.request(method, path, headers=await login_as(member, scopes), **kwargs)
-    assert response.status_code == 403
+    assert response.status_code == 403, response.text
     assert response.json() == {"detail": f"Missing required scope: {missing}"}
 
 
@@ -410,20 +410,20 @@ async def test_another_users_job_needs_jobs_admin(
         organization_id=member.organization_id, submitted_by_id=colleague.id, status=status
     )
     refused = await client.post(f"/api/v1/jobs/{job.id}/{action}", headers=await login_as(member))
-    assert refused.status_code == 403
+    assert refused.status_code == 403, refused.text
     assert refused.json() == {"detail": "Missing required scope: jobs:admin"}
     system = await JobFactory.create_async(organization_id=member.organization_id, status=status)
     refused = await client.post(
         f"/api/v1/jobs/{system.id}/{action}", headers=await login_as(member)
     )
-    assert refused.status_code == 403
+    assert refused.status_code == 403, refused.text
     admin = await make_user(Role.admin, organization_id=member.organization_id)
     allowed = await client.post(f"/api/v1/jobs/{job.id}/{action}", headers=await login_as(admin))
-    assert allowed.status_code == 200
+    assert allowed.status_code == 200, allowed.text
     assert (allowed.json()["id"], allowed.json()["status"]) == (str(job.id), after)
     own = await JobFactory.create_async(
         organization_id=member.organization_id, submitted_by_id=member.id, status=status
     )
     mine = await client.post(f"/api/v1/jobs/{own.id}/{action}", headers=await login_as(member))
-    assert mine.status_code == 200
+    assert mine.status_code == 200, mine.text
     assert (mine.json()["id"], mine.json()["status"]) == (str(own.id), after)

@@ -126,7 +126,7 @@ async def test_a_dead_job_retried_runs_again_and_keeps_its_history(live: LiveApp
     job = await live.submit(payload={"will_fail": True}, max_attempts=1)
     await live.until(job["id"], "dead")
     retried = await live.client.post(f"/api/v1/jobs/{job['id']}/retry", headers=live.headers)
-    assert retried.status_code == 200
+    assert retried.status_code == 200, retried.text
     assert (retried.json()["status"], retried.json()["attempts"]) == ("pending", 0)
     assert [a["attempt"] for a in retried.json()["attempt_history"]] == [1]
     dead_again = await live.until(job["id"], "dead")

@@ -86,7 +86,7 @@ async def test_jobs_finishing_during_a_database_outage_complete_exactly_once(
             assert listed.json() == {"detail": DATABASE_UNAVAILABLE}
             assert listed.headers["Retry-After"] == "5"
             ready = await live.client.get("/health/ready")
-            assert ready.status_code == 503
+            assert ready.status_code == 503, ready.text
             assert ready.json()["checks"]["database"].startswith("failed")
             assert ready.headers["Retry-After"] == "5"
             await anyio.sleep(OUTAGE_SECONDS)  # every job's task finishes meanwhile

@@ -206,7 +206,7 @@ async def test_a_body_declared_over_the_limit_is_413_before_it_is_read(
         content=body,
         headers={"Content-Length": str(100 * 1024), "Content-Type": "application/json"},
     )
-    assert response.status_code == 413
+    assert response.status_code == 413, response.text
     assert response.json() == TOO_LARGE
     assert response.headers["X-Request-ID"]
     assert body.sent == 0
@@ -219,7 +219,7 @@ async def test_a_streamed_body_is_413_once_it_passes_the_limit(
     response = await client.post(
         "/api/v1/jobs", content=body, headers={"Content-Type": "application/json"}
     )
-    assert response.status_code == 413
+    assert response.status_code == 413, response.text
     assert response.json() == TOO_LARGE
     assert response.headers["Content-Type"] == "application/json"
     assert body.sent <= MAX_REQUEST_BYTES // 1024 + 1
@@ -246,7 +246,7 @@ async def test_a_job_payload_over_its_limit_is_422(
     response = await client.post(
         "/api/v1/jobs", json={"task": "echo", "payload": payload}, headers=headers
     )
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert response.json() == {
         "detail": [
             {
@@ -287,14 +287,14 @@ async def test_failed_logins_are_limited_per_account_whatever_the_address(
 ) -> None:
     for n in range(3):
         wrong = await login_from(app, f"198.51.100.{n}", member.email, "not the password")
-        assert wrong.status_code == 401
+        assert wrong.status_code == 401, wrong.text
         assert wrong.json() == {"detail": "Incorrect email or password"}
     locked = await login_from(app, "203.0.113.50", member.email.upper(), TEST_PASSWORD)
     other = await make_user()
     unaffected = await login_from(app, "198.51.100.0", other.email, TEST_PASSWORD)
 
     assert_limited(locked, "3 per 1 hour")
-    assert unaffected.status_code == 200
+    assert unaffected.status_code == 200, unaffected.text
     assert unaffected.json()["token_type"] == "bearer"
 
 
@@ -311,13 +311,13 @@ async def test_logins_are_limited_per_address_whatever_the_email(
 ) -> None:
     for n in range(4):
         response = await login_from(app, "198.51.100.9", f"user{n}@example.com", "password!!")
-        assert response.status_code == 401
+        assert response.status_code == 401, response.text
         assert response.json() == {"detail": "Incorrect email or password"}
     limited = await login_from(app, "198.51.100.9", "user9@example.com", "password!!")
     elsewhere = await login_from(app, "198.51.100.10", "user9@example.com", "password!!")
 
     assert_limited(limited, "4 per 1 minute")
-    assert elsewhere.status_code == 401
+    assert elsewhere.status_code == 401, elsewhere.text
     assert elsewhere.json() == {"detail": "Incorrect email or password"}
 
 
@@ -344,7 +344,7 @@ async def test_x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
             json={"email": f"user{n}@example.com", "password": "password!!"},
             headers={"X-Forwarded-For": f"192.0.2.{n}"},
         )
-        assert response.status_code == 401
+        assert response.status_code == 401, response.text
         assert response.json() == {"detail": "Incorrect email or password"}
     limited = await client.post(
         "/api/v1/auth/login",
@@ -386,7 +386,7 @@ async def test_behind_a_trusted_proxy_the_address_it_appended_is_the_key(
         untrusted_peer = await attempt("10.0.0.2", "203.0.113.7", "u9@example.com")
 
     assert_limited(limited, "4 per 1 minute")
-    assert another_client.status_code == 401
+    assert another_client.status_code == 401, another_client.text
     assert another_client.json() == {"detail": "Incorrect email or password"}
     assert untrusted_peer.status_code == 401  # keyed on 10.0.0.2, whatever it claims
     assert untrusted_peer.json() == {"detail": "Incorrect email or password"}
@@ -419,11 +419,11 @@ async def test_people_and_schedules_are_limited_per_organization(
     third_schedule = await client.post("/api/v1/schedules", json=schedule, headers=headers)
     elsewhere = await client.post("/api/v1/people", json=person(3), headers=outsider)
 
-    assert third_person.status_code == 409
+    assert third_person.status_code == 409, third_person.text
     assert third_person.json() == quota_detail(2, "people", "delete one first")
-    assert third_schedule.status_code == 409
+    assert third_schedule.status_code == 409, third_schedule.text
     assert third_schedule.json() == quota_detail(2, "schedules", "delete one first")
-    assert elsewhere.status_code == 201
+    assert elsewhere.status_code == 201, elsewhere.text
     assert elsewhere.json()["email"] == "p3@example.com"
 
 
@@ -439,10 +439,10 @@ async def test_api_keys_not_revoked_are_limited_per_organization(
     revoked = await client.delete(f"/api/v1/api-keys/{first['id']}", headers=headers)
     after_revoking = await client.post("/api/v1/api-keys", json=body, headers=colleague)
 
-    assert refused.status_code == 409
+    assert refused.status_code == 409, refused.text
     assert refused.json() == quota_detail(2, "API keys", "revoke one first")
-    assert revoked.status_code == 204
-    assert after_revoking.status_code == 201
+    assert revoked.status_code == 204, revoked.text
+    assert after_revoking.status_code == 201, after_revoking.text
     assert (after_revoking.json()["name"], after_revoking.json()["scopes"]) == ("k", ["agent:read"])
 
 
@@ -457,13 +457,13 @@ async def test_threads_waiting_for_a_decision_are_limited_per_organization(
     outsider = await login_as(await make_user())
     elsewhere = await client.post("/api/content/create", json=CREATE, headers=outsider)
 
-    assert accepted.status_code == 202
+    assert accepted.status_code == 202, accepted.text
     assert (accepted.json()["status"], accepted.json()["request_type"]) == ("generating", "text")
-    assert refused.status_code == 409
+    assert refused.status_code == 409, refused.text
     assert refused.json() == quota_detail(
         2, "review threads waiting for a decision", "decide some first"
     )
-    assert elsewhere.status_code == 202
+    assert elsewhere.status_code == 202, elsewhere.text
     assert (elsewhere.json()["status"], elsewhere.json()["request_type"]) == ("generating", "text")
 
 

@@ -69,7 +69,7 @@ async def test_debug_logging_shows_no_secret_or_hash(
         refreshed = await client.post(
             "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
         )
-        assert refreshed.status_code == 200
+        assert refreshed.status_code == 200, refreshed.text
         assert refreshed.json()["refresh_token"] != tokens["refresh_token"]
         bad = {"email": "owner@example.com", "password": "wrong password!"}
         assert (await client.post("/api/v1/auth/login", json=bad)).status_code == 401

@@ -36,7 +36,7 @@ async def served(tmp_path: Path, **values: Any) -> AsyncIterator[httpx.AsyncClie
 async def test_production_hides_the_description_and_the_metrics(tmp_path: Path, path: str) -> None:
     async with served(tmp_path, env="production") as client:
         response = await client.get(path)
-    assert response.status_code == 404
+    assert response.status_code == 404, response.text
     assert "tandem_http_requests_total" not in response.text
 
 
@@ -44,7 +44,7 @@ async def test_production_hides_the_description_and_the_metrics(tmp_path: Path, 
 async def test_production_shows_the_description_when_asked(tmp_path: Path, path: str) -> None:
     async with served(tmp_path, env="production", api_docs=True) as client:
         response = await client.get(path)
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.content
 
 
@@ -64,12 +64,12 @@ async def test_a_metrics_token_is_required_when_set(tmp_path: Path, env: str) ->
         wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
         right = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     for refused in (missing, wrong):
-        assert refused.status_code == 401
+        assert refused.status_code == 401, refused.text
         assert refused.headers["www-authenticate"] == "Bearer"
         assert refused.json() == {
             "detail": "Metrics need `Authorization: Bearer <TANDEM_METRICS_TOKEN>`"
         }
-    assert right.status_code == 200
+    assert right.status_code == 200, right.text
     assert "tandem_http_requests_total" in right.text
 
 

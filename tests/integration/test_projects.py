@@ -19,7 +19,7 @@ async def test_create_get_list_update_delete(
     created = await client.post(
         "/api/v1/projects", json={"name": "Spring Launch!", "description": "Q2"}, headers=headers
     )
-    assert created.status_code == 201
+    assert created.status_code == 201, created.text
     project = created.json()
     assert set(project) == {
         "id",
@@ -52,7 +52,7 @@ async def test_create_get_list_update_delete(
 
     assert (await client.delete(url, headers=headers)).status_code == 204
     gone = await client.get(url, headers=headers)
-    assert gone.status_code == 404
+    assert gone.status_code == 404, gone.text
     assert gone.json() == {"detail": f"Project {project['id']} not found"}
 
 
@@ -62,14 +62,14 @@ async def test_slug_is_unique_per_organization(
     headers = await login_as(member)
     await client.post("/api/v1/projects", json={"name": "Launch"}, headers=headers)
     duplicate = await client.post("/api/v1/projects", json={"name": "launch"}, headers=headers)
-    assert duplicate.status_code == 409
+    assert duplicate.status_code == 409, duplicate.text
     assert duplicate.json() == {
         "detail": "A project with the slug 'launch' already exists in this organization"
     }
     elsewhere = await client.post(
         "/api/v1/projects", json={"name": "Launch"}, headers=await login_as(await make_user())
     )
-    assert elsewhere.status_code == 201
+    assert elsewhere.status_code == 201, elsewhere.text
     assert elsewhere.json()["slug"] == "launch"
 
 
@@ -82,7 +82,7 @@ async def test_renaming_onto_a_taken_slug_is_409(
     response = await client.patch(
         f"/api/v1/projects/{beta['id']}", json={"name": "ALPHA"}, headers=headers
     )
-    assert response.status_code == 409
+    assert response.status_code == 409, response.text
     assert response.json() == {
         "detail": "A project with the slug 'alpha' already exists in this organization"
     }
@@ -102,7 +102,7 @@ async def test_invalid_project_is_422(
     client: httpx.AsyncClient, login_as: LoginAs, member: User, body: dict[str, str], message: str
 ) -> None:
     response = await client.post("/api/v1/projects", json=body, headers=await login_as(member))
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert message in str(response.json()["detail"])
 
 
@@ -112,7 +112,7 @@ async def test_read_only_token_cannot_write(
     headers = await login_as(member, {"projects:read"})
     assert (await client.get("/api/v1/projects", headers=headers)).status_code == 200
     response = await client.post("/api/v1/projects", json={"name": "X"}, headers=headers)
-    assert response.status_code == 403
+    assert response.status_code == 403, response.text
     assert response.json() == {"detail": "Missing required scope: projects:write"}
 
 
@@ -128,7 +128,7 @@ async def test_another_organizations_project_is_404(
     response = await client.request(
         method, f"/api/v1/projects/{project.id}", headers=await login_as(member), **kwargs
     )
-    assert response.status_code == 404
+    assert response.status_code == 404, response.text
     assert response.json() == {"detail": f"Project {project.id} not found"}
     owner_view = await client.get(f"/api/v1/projects/{project.id}", headers=await login_as(owner))
     assert owner_view.json()["name"] == project.name
@@ -149,7 +149,7 @@ async def test_pagination_bounds(
     client: httpx.AsyncClient, login_as: LoginAs, member: User, query: str, field: str
 ) -> None:
     response = await client.get(f"/api/v1/projects?{query}", headers=await login_as(member))
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == ["query", field]
 
 
@@ -157,9 +157,9 @@ async def test_malformed_id_is_422(
     client: httpx.AsyncClient, login_as: LoginAs, member: User
 ) -> None:
     response = await client.get("/api/v1/projects/not-a-uuid", headers=await login_as(member))
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == ["path", "project_id"]
     unknown = uuid.uuid4()
     missing = await client.get(f"/api/v1/projects/{unknown}", headers=await login_as(member))
-    assert missing.status_code == 404
+    assert missing.status_code == 404, missing.text
     assert missing.json() == {"detail": f"Project {unknown} not found"}

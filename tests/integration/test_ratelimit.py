@@ -84,7 +84,7 @@ def unique_scope() -> str:
 
 
 def assert_ok_with_remaining(response: httpx.Response, remaining: int, limit: int) -> None:
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.json() == {"ok": True}
     assert response.headers["X-RateLimit-Limit"] == str(limit)
     assert response.headers["X-RateLimit-Remaining"] == str(remaining)
@@ -234,7 +234,7 @@ async def test_over_the_limit_is_429_with_retry_after_and_the_ratelimit_headers(
         assert_ok_with_remaining(await client.get("/limited"), remaining=0, limit=2)
         response = await client.get("/limited")
 
-    assert response.status_code == 429
+    assert response.status_code == 429, response.text
     retry = int(response.headers["Retry-After"])
     assert 1 <= retry <= 60
     assert response.json() == {"detail": retry_detail("2 per 1 minute", retry)}
@@ -261,7 +261,7 @@ async def test_two_apps_on_one_redis_share_one_budget(
         refused = await two.get("/limited", headers=key)
         other_key = await two.get("/limited", headers={"X-Api-Key": "key-2"})
 
-    assert refused.status_code == 429
+    assert refused.status_code == 429, refused.text
     assert refused.json()["detail"].startswith("Rate limit exceeded (3 per 1 minute). Retry in")
     assert_ok_with_remaining(other_key, remaining=2, limit=3)
 
@@ -285,7 +285,7 @@ async def test_ready_checks_redis_when_it_is_configured(
 ) -> None:
     async with running(limited_app(sqlite_url, redis_url, scope="-", limit="1/minute")) as client:
         response = await client.get("/health/ready")
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
 
 
@@ -296,7 +296,7 @@ async def test_ready_is_503_naming_redis_when_it_is_unreachable(
     async with running(limited_app(sqlite_url, url, scope="-", limit="1/minute")) as client:
         response = await client.get("/health/ready")
     body = response.json()
-    assert response.status_code == 503
+    assert response.status_code == 503, response.text
     assert body["status"] == "not ready"
     assert body["checks"]["database"] == "ok"
     assert body["checks"]["redis"] == "failed: ConnectionError"
@@ -306,7 +306,7 @@ async def test_ready_is_503_naming_redis_when_it_is_unreachable(
 async def test_ready_has_no_redis_check_on_memory_storage(sqlite_url: str) -> None:
     async with running(limited_app(sqlite_url, None, scope="-", limit="1/minute")) as client:
         response = await client.get("/health/ready")
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.json() == {"status": "ready", "checks": {"database": "ok"}}
 
 

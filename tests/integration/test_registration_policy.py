@@ -88,7 +88,7 @@ async def test_registration_outside_open_is_403(
 ) -> None:
     async with serve(registration=policy) as client:
         response = await client.post("/api/v1/auth/register", json=REGISTRATION)
-    assert response.status_code == 403
+    assert response.status_code == 403, response.text
     assert response.json() == {"detail": detail}
     assert await db_session.scalar(select(User).where(User.email == "new@example.com")) is None
 
@@ -111,9 +111,9 @@ def test_the_defaults_follow_the_environment(
 async def test_development_registers_as_before(serve: Serve) -> None:
     async with serve() as client:
         registered = await client.post("/api/v1/auth/register", json=REGISTRATION)
-        assert registered.status_code == 201
+        assert registered.status_code == 201, registered.text
         projects = await client.get("/api/v1/projects", headers=bearer(registered.json()))
-    assert projects.status_code == 200
+    assert projects.status_code == 200, projects.text
     assert projects.json() == {"items": [], "count": 0}
 
 
@@ -160,7 +160,7 @@ async def test_an_admin_invites_and_the_invitee_sets_a_password(
         me = await client.get("/api/v1/users/me", headers=bearer(accepted.json()))
         assert "review:write" in me.json()["scopes"]
         again = await client.post("/api/v1/auth/accept-invite", json=accept)
-        assert again.status_code == 422
+        assert again.status_code == 422, again.text
         assert again.json()["detail"][0] == {
             "loc": ["body", "token"],
             "msg": INVALID_LINK,
@@ -190,7 +190,7 @@ async def test_an_expired_invitation_is_refused(
             "full_name": "Late",
         }
         response = await client.post("/api/v1/auth/accept-invite", json=accept)
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["msg"] == INVALID_LINK
 
 
@@ -230,7 +230,7 @@ async def test_a_narrowed_admin_cannot_invite_above_its_scopes(
         json={"email": "boss@example.com", "role": "admin"},
         headers=await login_as(admin, {"users:admin"}),
     )
-    assert response.status_code == 403
+    assert response.status_code == 403, response.text
     assert response.json()["detail"].startswith("Cannot give the role admin")
 
 
@@ -242,10 +242,10 @@ async def test_required_verification_allows_only_me_until_the_link_is_followed(
 ) -> None:
     async with serve(email_verification="required") as client:
         registered = await client.post("/api/v1/auth/register", json=REGISTRATION)
-        assert registered.status_code == 201
+        assert registered.status_code == 201, registered.text
         headers = bearer(registered.json())
         me = await client.get("/api/v1/users/me", headers=headers)
-        assert me.status_code == 200
+        assert me.status_code == 200, me.text
         assert (me.json()["email"], me.json()["role"]) == ("new@example.com", "admin")
         for method, path in (("GET", "/api/v1/projects"), ("POST", "/api/v1/api-keys")):
             refused = await client.request(method, path, headers=headers, json={})
@@ -258,7 +258,7 @@ async def test_required_verification_allows_only_me_until_the_link_is_followed(
         assert verified.json()["email"] == "new@example.com"
         assert (await client.get("/api/v1/projects", headers=headers)).status_code == 200
         again = await client.post("/api/v1/auth/verify-email", json={"token": token})
-        assert again.status_code == 422
+        assert again.status_code == 422, again.text
         assert again.json()["detail"] == [
             {"loc": ["body", "token"], "msg": INVALID_LINK, "type": "value_error"}
         ]
@@ -269,13 +269,13 @@ async def test_accounts_an_admin_made_need_no_verification(serve: Serve, login_a
     async with serve(email_verification="required") as client:
         body = {"email": "made@example.com", "password": PASSWORD, "full_name": "Made"}
         created = await client.post("/api/v1/users", json=body, headers=await login_as(admin))
-        assert created.status_code == 201
+        assert created.status_code == 201, created.text
         assert (created.json()["email"], created.json()["role"]) == ("made@example.com", "member")
         login = await client.post(
             "/api/v1/auth/login", json={"email": "made@example.com", "password": PASSWORD}
         )
         projects = await client.get("/api/v1/projects", headers=bearer(login.json()))
-    assert projects.status_code == 200
+    assert projects.status_code == 200, projects.text
     assert projects.json() == {"items": [], "count": 0}
 
 
@@ -292,7 +292,7 @@ async def test_a_reset_answers_alike_whether_or_not_the_address_exists(
             "/api/v1/auth/password-reset", json={"email": "nobody@example.com"}
         )
     for response in (known, unknown):
-        assert response.status_code == 202
+        assert response.status_code == 202, response.text
         assert response.json() == RESET_ANSWER
     assert set(known.headers) - {"x-request-id"} == set(unknown.headers) - {"x-request-id"}
     assert len(await mails_to(db_session, user.email)) == 1
@@ -316,7 +316,7 @@ async def test_a_reset_sets_the_password_and_ends_every_login(
         stale = await client.post(
             "/api/v1/auth/refresh", json={"refresh_token": before["refresh_token"]}
         )
-        assert stale.status_code == 401
+        assert stale.status_code == 401, stale.text
         assert stale.json() == {"detail": "This login was signed out; sign in again"}
         assert (await client.post("/api/v1/auth/login", json=old)).status_code == 401
         new = old | {"password": NEW_PASSWORD}
@@ -324,7 +324,7 @@ async def test_a_reset_sets_the_password_and_ends_every_login(
         reused = await client.post(
             "/api/v1/auth/password-reset/confirm", json=confirm | {"password": "a third password"}
         )
-        assert reused.status_code == 422
+        assert reused.status_code == 422, reused.text
         assert reused.json()["detail"][0]["msg"] == INVALID_LINK
 
 
@@ -337,7 +337,7 @@ async def test_a_reset_needs_a_good_password(serve: Serve, db_session: AsyncSess
         short = await client.post(
             "/api/v1/auth/password-reset/confirm", json={"token": token, "password": "short"}
         )
-        assert short.status_code == 422
+        assert short.status_code == 422, short.text
         assert short.json()["detail"][0]["loc"] == ["body", "password"]
         fine = await client.post(
             "/api/v1/auth/password-reset/confirm", json={"token": token, "password": NEW_PASSWORD}

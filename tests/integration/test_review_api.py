@@ -105,7 +105,7 @@ async def test_create_refuses_a_bad_request_with_422(
     response = await client.post(
         "/api/content/create", json=CREATE | change, headers=await login_as(member)
     )
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == loc
 
 
@@ -121,7 +121,7 @@ async def test_create_in_another_organizations_project_is_404(
         json=CREATE | {"project_id": str(project.id)},
         headers=await login_as(member),
     )
-    assert response.status_code == 404
+    assert response.status_code == 404, response.text
     assert response.json() == {"detail": f"Project {project.id} not found"}
 
 
@@ -231,7 +231,7 @@ async def test_published_content_is_listed_with_its_thread(
     assert (first["platform"], first["status"]) == ("linkedin", "published")
     assert first["published_by_id"] == str(reviewer.id)
     bad = await client.get("/api/content?status=draft", headers=headers)
-    assert bad.status_code == 422
+    assert bad.status_code == 422, bad.text
     assert bad.json()["detail"][0]["loc"] == ["query", "status"]
 
 
@@ -241,12 +241,12 @@ async def test_unknown_thread_is_404(
     missing = uuid.uuid4()
     headers = await login_as(reviewer)
     read = await client.get(f"/api/hitl/{missing}", headers=headers)
-    assert read.status_code == 404
+    assert read.status_code == 404, read.text
     assert read.json() == {"detail": f"Thread {missing} not found"}
     decide = await client.post(
         "/api/hitl/resume", json={"thread_id": str(missing), "decision": "approve"}, headers=headers
     )
-    assert decide.status_code == 404
+    assert decide.status_code == 404, decide.text
     assert decide.json() == {"detail": f"Thread {missing} not found"}
 
 
@@ -256,14 +256,14 @@ async def test_another_tenants_thread_is_404(
     theirs = await make_thread((await make_user()).organization_id)
     headers = await login_as(reviewer)
     read = await client.get(f"/api/hitl/{theirs.id}", headers=headers)
-    assert read.status_code == 404
+    assert read.status_code == 404, read.text
     assert read.json() == {"detail": f"Thread {theirs.id} not found"}
     decide = await client.post(
         "/api/hitl/resume",
         json={"thread_id": str(theirs.id), "decision": "reject"},
         headers=headers,
     )
-    assert decide.status_code == 404
+    assert decide.status_code == 404, decide.text
     assert decide.json() == {"detail": f"Thread {theirs.id} not found"}
     assert await db_session.scalar(select(ReviewDecision)) is None
 
@@ -290,7 +290,7 @@ async def test_a_thread_not_pending_review_is_409(
         json={"thread_id": str(thread.id), "decision": "approve"},
         headers=await login_as(reviewer),
     )
-    assert response.status_code == 409
+    assert response.status_code == 409, response.text
     assert response.json() == {
         "detail": f"Thread {thread.id} is {status.value}, not pending_review: "
         "it takes no decision now"
@@ -308,7 +308,7 @@ async def test_a_second_decision_on_the_same_round_is_409(
     again = await client.post(
         "/api/hitl/resume", json=body | {"decision": "reject"}, headers=headers
     )
-    assert again.status_code == 409
+    assert again.status_code == 409, again.text
     assert "published, not pending_review" in again.json()["detail"]
     decisions = (await db_session.scalars(select(ReviewDecision))).all()
     assert [d.decision.value for d in decisions] == ["approve"]
@@ -355,7 +355,7 @@ async def test_bad_decisions_are_422(
         json={"thread_id": str(thread.id)} | body,
         headers=await login_as(reviewer),
     )
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     error = response.json()["detail"][0]
     assert error["loc"] == loc
     assert message in error["msg"]
@@ -376,7 +376,7 @@ async def test_bad_decisions_are_422(
 )
 async def test_no_credentials_is_401(client: httpx.AsyncClient, method: str, path: str) -> None:
     response = await client.request(method, path, json={})
-    assert response.status_code == 401
+    assert response.status_code == 401, response.text
     assert "Authorization" in response.json()["detail"]
     assert "X-API-Key" in response.json()["detail"]
     assert response.headers["WWW-Authenticate"] == "Bearer"
@@ -403,7 +403,7 @@ async def test_missing_scope_is_403(
     missing: str,
 ) -> None:
     response = await client.request(method, path, json=body, headers=await login_as(member, scopes))
-    assert response.status_code == 403
+    assert response.status_code == 403, response.text
     assert response.json() == {"detail": f"Missing required scope: {missing}"}
 
 
@@ -416,7 +416,7 @@ async def test_a_member_cannot_decide(
         json={"thread_id": str(thread.id), "decision": "approve"},
         headers=await login_as(member),
     )
-    assert response.status_code == 403
+    assert response.status_code == 403, response.text
     assert response.json() == {"detail": "Missing required scope: review:write"}
     assert await db_session.scalar(select(ReviewDecision)) is None
 
@@ -532,14 +532,14 @@ async def test_another_kind_opens_pending_and_supplies_its_decisions(
         json={"thread_id": str(thread.id), "decision": "edit", "feedback": "Tuesday instead"},
         headers=headers,
     )
-    assert edit.status_code == 422
+    assert edit.status_code == 422, edit.text
     assert edit.json()["detail"][0]["msg"] == "edit is not allowed for test-swap threads"
     refused = await client.post(
         "/api/hitl/resume",
         json={"thread_id": str(stale.id), "decision": "approve"},
         headers=headers,
     )
-    assert refused.status_code == 409
+    assert refused.status_code == 409, refused.text
     assert refused.json() == {"detail": "The swap no longer keeps the rules"}
     approved = await client.post(
         "/api/hitl/resume",

@@ -36,7 +36,7 @@ async def test_with_none_chosen_everyone_who_may_decide_gets_the_digest(
     await make_user(Role.reviewer, org, email="gone@example.com", is_active=False)
     await make_user(Role.reviewer, email="elsewhere@example.com")
     response = await client.get(URL, headers=await login_as(admin))
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.json()["user_ids"] == []
     assert await emails(response) == ["admin@example.com", "coord@example.com", "rev@example.com"]
 
@@ -104,7 +104,7 @@ async def test_a_recipient_who_cannot_decide_here_is_422_and_changes_nothing(
     response = await client.put(
         URL, json={"user_ids": [str(reviewer.id), str(user_id)]}, headers=headers
     )
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     error = response.json()["detail"][0]
     assert message in error["msg"]
     assert error["loc"] == ["body", "user_ids", 1]
@@ -120,5 +120,5 @@ async def test_choosing_recipients_needs_users_admin(
         await client.get(URL, headers=headers),
         await client.put(URL, json={"user_ids": []}, headers=headers),
     ):
-        assert response.status_code == 403
+        assert response.status_code == 403, response.text
         assert "users:admin" in response.json()["detail"]

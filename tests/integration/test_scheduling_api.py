@@ -68,7 +68,7 @@ async def test_people_are_created_read_filtered_changed_and_deleted(api: Schedul
     changed = await client.patch(
         f"/api/v1/people/{resident['id']}", json={"pgy_level": 3, "name": "Ada L."}, headers=headers
     )
-    assert changed.status_code == 200
+    assert changed.status_code == 200, changed.text
     assert (changed.json()["pgy_level"], changed.json()["name"]) == (3, "Ada L.")
     # A resident who becomes faculty loses the PGY level.
     promoted = await client.patch(
@@ -77,9 +77,9 @@ async def test_people_are_created_read_filtered_changed_and_deleted(api: Schedul
     assert (promoted.json()["type"], promoted.json()["pgy_level"]) == ("faculty", None)
 
     deleted = await client.delete(f"/api/v1/people/{faculty['id']}", headers=headers)
-    assert deleted.status_code == 204
+    assert deleted.status_code == 204, deleted.text
     gone = await client.get(f"/api/v1/people/{faculty['id']}", headers=headers)
-    assert gone.status_code == 404
+    assert gone.status_code == 404, gone.text
     assert gone.json() == {"detail": f"Person {faculty['id']} not found"}
 
 
@@ -92,7 +92,7 @@ async def test_a_duplicate_email_in_the_organization_is_409(
         json={"name": "Twin", "email": "SAME@example.com", "type": "faculty"},
         headers=api.headers,
     )
-    assert again.status_code == 409
+    assert again.status_code == 409, again.text
     assert again.json() == {
         "detail": "A person with this e-mail already exists in the organization"
     }
@@ -107,7 +107,7 @@ async def test_changing_an_email_to_a_taken_one_is_409(api: SchedulingApi) -> No
     response = await api.client.patch(
         f"/api/v1/people/{other['id']}", json={"email": "taken@example.com"}, headers=api.headers
     )
-    assert response.status_code == 409
+    assert response.status_code == 409, response.text
     assert "e-mail" in response.json()["detail"]
 
 
@@ -129,7 +129,7 @@ async def test_changing_an_email_to_a_taken_one_is_409(api: SchedulingApi) -> No
 async def test_bad_people_are_422(api: SchedulingApi, body: dict[str, Any], message: str) -> None:
     payload = {"name": "X", "email": "x@example.com"} | body
     response = await api.client.post("/api/v1/people", json=payload, headers=api.headers)
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert any(message in error["msg"] for error in response.json()["detail"]), response.json()
 
 
@@ -138,7 +138,7 @@ async def test_a_patch_making_faculty_with_a_level_is_422(api: SchedulingApi) ->
     response = await api.client.patch(
         f"/api/v1/people/{faculty['id']}", json={"pgy_level": 2}, headers=api.headers
     )
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert "residents only" in response.json()["detail"][0]["msg"]
 
 
@@ -156,7 +156,7 @@ async def test_a_patch_with_an_unknown_or_null_field_is_422(
     response = await api.client.patch(
         f"/api/v1/people/{person['id']}", json=body, headers=api.headers
     )
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     (error,) = response.json()["detail"]
     assert (error["loc"], message in error["msg"]) == (loc, True), error
 
@@ -169,7 +169,7 @@ async def test_absences_are_recorded_and_checked(api: SchedulingApi) -> None:
         json={"start_date": "2027-03-02", "end_date": "2027-03-04", "kind": "vacation"},
         headers=api.headers,
     )
-    assert created.status_code == 201
+    assert created.status_code == 201, created.text
     assert {k: created.json()[k] for k in ("person_id", "start_date", "end_date", "kind")} == {
         "person_id": resident["id"],
         "start_date": "2027-03-02",
@@ -181,7 +181,7 @@ async def test_absences_are_recorded_and_checked(api: SchedulingApi) -> None:
     backwards = await api.client.post(
         url, json={"start_date": "2027-03-04", "end_date": "2027-03-02"}, headers=api.headers
     )
-    assert backwards.status_code == 422
+    assert backwards.status_code == 422, backwards.text
     assert "end_date must be on or after start_date" in backwards.json()["detail"][0]["msg"]
     assert created.json()["conflicts"] == []
     assert created.json()["resolution"] is None
@@ -217,7 +217,7 @@ async def test_an_unknown_absence_kind_is_422(api: SchedulingApi) -> None:
         json={"start_date": "2027-03-02", "end_date": "2027-03-02", "kind": "holiday"},
         headers=api.headers,
     )
-    assert refused.status_code == 422
+    assert refused.status_code == 422, refused.text
     assert refused.json()["detail"][0]["loc"] == ["body", "kind"]
 
 
@@ -314,7 +314,7 @@ async def test_the_current_block_is_the_one_of_now_in_utc(
         api = SchedulingApi(client, await login_as(coordinator))
         await api.blocks(date(2027, 3, 1), date(2027, 3, 2))
         response = await client.get("/api/v1/blocks/current", headers=api.headers)
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert (response.json()["date"], response.json()["time_of_day"]) == expected
 
 
@@ -324,7 +324,7 @@ async def test_no_current_block_is_404(
     with freeze_time("2027-05-01T08:00:00Z", tick=True, real_asyncio=True):
         headers = await login_as(coordinator)
         response = await client.get("/api/v1/blocks/current", headers=headers)
-    assert response.status_code == 404
+    assert response.status_code == 404, response.text
     assert response.json() == {"detail": "No block for 2027-05-01 AM: generate blocks"}
 
 
@@ -361,7 +361,7 @@ async def test_bad_rotations_are_422(
 ) -> None:
     payload = {"name": "R", "kind": "clinic"} | body
     response = await api.client.post("/api/v1/rotations", json=payload, headers=api.headers)
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert any(message in error["msg"] for error in response.json()["detail"]), response.json()
 
 
@@ -390,7 +390,7 @@ async def test_bad_schedules_are_422(
     response = await api.client.post(
         "/api/v1/schedules", json={"name": "S"} | body, headers=api.headers
     )
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert any(message in error["msg"] for error in response.json()["detail"]), response.json()
 
 
@@ -433,10 +433,10 @@ async def test_manual_assignments_are_created_listed_and_deleted(api: Scheduling
     assert [a["id"] for a in only_ada["items"]] == [first["id"]]
 
     deleted = await client.delete(f"{url}/{first['id']}", headers=headers)
-    assert deleted.status_code == 204
+    assert deleted.status_code == 204, deleted.text
     assert (await client.get(url, headers=headers)).json()["count"] == 1
     again = await client.delete(f"{url}/{first['id']}", headers=headers)
-    assert again.status_code == 404
+    assert again.status_code == 404, again.text
     assert again.json() == {"detail": f"Assignment {first['id']} not found"}
 
 
@@ -449,7 +449,7 @@ async def test_an_assignment_that_breaks_a_rule_comes_with_warnings(api: Schedul
         json={"start_date": MONDAY.isoformat(), "end_date": MONDAY.isoformat()},
         headers=api.headers,
     )
-    assert absent.status_code == 201
+    assert absent.status_code == 201, absent.text
     assert absent.json()["person_id"] == resident["id"]
     assert absent.json()["start_date"] == MONDAY.isoformat()
     created = await api.assigned(schedule, resident, blocks[0], await api.rotation())
@@ -466,7 +466,7 @@ async def test_the_same_person_twice_in_one_block_is_409(api: SchedulingApi) -> 
     resident, rotation = await api.person(), await api.rotation()
     await api.assigned(schedule, resident, blocks[0], rotation)
     again = await api.assign(schedule, resident, blocks[0], await api.rotation())
-    assert again.status_code == 409
+    assert again.status_code == 409, again.text
     assert again.json() == {"detail": "This person already has an assignment in this block"}
 
 
@@ -494,7 +494,7 @@ async def test_the_role_must_fit_the_person(
     schedule = await api.schedule(MONDAY, MONDAY)
     person = await api.person(person_type)
     response = await api.assign(schedule, person, blocks[0], await api.rotation(), role=role)
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert response.json()["detail"] == [
         {"loc": ["body", "role"], "msg": message, "type": "value_error"}
     ]
@@ -504,7 +504,7 @@ async def test_a_block_outside_the_schedule_is_422(api: SchedulingApi) -> None:
     blocks = await api.blocks(MONDAY, MONDAY + timedelta(days=1))
     schedule = await api.schedule(MONDAY, MONDAY)
     response = await api.assign(schedule, await api.person(), blocks[2], await api.rotation())
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == ["body", "block_id"]
     assert "outside the schedule's dates" in response.json()["detail"][0]["msg"]
 
@@ -548,11 +548,11 @@ async def test_deleting_a_schedule_removes_its_assignments(
     response = await client.delete(
         f"/api/v1/schedules/{schedule['id']}", headers=await login_as(admin)
     )
-    assert response.status_code == 204
+    assert response.status_code == 204, response.text
     assert await rows(schedule["id"]) == 0  # the database's ON DELETE CASCADE
     assert await rows(kept["id"]) == 1
     gone = await client.get(f"/api/v1/schedules/{schedule['id']}", headers=api.headers)
-    assert gone.status_code == 404
+    assert gone.status_code == 404, gone.text
     assert gone.json() == {"detail": f"Schedule {schedule['id']} not found"}
 
 
@@ -584,12 +584,12 @@ async def test_another_tenants_objects_are_404(
     patched = await client.patch(
         f"/api/v1/people/{their_person['id']}", json={"name": "Mine"}, headers=headers
     )
-    assert patched.status_code == 404
+    assert patched.status_code == 404, patched.text
     assert patched.json() == {"detail": f"Person {their_person['id']} not found"}
     # Their person, block or rotation cannot be put in my schedule either.
     mine = await api.schedule(MONDAY, MONDAY)
     smuggled = await api.assign(mine, their_person, blocks[0], their_rotation)
-    assert smuggled.status_code == 404
+    assert smuggled.status_code == 404, smuggled.text
     assert smuggled.json() == {"detail": f"Person {their_person['id']} not found"}
     assert (await client.get("/api/v1/people", headers=headers)).json()["count"] == 0
 
@@ -656,7 +656,7 @@ async def test_without_schedule_read_nothing_is_shown(
 ) -> None:
     headers = await login_as(member, scopes={"agent:read"})
     response = await client.get("/api/v1/people", headers=headers)
-    assert response.status_code == 403
+    assert response.status_code == 403, response.text
     assert response.json() == {"detail": "Missing required scope: schedule:read"}
 
 
@@ -666,7 +666,7 @@ async def test_generation_is_accepted_once_at_a_time(api: SchedulingApi) -> None
     schedule = await api.schedule(MONDAY, MONDAY)
     url = f"/api/v1/schedules/{schedule['id']}/generate"
     accepted = await api.client.post(url, json={"timeout_seconds": 5}, headers=api.headers)
-    assert accepted.status_code == 202
+    assert accepted.status_code == 202, accepted.text
     got = (await api.client.get(f"/api/v1/schedules/{schedule['id']}", headers=api.headers)).json()
     assert got["status"] == "generating"
     assert got["job_id"] == accepted.json()["job_id"]
@@ -676,12 +676,12 @@ async def test_generation_is_accepted_once_at_a_time(api: SchedulingApi) -> None
     assert job["payload"] == {"schedule_id": schedule["id"], "timeout_seconds": 5}
 
     again = await api.client.post(url, headers=api.headers)
-    assert again.status_code == 409
+    assert again.status_code == 409, again.text
     assert again.json() == {"detail": "Schedule is generating; it cannot be generated now"}
     # A manual change while it is being generated would be overwritten: refused.
     blocks = await api.blocks(MONDAY, MONDAY)
     busy = await api.assign(schedule, await api.person(), blocks[0], await api.rotation())
-    assert busy.status_code == 409
+    assert busy.status_code == 409, busy.text
     assert busy.json() == {"detail": "Schedule is being generated; wait until it is done"}
 
 
@@ -709,7 +709,7 @@ async def test_a_schedule_without_blocks_cannot_be_generated(api: SchedulingApi)
     response = await api.client.post(
         f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
     )
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert "no blocks" in response.json()["detail"][0]["msg"]
     got = (await api.client.get(f"/api/v1/schedules/{schedule['id']}", headers=api.headers)).json()
     assert got["status"] == "draft"
@@ -720,7 +720,7 @@ async def test_only_a_generated_schedule_is_published(api: SchedulingApi) -> Non
     response = await api.client.post(
         f"/api/v1/schedules/{schedule['id']}/publish", headers=api.headers
     )
-    assert response.status_code == 409
+    assert response.status_code == 409, response.text
     assert response.json() == {"detail": "Schedule is draft; only a generated one is published"}
 
 
@@ -730,7 +730,7 @@ async def test_dates_far_outside_any_schedule_are_422(api: SchedulingApi) -> Non
         json={"name": "Ancient", "start_date": "0001-01-01", "end_date": "0001-01-02"},
         headers=api.headers,
     )
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert "Dates must lie between 1900-01-01 and 2999-12-31" in response.json()["detail"][0]["msg"]
 
 
@@ -743,7 +743,7 @@ async def test_a_person_with_assignments_keeps_their_type(api: SchedulingApi) ->
     response = await api.client.patch(
         f"/api/v1/people/{resident['id']}", json={"type": "faculty"}, headers=api.headers
     )
-    assert response.status_code == 409
+    assert response.status_code == 409, response.text
     assert response.json() == {
         "detail": "This person has assignments; remove them before changing the type"
     }

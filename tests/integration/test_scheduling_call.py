@@ -76,10 +76,10 @@ async def test_a_call_is_stored_listed_checked_and_deleted(api: SchedulingApi) -
     assert mine.json()["count"] == 1
 
     deleted = await api.client.delete(f"{url}/{created['id']}", headers=api.headers)
-    assert deleted.status_code == 204
+    assert deleted.status_code == 204, deleted.text
     assert await _rules(api, schedule) == []
     again = await api.client.delete(f"{url}/{created['id']}", headers=api.headers)
-    assert again.status_code == 404
+    assert again.status_code == 404, again.text
     assert again.json() == {"detail": f"Call {created['id']} not found"}
 
 
@@ -157,12 +157,12 @@ async def test_a_published_schedules_calls_are_read_only(
     kept = await _call(api, schedule, ada, start="2027-03-02T19:00", end="2027-03-03T07:00")
     await publish(db_session, schedule["id"])
     added = await _call(api, schedule, ada, start="2027-03-05T19:00", end="2027-03-06T07:00")
-    assert added.status_code == 409
+    assert added.status_code == 409, added.text
     assert added.json() == {"detail": "Schedule is published; change it through a swap"}
     removed = await api.client.delete(
         f"/api/v1/schedules/{schedule['id']}/calls/{kept.json()['id']}", headers=api.headers
     )
-    assert removed.status_code == 409
+    assert removed.status_code == 409, removed.text
     assert removed.json() == {"detail": "Schedule is published; change it through a swap"}
 
 
@@ -258,7 +258,7 @@ async def test_moonlighting_tips_a_resident_over_80_hours(api: SchedulingApi) ->
     twice = await api.client.post(
         url, json={"week_start": "2027-03-22", "hours": 1, "kind": "internal"}, headers=api.headers
     )
-    assert twice.status_code == 409
+    assert twice.status_code == 409, twice.text
     assert "delete it first" in twice.json()["detail"]
     listed = (await api.client.get(url, headers=api.headers)).json()
     assert [(m["kind"], m["hours"]) for m in listed["items"]] == [
@@ -266,7 +266,7 @@ async def test_moonlighting_tips_a_resident_over_80_hours(api: SchedulingApi) ->
         ("internal", 5.0),
     ]
     deleted = await api.client.delete(f"{url}/{second.json()['id']}", headers=api.headers)
-    assert deleted.status_code == 204
+    assert deleted.status_code == 204, deleted.text
     assert await _rules(api, schedule) == ["80_hour_approaching"]
 
 
@@ -285,7 +285,7 @@ async def test_bad_moonlighting_is_422(
     response = await api.client.post(
         f"/api/v1/people/{person['id']}/moonlighting", json=body, headers=api.headers
     )
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert message in response.text
 
 
@@ -402,7 +402,7 @@ async def test_bad_call_settings_are_422(
 ) -> None:
     body = {"name": "S", "start_date": "2027-03-01", "end_date": "2027-03-28"} | fields
     response = await api.client.post("/api/v1/schedules", json=body, headers=api.headers)
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert message in response.text
 
 
@@ -415,7 +415,7 @@ async def test_a_call_during_an_absence_is_reported(api: SchedulingApi) -> None:
         json={"start_date": "2027-03-03", "end_date": "2027-03-05", "kind": "conference"},
         headers=api.headers,
     )
-    assert absent.status_code == 201
+    assert absent.status_code == 201, absent.text
     assert (absent.json()["person_id"], absent.json()["kind"]) == (ada["id"], "conference")
     # The night before the absence: the call runs into its first morning.
     response = await _call(api, schedule, ada, start="2027-03-02T19:00", end="2027-03-03T07:00")
@@ -435,5 +435,5 @@ async def test_a_person_on_call_in_a_published_schedule_cannot_be_deleted(
     await _call(api, schedule, ada, start="2027-03-02T19:00", end="2027-03-03T07:00")
     await publish(db_session, schedule["id"])
     refused = await api.client.delete(f"/api/v1/people/{ada['id']}", headers=api.headers)
-    assert refused.status_code == 409
+    assert refused.status_code == 409, refused.text
     assert "published schedule Spring" in refused.json()["detail"]

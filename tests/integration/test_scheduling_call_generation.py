@@ -58,7 +58,7 @@ async def test_generation_assigns_nightly_call_and_carries_counts_over_the_year(
               "end": "2027-03-02T07:00"},
         headers=api.headers,
     )  # fmt: skip
-    assert manual.status_code == 201
+    assert manual.status_code == 201, manual.text
     await _generate(api, first, wait_until)
     calls = await _calls(api, first)
     nights = Counter(c["start"][:10] for c in calls)

@@ -55,7 +55,7 @@ async def test_a_generated_schedule_keeps_every_rule(
         json={"timeout_seconds": 20},
         headers=api.headers,
     )
-    assert response.status_code == 202
+    assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
     assert set(response.json()) == {"job_id"}
 
@@ -116,7 +116,7 @@ async def test_an_infeasible_schedule_fails_with_the_reason(
     response = await api.client.post(
         f"/api/v1/schedules/{schedule['id']}/generate", json={}, headers=api.headers
     )
-    assert response.status_code == 202
+    assert response.status_code == 202, response.text
 
     failed = await _finished(api, schedule["id"], wait_until)
     assert failed["job_id"] == response.json()["job_id"]
@@ -142,7 +142,7 @@ async def test_regenerating_replaces_the_assignments(
     response = await api.client.post(
         f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers
     )
-    assert response.status_code == 202
+    assert response.status_code == 202, response.text
     generated = await _finished(api, schedule["id"], wait_until)
     assert generated["job_id"] == response.json()["job_id"]
     assert generated["status"] == "generated", generated["error"]
@@ -165,7 +165,7 @@ async def test_the_server_answers_while_the_solver_works(
     schedule = await api.schedule(MONDAY, SUNDAY)
     await api.client.post(f"/api/v1/schedules/{schedule['id']}/generate", headers=api.headers)
     health = await api.client.get("/api/v1/people", headers=api.headers)
-    assert health.status_code == 200
+    assert health.status_code == 200, health.text
     assert health.json()["count"] == 3
     generated = await _finished(api, schedule["id"], wait_until)
     assert generated["status"] == "generated", generated["error"]
@@ -185,10 +185,10 @@ async def test_a_published_schedule_counts_for_the_next_one(
     published = await api.client.post(
         f"/api/v1/schedules/{first['id']}/publish", headers=api.headers
     )
-    assert published.status_code == 200
+    assert published.status_code == 200, published.text
     assert published.json()["status"] == "published"
     again = await api.client.post(f"/api/v1/schedules/{first['id']}/generate", headers=api.headers)
-    assert again.status_code == 409
+    assert again.status_code == 409, again.text
     assert again.json() == {"detail": "Schedule is published; it cannot be generated now"}
 
     second = await api.schedule(MONDAY, MONDAY, name="Overlapping draft")

@@ -44,12 +44,12 @@ async def test_a_published_schedule_takes_no_manual_change(
     kept = await api.assigned(schedule, await api.person(), blocks[0], rotation)
     await publish(db_session, schedule["id"])
     added = await api.assign(schedule, await api.person(), blocks[0], rotation)
-    assert added.status_code == 409
+    assert added.status_code == 409, added.text
     assert added.json() == {"detail": "Schedule is published; change it through a swap"}
     removed = await api.client.delete(
         f"/api/v1/schedules/{schedule['id']}/assignments/{kept['id']}", headers=api.headers
     )
-    assert removed.status_code == 409
+    assert removed.status_code == 409, removed.text
     assert removed.json() == {"detail": "Schedule is published; change it through a swap"}
     listed = await api.client.get(
         f"/api/v1/schedules/{schedule['id']}/assignments", headers=api.headers
@@ -67,17 +67,17 @@ async def test_a_person_on_a_published_schedule_cannot_be_deleted(
     await api.assigned(published, person, blocks[0], rotation)
     await publish(db_session, published["id"])
     refused = await api.client.delete(f"/api/v1/people/{person['id']}", headers=api.headers)
-    assert refused.status_code == 409
+    assert refused.status_code == 409, refused.text
     assert refused.json() == {
         "detail": f"{person['name']} has assignments in the published schedule Spring; "
         "swap them out first"
     }
     got = await api.client.get(f"/api/v1/people/{person['id']}", headers=api.headers)
-    assert got.status_code == 200
+    assert got.status_code == 200, got.text
     assert got.json()["id"] == person["id"]
     draft_only = await api.person()
     await api.assigned(
         await api.schedule(MONDAY, MONDAY, name="Draft"), draft_only, blocks[0], rotation
     )
     deleted = await api.client.delete(f"/api/v1/people/{draft_only['id']}", headers=api.headers)
-    assert deleted.status_code == 204
+    assert deleted.status_code == 204, deleted.text

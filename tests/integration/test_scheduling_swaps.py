@@ -123,11 +123,11 @@ async def test_a_swap_that_breaks_a_rule_is_refused_with_the_violations(
         json={"start_date": MONDAY.isoformat(), "end_date": MONDAY.isoformat(), "kind": "leave"},
         headers=api.headers,
     )
-    assert absent.status_code == 201
+    assert absent.status_code == 201, absent.text
     # "leave" is accepted as the kind "other"
     assert (absent.json()["person_id"], absent.json()["kind"]) == (setup["bob"]["id"], "other")
     response = await _request(api, setup)
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     body = response.json()
     assert [(v["rule"], v["person_id"], v["block_id"]) for v in body["violations"]] == [
         ("absence", setup["bob"]["id"], setup["blocks"][0]["id"])
@@ -146,7 +146,7 @@ async def test_a_swap_into_a_double_booking_is_refused(
     other = await api.rotation(name="Procedures", kind="procedures")
     await api.assigned(setup["schedule"], setup["bob"], setup["blocks"][0], other)
     response = await _request(api, setup)
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert {v["rule"] for v in response.json()["violations"]} == {"double_booking"}
 
 
@@ -161,7 +161,7 @@ async def test_a_swap_invalidated_before_approval_is_409(
         headers=api.headers,
     )
     response = await _resume(api, swap["thread_id"], "approve")
-    assert response.status_code == 409
+    assert response.status_code == 409, response.text
     assert response.json()["detail"].startswith(NO_LONGER_HOLDS)
     assert "absen" in response.json()["detail"].lower()
     assert await _holder(api, setup) == setup["ada"]["id"]
@@ -169,7 +169,7 @@ async def test_a_swap_invalidated_before_approval_is_409(
     thread = (await api.client.get(f"/api/hitl/{swap['thread_id']}", headers=api.headers)).json()
     assert thread["status"] == "failed"
     again = await _resume(api, swap["thread_id"], "approve")
-    assert again.status_code == 409
+    assert again.status_code == 409, again.text
     assert again.json() == {
         "detail": f"Thread {swap['thread_id']} is failed, not pending_review: "
         "it takes no decision now"
@@ -184,7 +184,7 @@ async def test_a_swap_whose_assignment_changed_hands_is_409(
     to_carol = (await _request(api, setup | {"bob": carol})).json()
     assert (await _resume(api, to_carol["thread_id"], "approve")).status_code == 200
     late = await _resume(api, to_bob["thread_id"], "approve")
-    assert late.status_code == 409
+    assert late.status_code == 409, late.text
     assert "given to someone else" in late.json()["detail"]
     assert await _holder(api, setup) == carol["id"]
     assert (await _swap(api, to_bob["id"]))["status"] == "invalidated"
@@ -193,7 +193,7 @@ async def test_a_swap_whose_assignment_changed_hands_is_409(
 async def test_a_rejected_swap_changes_nothing(api: SchedulingApi, setup: dict[str, Any]) -> None:
     swap = (await _request(api, setup)).json()
     response = await _resume(api, swap["thread_id"], "reject", feedback="Not this week")
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.json()["status"] == "rejected"
     assert (await _swap(api, swap["id"]))["status"] == "rejected"
     assert await _holder(api, setup) == setup["ada"]["id"]
@@ -202,7 +202,7 @@ async def test_a_rejected_swap_changes_nothing(api: SchedulingApi, setup: dict[s
 async def test_a_swap_cannot_be_edited(api: SchedulingApi, setup: dict[str, Any]) -> None:
     swap = (await _request(api, setup)).json()
     response = await _resume(api, swap["thread_id"], "edit", feedback="Make it Carol")
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["msg"] == "edit is not allowed for swap threads"
     thread = (await api.client.get(f"/api/hitl/{swap['thread_id']}", headers=api.headers)).json()
     assert thread["status"] == "pending_review"
@@ -221,7 +221,7 @@ async def test_impossible_swaps_are_422(
 ) -> None:
     setup["faculty"] = await api.person("faculty")
     response = await _request(api, setup, to=to)
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert message in response.json()["detail"][0]["msg"]
 
 
@@ -239,7 +239,7 @@ async def test_another_tenants_assignment_cannot_be_swapped(
         },
         headers=stranger.headers,
     )
-    assert response.status_code == 404
+    assert response.status_code == 404, response.text
     assert response.json() == {"detail": f"Assignment {setup['assignment']['id']} not found"}
 
 
@@ -251,9 +251,9 @@ async def test_a_swap_whose_assignment_was_deleted_is_409(
         f"/api/v1/schedules/{setup['schedule']['id']}/assignments/{setup['assignment']['id']}",
         headers=api.headers,
     )
-    assert deleted.status_code == 204
+    assert deleted.status_code == 204, deleted.text
     response = await _resume(api, swap["thread_id"], "approve")
-    assert response.status_code == 409
+    assert response.status_code == 409, response.text
     assert response.json() == {"detail": NO_LONGER_HOLDS + "the assignment was deleted"}
     after = await _swap(api, swap["id"])
     assert (after["status"], after["assignment_id"]) == ("invalidated", None)
@@ -264,9 +264,9 @@ async def test_a_swap_whose_person_was_deleted_leaves_the_queue(
 ) -> None:
     swap = (await _request(api, setup)).json()
     deleted = await api.client.delete(f"/api/v1/people/{setup['bob']['id']}", headers=api.headers)
-    assert deleted.status_code == 204
+    assert deleted.status_code == 204, deleted.text
     response = await _resume(api, swap["thread_id"], "approve")
-    assert response.status_code == 409
+    assert response.status_code == 409, response.text
     assert response.json() == {"detail": NO_LONGER_HOLDS + "a person in it was deleted"}
     thread = (await api.client.get(f"/api/hitl/{swap['thread_id']}", headers=api.headers)).json()
     assert thread["status"] == "failed"
@@ -318,14 +318,14 @@ async def test_a_holder_asks_the_counterpart_accepts_the_coordinator_approves(
     )
 
     early = await _resume(api, swap["thread_id"], "approve")
-    assert early.status_code == 409
+    assert early.status_code == 409, early.text
     assert early.json() == {"detail": "The counterpart has not accepted this swap yet"}
     thread = (await api.client.get(f"/api/hitl/{swap['thread_id']}", headers=api.headers)).json()
     assert thread["status"] == "pending_review"
     assert await _holder(api, setup) == setup["ada"]["id"]
 
     not_theirs = await ada.client.post(f"/api/v1/swaps/{swap['id']}/accept", headers=ada.headers)
-    assert not_theirs.status_code == 403
+    assert not_theirs.status_code == 403, not_theirs.text
     assert not_theirs.json() == {
         "detail": "Only the counterpart (or a coordinator for them) can accept this swap"
     }
@@ -333,7 +333,7 @@ async def test_a_holder_asks_the_counterpart_accepts_the_coordinator_approves(
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["accepted_at"] is not None
     again = await bob.client.post(f"/api/v1/swaps/{swap['id']}/accept", headers=bob.headers)
-    assert again.status_code == 409
+    assert again.status_code == 409, again.text
     assert again.json() == {"detail": "This swap was already accepted"}
 
     approved = await _resume(api, swap["thread_id"], "approve")
@@ -350,7 +350,7 @@ async def test_someone_else_cannot_ask_for_a_holders_swap(
 ) -> None:
     bob = await _person_user(client, login_as, admin, setup["bob"])
     response = await _request(bob, setup)
-    assert response.status_code == 403
+    assert response.status_code == 403, response.text
     assert "holder" in response.json()["detail"]
 
 
@@ -401,7 +401,7 @@ async def test_an_exchange_whose_counter_assignment_moved_changes_nothing(
     url = f"/api/v1/schedules/{schedule['id']}/assignments"
     await api.client.delete(f"{url}/{theirs['id']}", headers=api.headers)
     response = await _resume(api, swap["thread_id"], "approve")
-    assert response.status_code == 409
+    assert response.status_code == 409, response.text
     assert response.json() == {
         "detail": NO_LONGER_HOLDS + "the assignment given in return was deleted"
     }
@@ -426,7 +426,7 @@ async def test_swap_kinds_are_checked(
     api: SchedulingApi, setup: dict[str, Any], body: dict[str, str], message: str
 ) -> None:
     response = await _request(api, setup, **body)
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert message in response.json()["detail"][0]["msg"]
 
 
@@ -450,14 +450,14 @@ async def test_either_person_can_withdraw_a_pending_swap(
     pending = (await api.client.get("/api/hitl/pending", headers=api.headers)).json()
     assert swap["thread_id"] not in {i["thread_id"] for i in pending["items"]}
     late = await _resume(api, swap["thread_id"], "approve")
-    assert late.status_code == 409
+    assert late.status_code == 409, late.text
     assert late.json() == {
         "detail": f"Thread {swap['thread_id']} is failed, not pending_review: "
         "it takes no decision now"
     }
     assert await _holder(api, setup) == setup["ada"]["id"]
     twice = await person.client.post(f"/api/v1/swaps/{swap['id']}/withdraw", headers=person.headers)
-    assert twice.status_code == 409
+    assert twice.status_code == 409, twice.text
     assert twice.json() == {"detail": "This swap is withdrawn, no longer pending"}
     assert ("Swap withdrawn" in {s for _, s in await _mails(db_session)}) is True
 
@@ -493,7 +493,7 @@ async def test_a_swap_in_the_past_is_refused(api: SchedulingApi) -> None:
         json={"assignment_id": done["id"], "to_person_id": bob["id"], "reason": "Late"},
         headers=api.headers,
     )
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["msg"] == (
         "The duty on 2020-01-06 AM is in the past: swaps are for duty still to come"
     )
@@ -512,7 +512,7 @@ async def test_a_swap_invalidated_between_acceptance_and_approval_is_409(
     bob = await _person_user(client, login_as, admin, setup["bob"])
     swap = (await _request(api, setup, needs_acceptance=True)).json()
     accepted = await bob.client.post(f"/api/v1/swaps/{swap['id']}/accept", headers=bob.headers)
-    assert accepted.status_code == 200
+    assert accepted.status_code == 200, accepted.text
     assert accepted.json()["status"] == "pending"
     assert accepted.json()["accepted_at"] is not None
     absent = await api.client.post(
@@ -520,10 +520,10 @@ async def test_a_swap_invalidated_between_acceptance_and_approval_is_409(
         json={"start_date": MONDAY.isoformat(), "end_date": MONDAY.isoformat(), "kind": "sick"},
         headers=api.headers,
     )
-    assert absent.status_code == 201
+    assert absent.status_code == 201, absent.text
     assert (absent.json()["person_id"], absent.json()["kind"]) == (setup["bob"]["id"], "sick")
     approved = await _resume(api, swap["thread_id"], "approve")
-    assert approved.status_code == 409
+    assert approved.status_code == 409, approved.text
     assert approved.json()["detail"].startswith(NO_LONGER_HOLDS + "Bob is absent from")
     assert (await _swap(api, swap["id"]))["status"] == "invalidated"
     assert await _holder(api, setup) == setup["ada"]["id"]

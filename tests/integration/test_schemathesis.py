@@ -253,7 +253,7 @@ def test_handler_raised_422s_have_the_validation_error_shape(
     identity_app: FastAPI, admin_headers: dict[str, str], path: str, body: dict[str, Any]
 ) -> None:
     response = validated(identity_app, "POST", path, headers=admin_headers, body=body)
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
 
 
 @pytest.mark.parametrize(

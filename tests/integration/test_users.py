@@ -30,7 +30,7 @@ async def test_admin_creates_a_user_in_their_organization(
     response = await client.post(
         "/api/v1/users", json=NEW_USER | {"role": "reviewer"}, headers=await login_as(admin)
     )
-    assert response.status_code == 201
+    assert response.status_code == 201, response.text
     body = response.json()
     assert (body["email"], body["role"], body["organization_id"]) == (
         "bob@example.com",
@@ -52,7 +52,7 @@ async def test_created_user_can_log_in_with_the_role_scopes(
     tokens = await client.post(
         "/api/v1/auth/login", json={"email": "bob@example.com", "password": NEW_USER["password"]}
     )
-    assert tokens.status_code == 200
+    assert tokens.status_code == 200, tokens.text
     assert "users:admin" not in tokens.json()["scope"]
     assert "agent:run" in tokens.json()["scope"]
 
@@ -95,7 +95,7 @@ async def test_only_admins_administer_users(
         await client.get("/api/v1/users", headers=headers),
         await client.delete(f"/api/v1/users/{user.id}", headers=headers),
     ):
-        assert response.status_code == 403
+        assert response.status_code == 403, response.text
         assert response.json() == {"detail": "Missing required scope: users:admin"}
 
 
@@ -120,7 +120,7 @@ async def test_list_get_and_update_within_the_organization(
         json={"full_name": "New Name", "role": "coordinator"},
         headers=headers,
     )
-    assert patched.status_code == 200
+    assert patched.status_code == 200, patched.text
     assert (patched.json()["full_name"], patched.json()["role"]) == ("New Name", "coordinator")
 
 
@@ -147,9 +147,9 @@ async def test_deactivating_a_user_locks_them_out(
     assert (await client.get("/api/v1/users/me", headers=colleague_headers)).status_code == 200
 
     response = await client.delete(f"/api/v1/users/{colleague.id}", headers=await login_as(admin))
-    assert response.status_code == 204
+    assert response.status_code == 204, response.text
     me = await client.get("/api/v1/users/me", headers=colleague_headers)
-    assert me.status_code == 401
+    assert me.status_code == 401, me.text
     assert me.json() == {"detail": "User is inactive or no longer exists"}
     fetched = await client.get(f"/api/v1/users/{colleague.id}", headers=await login_as(admin))
     assert fetched.json()["is_active"] is False
@@ -168,7 +168,7 @@ async def test_the_last_admin_cannot_be_removed(
     response = await client.patch(
         f"/api/v1/users/{admin.id}", json=change, headers=await login_as(admin)
     )
-    assert response.status_code == 409
+    assert response.status_code == 409, response.text
     assert "at least one active admin" in response.json()["detail"]
 
 
@@ -178,7 +178,7 @@ async def test_update_rejects_unknown_fields(
     response = await client.patch(
         f"/api/v1/users/{admin.id}", json={"email": "x@example.com"}, headers=await login_as(admin)
     )
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == ["body", "email"]
 
 
@@ -191,7 +191,7 @@ async def test_update_refuses_null_for_a_field_a_user_cannot_be_without(
     response = await client.patch(
         f"/api/v1/users/{admin.id}", json={field: None}, headers=await login_as(admin)
     )
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert response.json()["detail"] == [
         {"loc": ["body", field], "msg": f"{field} cannot be null", "type": "value_error"}
     ]
@@ -206,7 +206,7 @@ async def test_another_organizations_user_is_404(
     response = await client.request(
         method.upper(), f"/api/v1/users/{stranger.id}", headers=await login_as(admin), **kwargs
     )
-    assert response.status_code == 404
+    assert response.status_code == 404, response.text
     assert response.json() == {"detail": f"User {stranger.id} not found"}
 
 
@@ -215,14 +215,14 @@ async def test_unknown_user_is_404(
 ) -> None:
     missing = uuid.uuid4()
     response = await client.get(f"/api/v1/users/{missing}", headers=await login_as(admin))
-    assert response.status_code == 404
+    assert response.status_code == 404, response.text
     assert response.json() == {"detail": f"User {missing} not found"}
 
 
 async def test_current_organization(client: httpx.AsyncClient, login_as: LoginAs) -> None:
     member = await make_user()
     response = await client.get("/api/v1/organizations/current", headers=await login_as(member))
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.json()["id"] == str(member.organization_id)
     assert set(response.json()) == {"id", "name", "created_at"}
 
@@ -239,13 +239,13 @@ async def test_an_address_of_another_organization_is_not_revealed(
     assert created.status_code == 201, created.text
     assert created.json()["organization_id"] == str(admin.organization_id)
     again = await client.post("/api/v1/users", json=body, headers=headers)
-    assert again.status_code == 409
+    assert again.status_code == 409, again.text
     assert again.json() == {"detail": "Email already registered"}
     mine = await client.post(
         "/api/v1/auth/login",
         json={"email": "shared@example.com", "password": "a different password"},
     )
-    assert mine.status_code == 200
+    assert mine.status_code == 200, mine.text
     me = await client.get(
         "/api/v1/users/me", headers={"Authorization": f"Bearer {mine.json()['access_token']}"}
     )
@@ -253,7 +253,7 @@ async def test_an_address_of_another_organization_is_not_revealed(
     theirs = await client.post(
         "/api/v1/auth/login", json={"email": "shared@example.com", "password": TEST_PASSWORD}
     )
-    assert theirs.status_code == 200
+    assert theirs.status_code == 200, theirs.text
     me = await client.get(
         "/api/v1/users/me", headers={"Authorization": f"Bearer {theirs.json()['access_token']}"}
     )
@@ -267,14 +267,14 @@ async def test_one_address_and_password_in_two_organizations_needs_the_organizat
     second = await make_user(email="twice@example.com")
     credentials = {"email": "twice@example.com", "password": TEST_PASSWORD}
     ambiguous = await client.post("/api/v1/auth/login", json=credentials)
-    assert ambiguous.status_code == 409
+    assert ambiguous.status_code == 409, ambiguous.text
     assert ambiguous.json() == {"detail": AMBIGUOUS_LOGIN}
     for user in (first, second):
         chosen = await client.post(
             "/api/v1/auth/login",
             json=credentials | {"organization_id": str(user.organization_id)},
         )
-        assert chosen.status_code == 200
+        assert chosen.status_code == 200, chosen.text
         me = await client.get(
             "/api/v1/users/me",
             headers={"Authorization": f"Bearer {chosen.json()['access_token']}"},

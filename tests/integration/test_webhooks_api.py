@@ -71,7 +71,7 @@ async def test_invalid_bodies_are_422(
     response = await client.post(
         "/api/v1/webhooks", json=body, headers=await admin_headers(login_as)
     )
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"][:2] == ["body", field]
 
 
@@ -81,7 +81,7 @@ async def test_only_admins_manage_webhooks(
 ) -> None:
     headers = await login_as(await make_user(role))
     response = await client.post("/api/v1/webhooks", json=BODY, headers=headers)
-    assert response.status_code == 403
+    assert response.status_code == 403, response.text
     assert "webhooks:admin" in response.json()["detail"]
 
 

@@ -294,6 +294,6 @@ async def test_the_receiver_outlives_a_client_that_leaves_without_a_request() ->
         await writer.wait_closed()
         async with httpx.AsyncClient() as client:
             answered = await client.post(receiver.url, content=b"{}")
-        assert answered.status_code == 200
+        assert answered.status_code == 200, answered.text
         assert answered.json() == {"ok": True}
         assert [r.path for r in receiver.received] == ["/hooks/tandem"]

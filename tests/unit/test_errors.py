@@ -61,7 +61,7 @@ async def test_domain_error_becomes_its_status_and_detail(error: TandemError, st
 async def test_invalid_uses_the_validation_error_shape() -> None:
     error = Invalid("Edit needs feedback", loc=("body", "feedback"))
     response = await get(app_raising(error))
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert response.json() == {
         "detail": [
             {"loc": ["body", "feedback"], "msg": "Edit needs feedback", "type": "value_error"}
@@ -72,7 +72,7 @@ async def test_invalid_uses_the_validation_error_shape() -> None:
 async def test_error_headers_are_sent() -> None:
     error = Unauthorized("Not authenticated", headers={"WWW-Authenticate": "Bearer"})
     response = await get(app_raising(error))
-    assert response.status_code == 401
+    assert response.status_code == 401, response.text
     assert response.headers["www-authenticate"] == "Bearer"
 
 
@@ -87,7 +87,7 @@ async def test_unhandled_error_is_a_500_that_leaks_nothing(
     secret = "password=hunter2 at /srv/internal/path.py"
     with caplog.at_level(logging.ERROR, logger="tandem.http"):
         response = await get(app_raising(RuntimeError(secret)), headers={"X-Request-ID": "req-42"})
-    assert response.status_code == 500
+    assert response.status_code == 500, response.text
     assert response.json() == {"detail": "Internal server error", "request_id": "req-42"}
     assert secret not in response.text
     assert response.headers["x-request-id"] == "req-42"

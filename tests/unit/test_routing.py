@@ -73,7 +73,7 @@ async def test_inside_its_paths_a_router_routes_as_fastapi_does() -> None:
         {"detail": "Method Not Allowed"},
     )
     bad_parameter = await get(app, "/api/second/items/seven")
-    assert bad_parameter.status_code == 422
+    assert bad_parameter.status_code == 422, bad_parameter.text
     assert bad_parameter.json()["detail"][0]["loc"] == ["path", "item_id"]
     nowhere = await get(app, "/api/third/items/3")
     assert (nowhere.status_code, nowhere.json()) == (404, {"detail": "Not Found"})

@@ -142,8 +142,7 @@ async def test_backoff_grows_and_gives_up_after_the_last_attempt() -> None:
     wrapped, sent = scripted(httpx.Response(502, json={"error": "bad gateway"}))
     sleeps = Sleeps()
     response = await send(RetryingTransport(wrapped, policy=POLICY, sleep=sleeps))
-    assert response.status_code == 502
-    assert response.json() == {"error": "bad gateway"}
+    assert (response.status_code, response.json()) == (502, {"error": "bad gateway"})
     assert len(sent) == 3
     # Jitter 0.5 spreads each delay over [half, all] of 1 s, then 2 s.
     assert 0.5 <= sleeps[0] <= 1.0
@@ -151,10 +150,12 @@ async def test_backoff_grows_and_gives_up_after_the_last_attempt() -> None:
 
 
 async def test_retry_after_is_honoured() -> None:
-    wrapped, sent = scripted(httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(200))
+    wrapped, sent = scripted(
+        httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(200, json={"n": 2})
+    )
     sleeps = Sleeps()
     response = await send(RetryingTransport(wrapped, policy=POLICY, sleep=sleeps))
-    assert response.status_code == 200
+    assert (response.status_code, response.json()) == (200, {"n": 2})  # the second answer
     assert sleeps == [7.0]
     assert sent[0].content == sent[1].content == b'{"model":"m"}'
 
@@ -165,14 +166,14 @@ async def test_a_retry_after_beyond_the_cap_is_not_waited_for() -> None:
     )
     sleeps = Sleeps()
     response = await send(RetryingTransport(wrapped, policy=POLICY, sleep=sleeps))
-    assert response.status_code == 429
+    assert (response.status_code, response.headers["Retry-After"]) == (429, "3600")
     assert len(sent) == 1
     assert sleeps == []
 
 
 async def test_no_retries_configured_means_one_attempt() -> None:
-    wrapped, sent = scripted(httpx.Response(500), httpx.Response(200))
+    wrapped, sent = scripted(httpx.Response(500, json={"n": 1}), httpx.Response(200))
     policy = RetryPolicy(max_attempts=1, base_seconds=1.0)
     response = await send(RetryingTransport(wrapped, policy=policy, sleep=Sleeps()))
-    assert response.status_code == 500
+    assert (response.status_code, response.json()) == (500, {"n": 1})
     assert len(sent) == 1

@@ -32,9 +32,8 @@ def test_an_unknown_agent_is_a_key_error_and_a_404() -> None:
     error = caught.value
     assert isinstance(error, KeyError)
     assert isinstance(error, NotFound)
-    assert error.status_code == 404
     assert str(error) == "Agent 'translator' not found"
-    assert error.body() == {"detail": "Agent 'translator' not found"}
+    assert (error.status_code, error.body()) == (404, {"detail": "Agent 'translator' not found"})
 
 
 async def test_run_agent_refuses_an_unknown_agent() -> None:
